@@ -1,0 +1,32 @@
+"""Differential pairs: a weight is carried by two PCM devices, w = scale·(G⁺ − G⁻)/(g_max − g_min)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from .device import PCMDevice
+
+
+def weights_from_conductances(
+    g_plus: Float[Array, "..."],
+    g_minus: Float[Array, "..."],
+    device: PCMDevice,
+    scale: float | Array = 1.0,
+) -> Float[Array, "..."]:
+    """Weights (dimensionless, in [−scale, scale]) from conductance pairs (µS)."""
+    return scale * (g_plus - g_minus) / (device.g_max - device.g_min)
+
+
+def conductances_from_weights(
+    w: Float[Array, "..."], device: PCMDevice, scale: float | Array = 1.0
+) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
+    """Target pairs (G⁺, G⁻) in µS for weights w: one device at g_min, the other carries |w|.
+
+    Weights beyond ±scale are clipped to what the pair can represent.
+    """
+    span = device.g_max - device.g_min
+    w_norm = jnp.clip(w / scale, -1.0, 1.0)
+    g_plus = device.g_min + jnp.maximum(w_norm, 0.0) * span
+    g_minus = device.g_min + jnp.maximum(-w_norm, 0.0) * span
+    return g_plus, g_minus

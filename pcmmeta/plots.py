@@ -1,0 +1,79 @@
+"""Figures. Matplotlib with the Agg backend: files only, no screen needed."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .runs import atomic_write_bytes  # noqa: E402
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Save as PNG atomically and close the figure."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def _binned(x: np.ndarray, y: np.ndarray, bins: np.ndarray):
+    idx = np.digitize(x, bins) - 1
+    centres, means, stds = [], [], []
+    for i in range(len(bins) - 1):
+        sel = idx == i
+        if sel.sum() >= 20:
+            centres.append(x[sel].mean())
+            means.append(y[sel].mean())
+            stds.append(y[sel].std())
+    return np.array(centres), np.array(means), np.array(stds)
+
+
+def plot_device_fit(data, result, path: str | Path) -> None:
+    """Data and fitted model: increment mean/std vs G, drift in log-log, read noise vs G."""
+    from . import fit as F
+
+    dev = result.device
+    groups = F.fit_groups(data, dev.drift_t0, dev.read_std_slope, dev.read_std_intercept, dev.drift_nu_mean)
+    inc = F.increment_pairs(data, groups, dev, (dev.reset_mean, dev.reset_std))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+
+    ax = axes[0]
+    bins = np.linspace(dev.g_min, dev.g_max, 25)
+    g_line = np.linspace(dev.g_min, dev.g_max, 100)
+    late = inc.pulse >= 8
+    for sel, label, n in ((inc.pulse == 1, "pulse 1", 1), (late, "pulses ≥ 8", 8)):
+        c, m, s = _binned(inc.g_before[sel], (inc.g_after - inc.g_before)[sel], bins)
+        line = ax.errorbar(c, m, yerr=None, fmt="o", ms=4, label=f"data, {label}: mean")
+        ax.plot(c, s, "s", ms=4, mfc="none", color=line[0].get_color(), label=f"data, {label}: std")
+        ax.plot(g_line, np.asarray(dev.set_increment_mean(g_line, n)), "-", color=line[0].get_color())
+        ax.plot(g_line, np.asarray(dev.set_increment_std(g_line, n)), "--", color=line[0].get_color())
+    ax.set(xlabel="conductance before the pulse (µS)", ylabel="SET increment (µS)", title="programming: mean (—) and std (- -) of the model")
+    ax.legend(fontsize=7)
+
+    ax = axes[1]
+    t_grid = np.unique(data.t_s[data.t_s > 0])
+    keep = groups.g_prog >= F.MIN_G_FOR_NOISE_FIT
+    rows = keep[data.group]
+    ratio = data.g_uS[rows] / groups.g_prog[data.group[rows]]
+    med = [np.median(ratio[data.t_s[rows] == t]) for t in t_grid]
+    ax.loglog(t_grid, med, "o", label="data: median G(t)/Ĝ_p")
+    t_line = np.geomspace(t_grid.min(), t_grid.max(), 100)
+    ax.loglog(t_line, (np.maximum(t_line, dev.drift_t0) / dev.drift_t0) ** -dev.drift_nu_mean, "-", label=f"model: ν = {dev.drift_nu_mean:.3f}, t0 = {dev.drift_t0:.1f} s")
+    ax.set(xlabel="time since programming (s)", ylabel="relative conductance", title="drift")
+    ax.legend(fontsize=8)
+
+    ax = axes[2]
+    resid = (data.g_uS - groups.fitted) * np.sqrt(groups.dof_factor)
+    c, m, s = _binned(groups.fitted[rows], resid[rows], np.linspace(F.MIN_G_FOR_NOISE_FIT, dev.g_max, 20))
+    ax.plot(c, s, "o", label="data: residual std")
+    ax.plot(g_line, np.asarray(dev.read_std(g_line)), "-", label="model")
+    ax.set(xlabel="conductance (µS)", ylabel="read noise std (µS)", title="read noise")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"device fit: {len(data.device_names)} devices, {data.g_uS.size} reads")
+    save_figure(fig, path)
