@@ -202,9 +202,12 @@ def increment_pairs(
     # Regression calibration: Ĝ_before carries estimation noise that also enters the increment
     # with the opposite sign, which would tilt the fitted slope. Replace it by its expectation
     # given the population at the same pulse index (shrinkage λ = 1 − noise var / total var).
+    # Devices sitting at g_min (a clipped pulse) are a point mass, not part of the Gaussian
+    # population the calibration assumes: they keep their own estimate.
     pulse_before = data.group_pulse[before]
+    interior = g_before > drift.g_min + 3 * np.sqrt(var_before)
     for k in np.unique(pulse_before):
-        at = pulse_before == k
+        at = (pulse_before == k) & interior
         if k == 0 and reset is not None or at.sum() < 10:
             continue
         spread = g_before[at].var()
