@@ -77,3 +77,34 @@ def plot_device_fit(data, result, path: str | Path) -> None:
     ax.legend(fontsize=8)
     fig.suptitle(f"device fit: {len(data.device_names)} devices, {data.g_uS.size} reads")
     save_figure(fig, path)
+
+
+def plot_training_curve(metrics_path: Path, path: Path) -> None:
+    import json
+
+    rows = [json.loads(l) for l in Path(metrics_path).read_text().splitlines() if l.strip()]
+    if not rows:
+        return
+    it = [r["iteration"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(it, [r["loss_before"] for r in rows], label="query MSE before the pulse")
+    ax.plot(it, [r["loss_after"] for r in rows], label="query MSE after (the MAML loss)")
+    ax.set(xlabel="meta-iteration", ylabel="MSE (training batch)", yscale="log", title="meta-training")
+    ax.legend()
+    save_figure(fig, path)
+
+
+def plot_task_predictions(rows: list[dict], path: Path, title: str) -> None:
+    n = len(rows)
+    cols = min(n, 4)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(3.6 * cols, 3.0 * ((n + cols - 1) // cols)), squeeze=False)
+    for ax, r in zip(axes.flat, rows):
+        ax.plot(r["x"], r["target"], "k-", label="target")
+        ax.plot(r["x"], r["before"], "--", label="before")
+        ax.plot(r["x"], r["after"], "-", label="after")
+        ax.plot(r["x_support"], r["y_support"], "k.", ms=5, label="support")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title)
+    save_figure(fig, path)

@@ -23,3 +23,51 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------- run directories
+import datetime as _dt
+import json as _json
+
+from .errors import UserInputError
+
+LATEST = "LATEST"
+
+
+def new_run_dir(runs_root: Path, name: str) -> Path:
+    """runs/<name>-<YYYYmmdd-HHMMSS>/ (a suffix if that exists already)."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(runs_root) / f"{name}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def set_latest(run_dir: Path) -> None:
+    atomic_write_text(run_dir.parent / LATEST, run_dir.name + "\n")
+
+
+def resolve_run(run: Path | None, runs_root: Path = Path("runs")) -> Path:
+    """The run directory `run`, or the latest under `runs_root`; a clear error if none."""
+    if run is not None:
+        if not (Path(run) / "recipe.yaml").is_file():
+            raise UserInputError(f"{run}: not a run directory (no recipe.yaml); run `pcmmeta meta-train RECIPE` first")
+        return Path(run)
+    pointer = Path(runs_root) / LATEST
+    if not pointer.is_file():
+        raise UserInputError(f"no run found under {runs_root}/; run `pcmmeta meta-train recipes/sine-quick.yaml` first")
+    path = Path(runs_root) / pointer.read_text().strip()
+    if not (path / "recipe.yaml").is_file():
+        raise UserInputError(f"{pointer} points to {path}, which is not a run directory; run `pcmmeta meta-train RECIPE` first")
+    return path
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(_json.dumps(record) + "\n")
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(Path(path), _json.dumps(obj, indent=2) + "\n")
