@@ -143,6 +143,79 @@ def simulate_measurements_cmd(
     console.print(f"wrote {data.g_uS.size} simulated reads of {devices} devices ({model.name}) to {out}")
 
 
+def _evaluation_table(title: str, ev: dict) -> Table:
+    table = Table(title=title)
+    for column in ("query MSE", "all time steps", "last time step"):
+        table.add_column(column, justify="right" if column != "query MSE" else "left")
+    table.add_row("before the pulse", f"{ev['mse_before']:.3f} ± {ev['sem_before']:.3f}", f"{ev['mse_before_last']:.3f}")
+    table.add_row("after the pulse", f"{ev['mse_after']:.3f} ± {ev['sem_after']:.3f}", f"{ev['mse_after_last']:.3f}")
+    table.add_row("zero predictor", f"{ev['mse_zero']:.3f}", f"{ev['mse_zero_last']:.3f}")
+    return table
+
+
+@app.command("meta-train")
+def meta_train_cmd(
+    recipe: Annotated[Optional[Path], typer.Argument(help="Recipe YAML (docs/recipes.md). Not needed with --resume.", show_default=False)] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Folder of run directories.")] = Path("runs"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a run from its last checkpoint (the latest run unless --run).")] = False,
+    run: Annotated[Optional[Path], typer.Option(help="Run directory to resume.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final evaluation as JSON.")] = False,
+) -> None:
+    """Meta-train a spiking network on PCM synapses with MAML (blind-pulse inner loop)."""
+    import yaml
+
+    from .recipe import load_recipe, validate
+    from .runs import resolve_run
+    from .train import NaNLossError, start_run, train
+
+    try:
+        if resume:
+            run_dir = resolve_run(run, runs_dir)
+            recipe_dict = validate(yaml.safe_load((run_dir / "recipe.yaml").read_text()), str(run_dir / "recipe.yaml"))
+        else:
+            if recipe is None:
+                fail("give a recipe (e.g. recipes/sine-quick.yaml), or --resume")
+            recipe_dict = load_recipe(recipe)
+            from .device import load_device
+
+            load_device(recipe_dict["device"])
+    except UserInputError as err:
+        fail(str(err))
+    if not resume:
+        run_dir = start_run(recipe_dict, runs_dir)
+    total = recipe_dict["train"]["iterations"]
+    err_console.print(f"run directory: {run_dir}", highlight=False)
+    bar = progress_bar(transient=False)
+    with bar:
+        task = bar.add_task("meta-train", total=total, info="compiling…")
+        t_last = [None, 0]
+
+        def on_iteration(it, loss, record):
+            import time
+
+            now = time.perf_counter()
+            if t_last[0] is None:
+                t_last[0], t_last[1] = now, it
+            rate = (it - t_last[1]) / (now - t_last[0]) if now > t_last[0] else 0.0
+            bar.update(task, completed=it, info=f"loss {loss:.3f} (before pulse {record['loss_before']:.3f})  {rate:.2f} it/s")
+
+        try:
+            outcome = train(recipe_dict, run_dir, resume=resume, on_iteration=on_iteration)
+        except NaNLossError as err:
+            bar.stop()
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+    if outcome.interrupted:
+        err_console.print(f"interrupted at iteration {int(outcome.state.iteration)}; checkpoint saved. Continue with: pcmmeta meta-train --resume --run {run_dir}", highlight=False)
+        raise typer.Exit(130)
+    ev = outcome.evaluation.to_json()
+    if as_json:
+        print(json.dumps({"run_dir": str(run_dir), **ev}, indent=2))
+        return
+    console.print(_evaluation_table(f"held-out evaluation: {ev['n_tasks']} tasks, {ev['pulses_per_task']:.1f} pulses per task", ev))
+    console.print(f"run directory: {run_dir} (training-curve.png, evaluation.png, evaluation.json)", highlight=False)
+
+
 def main() -> None:
     try:
         app()

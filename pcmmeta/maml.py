@@ -4,8 +4,8 @@ Per task (all noise drawn per task, keys split explicitly):
 1. offline programming at t = 0: meta-conductances + N(0, σ_prog²), clipped to [g_min, g_max];
    the noise and the clip pass gradients straight through;
 2. at `t_read`: read every layer (drift since programming + read noise);
-3. inner step (output layer only): the support loss is quadratic in the output weights, so its
-   gradient is closed-form, 2(A_s W − b_s); a device gets one SET pulse where the gradient
+3. inner step (output layer only): the readout is linear in the output weights, so the support
+   loss gradient is closed-form, 2·mean((W·z − y) z); a device gets one SET pulse where the gradient
    passes `pulse_threshold` — G⁺ where the weight should grow, G⁻ where it should shrink —
    with the device model's stochastic increment, no verify. The threshold is a Heaviside with a
    fast-sigmoid surrogate (`snn.spike`) so the outer gradient sees it;
@@ -122,26 +122,23 @@ def _pair_weights(g: Float[Array, "2 ..."], device: PCMDevice, scale: float) -> 
     return weights_from_conductances(g[0], g[1], device, scale)
 
 
-class QuadraticLoss(eqx.Module):
-    """MSE of the readout W·z_t against targets, as a quadratic in the output weights W:
-    L(W) = Wᵀ A W − 2 Wᵀ b + c, averaged over samples (and time steps)."""
+class ReadoutLoss(eqx.Module):
+    """MSE of the readout y_t = W·z_t against targets held over time, as a function of the
+    output weights W, averaged over samples and time steps. Linear in W inside the square, so
+    its gradient is closed-form: 2·mean((W·z − y) z)."""
 
-    a: Float[Array, "hidden hidden"]
-    b: Float[Array, " hidden"]
-    c: Float[Array, ""]
+    z: Float[Array, "time samples hidden"]
+    y: Float[Array, " samples"]
+
+    def residual(self, w: Float[Array, " hidden"]) -> Float[Array, "time samples"]:
+        return self.z @ w - self.y
 
     def __call__(self, w: Float[Array, " hidden"]) -> Float[Array, ""]:
-        return w @ self.a @ w - 2.0 * w @ self.b + self.c
+        return jnp.mean(self.residual(w) ** 2)
 
     def grad(self, w: Float[Array, " hidden"]) -> Float[Array, " hidden"]:
-        return 2.0 * (self.a @ w - self.b)
-
-
-def quadratic_loss(z: Float[Array, "time samples hidden"], y: Float[Array, " samples"]) -> QuadraticLoss:
-    n = z.shape[0] * z.shape[1]
-    a = jnp.einsum("tsh,tsg->hg", z, z) / n
-    b = jnp.einsum("tsh,s->h", z, y) / z.shape[1] / z.shape[0]
-    return QuadraticLoss(a, b, jnp.mean(y**2))
+        r = self.residual(w)
+        return 2.0 * jnp.einsum("ts,tsh->h", r, self.z) / r.size
 
 
 def _soft_pulse(state: DeviceState, outcome: DeviceState, mask: Float[Array, "..."]) -> DeviceState:
@@ -162,7 +159,7 @@ def pulse_masks(grad: Float[Array, " hidden"], config: MAMLConfig) -> Float[Arra
 
 
 def inner_update(
-    key: PRNGKeyArray, state: DeviceState, support: QuadraticLoss, config: MAMLConfig
+    key: PRNGKeyArray, state: DeviceState, support: ReadoutLoss, config: MAMLConfig
 ) -> tuple[DeviceState, Float[Array, "2 hidden"]]:
     """`inner_steps` rounds of blind single pulses on the output pairs; returns the new state and
     the number of pulses each device received."""
@@ -201,7 +198,7 @@ class ChipWeights(eqx.Module):
     w_before: Float[Array, " hidden2"]
     w_after: Float[Array, " hidden2"]
     pulses: Float[Array, ""]
-    support: QuadraticLoss
+    support: ReadoutLoss
     z_query: Float[Array, "time shots hidden2"]
 
 
@@ -217,7 +214,7 @@ def adapt_on_chip(params: Conductances, key: PRNGKeyArray, task: TaskBatch, fami
     w_hid = jnp.stack([_pair_weights(read_layer(hidden_keys[2 + i], states[1], t_phase[i], config), dev, config.scale_hidden) for i in range(2)])
     x = jnp.stack([family.encode(task.x_support), family.encode(task.x_query)])
     z = jax.vmap(readout_traces, in_axes=(None, 0, 0, 0))(config.lif, w_in, w_hid, x)  # (2, T, K, H)
-    support = quadratic_loss(z[0], task.y_support)
+    support = ReadoutLoss(z[0], task.y_support)
     k_before, k_inner, k_after = jax.random.split(keys[7], 3)
     w_before = _pair_weights(read_layer(k_before, states[2], config.t_read, config), dev, config.scale_out)
     if config.mode == "ideal":
@@ -235,8 +232,8 @@ def adapt_on_chip(params: Conductances, key: PRNGKeyArray, task: TaskBatch, fami
 
 def task_result(params: Conductances, key: PRNGKeyArray, task: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig) -> TaskResult:
     chip = adapt_on_chip(params, key, task, family, config)
-    query = quadratic_loss(chip.z_query, task.y_query)
-    query_last = quadratic_loss(chip.z_query[-1:], task.y_query)
+    query = ReadoutLoss(chip.z_query, task.y_query)
+    query_last = ReadoutLoss(chip.z_query[-1:], task.y_query)
     return TaskResult(query(chip.w_before), query(chip.w_after), query_last(chip.w_before), query_last(chip.w_after), chip.pulses)
 
 

@@ -62,6 +62,77 @@ class LIFConfig(eqx.Module):
         return math.exp(-self.dt / self.tau_out)
 
 
+#: Time steps per scan iteration: fewer loop iterations and fusion across steps (measured
+#: 0.45 → 0.39 s per meta-iteration at the full configuration on a 2-core CPU).
+_UNROLL = 4
+
+
+def _forward_scan(config: LIFConfig, current, w_hidden, keep_membranes: bool):
+    beta, alpha, theta = config.beta, config.alpha, config.threshold
+    n = current.shape[0]
+    init = (
+        jnp.zeros((n, current.shape[1]), current.dtype),
+        jnp.zeros((n, w_hidden.shape[1]), current.dtype),
+        jnp.zeros((n, w_hidden.shape[1]), current.dtype),
+    )
+
+    def step(carry, _):
+        v1, v2, z = carry
+        m1 = beta * v1 + current
+        s1 = (m1 > theta).astype(m1.dtype)
+        m2 = beta * v2 + s1 @ w_hidden
+        s2 = (m2 > theta).astype(m2.dtype)
+        z = alpha * z + (1.0 - alpha) * s2
+        out = (z, m1, m2) if keep_membranes else (z,)
+        return (m1 - theta * s1, m2 - theta * s2, z), out
+
+    _, outs = jax.lax.scan(step, init, None, length=config.time_steps, unroll=_UNROLL)
+    return outs
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _traces_from_current(config: LIFConfig, current, w_hidden):
+    return _forward_scan(config, current, w_hidden, keep_membranes=False)[0]
+
+
+def _traces_fwd(config, current, w_hidden):
+    z, m1, m2 = _forward_scan(config, current, w_hidden, keep_membranes=True)
+    # Only the pre-reset membranes are kept: spikes are recomputed from them (m > θ).
+    return z, (m1, m2, w_hidden)
+
+
+def _traces_bwd(config, residuals, g_z):
+    """Backpropagation through time by hand, with the same surrogate as `spike`."""
+    m1, m2, w_hidden = residuals
+    beta, alpha, theta, sb = config.beta, config.alpha, config.threshold, config.surrogate_beta
+    n, h1, h2 = m1.shape[1], m1.shape[2], m2.shape[2]
+    init = (
+        jnp.zeros((n, h2), g_z.dtype),  # ∂L/∂z_t arriving from step t + 1 (already × α)
+        jnp.zeros((n, h1), g_z.dtype),  # ∂L/∂v¹_t from step t + 1
+        jnp.zeros((n, h2), g_z.dtype),  # ∂L/∂v²_t from step t + 1
+        jnp.zeros((n, h1), g_z.dtype),  # ∂L/∂(W¹x), summed over time
+        jnp.zeros((h1, h2), g_z.dtype),  # ∂L/∂W², summed over time
+    )
+
+    def step(carry, inputs):
+        g_z_next, g_v1, g_v2, g_current, g_w = carry
+        g_z_t, m1_t, m2_t = inputs
+        g_z_total = g_z_t + g_z_next
+        s1 = (m1_t > theta).astype(m1_t.dtype)
+        g_s2 = (1.0 - alpha) * g_z_total - theta * g_v2
+        g_m2 = g_v2 + surrogate_derivative(m2_t - theta, sb) * g_s2
+        g_w = g_w + s1.T @ g_m2
+        g_s1 = g_m2 @ w_hidden.T - theta * g_v1
+        g_m1 = g_v1 + surrogate_derivative(m1_t - theta, sb) * g_s1
+        return (alpha * g_z_total, beta * g_m1, beta * g_m2, g_current + g_m1, g_w), None
+
+    (_, _, _, g_current, g_w), _ = jax.lax.scan(step, init, (g_z, m1, m2), reverse=True, unroll=_UNROLL)
+    return g_current, g_w
+
+
+_traces_from_current.defvjp(_traces_fwd, _traces_bwd)
+
+
 def readout_traces(
     config: LIFConfig,
     w_in: Float[Array, "in hidden1"],
@@ -70,8 +141,17 @@ def readout_traces(
 ) -> Float[Array, "time samples hidden2"]:
     """Filtered layer-2 spike traces z_t for inputs held constant over `time_steps` steps.
 
-    The input current W¹x is constant, so it is computed once, not at every step.
+    The input current W¹x is constant, so it is computed once, not at every step. Gradients
+    (first order, which is all MAML needs here: the inner step's gradient is closed-form in z)
+    come from a hand-written backward pass through time that keeps only the membranes, not
+    autodiff's per-step residuals; `readout_traces_autodiff` is the reference it is tested
+    against.
     """
+    return _traces_from_current(config, x @ w_in, w_hidden)
+
+
+def readout_traces_autodiff(config: LIFConfig, w_in, w_hidden, x):
+    """The same traces written with `spike` and differentiated by JAX (slower; for tests)."""
     current = x @ w_in
     beta, alpha, theta, sb = config.beta, config.alpha, config.threshold, config.surrogate_beta
     n = x.shape[0]

@@ -23,7 +23,7 @@ import yaml
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .device import load_device
-from .maml import Conductances, MAMLConfig, TaskResult, batch_results, init_conductances, outer_loss, predict
+from .maml import Conductances, MAMLConfig, batch_results, init_conductances, predict, task_result
 from .runs import append_jsonl, atomic_write_bytes, atomic_write_text, new_run_dir, set_latest, write_json
 from .snn import LIFConfig
 from .tasks import TASK_FAMILIES, AbstractTaskFamily
@@ -93,38 +93,58 @@ def task_sharding() -> NamedSharding | None:
 
 
 def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, meta_batch: int) -> Callable:
-    """jitted (state) -> (state, loss_after, TaskResult means)."""
+    """jitted (state) -> (state, loss, TaskResult means).
+
+    The meta-batch is processed in chunks of `train.chunk_tasks` tasks whose gradients are
+    accumulated (a scan): the mean of equal-sized chunk means is the batch mean, and only one
+    chunk's activations are alive at a time, which bounds memory and keeps them in cache.
+    """
     sharding = task_sharding()
-    if sharding is not None and meta_batch % len(jax.devices()):
-        sharding = None  # an uneven split would pad; stay on one layout instead
+    n_dev = len(jax.devices())
+    chunk = min(exp.recipe["train"]["chunk_tasks"], meta_batch)
+    if sharding is not None:
+        chunk = max(n_dev, chunk - chunk % n_dev)
+        if meta_batch % n_dev:
+            sharding = None  # an uneven split would pad; stay on one layout instead
+    while meta_batch % chunk:
+        chunk -= 1
+    n_chunks = meta_batch // chunk
     base_key = jax.random.key(exp.recipe["seed"])
+    family, config = exp.family, exp.config
 
     def shard(tree):
         if sharding is None:
             return tree
         return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, sharding), tree)
 
+    def chunk_loss(params, keys, tasks):
+        results = jax.vmap(task_result, in_axes=(None, 0, 0, None, None))(params, keys, tasks, family, config)
+        return jnp.mean(results.loss_after), results
+
+    chunk_grad = jax.value_and_grad(chunk_loss, has_aux=True)
+
     @eqx.filter_jit
     def step(state: TrainState):
         key = jax.random.fold_in(base_key, state.iteration)
         k_tasks, k_noise = jax.random.split(key)
-        tasks = shard(exp.family.sample(k_tasks, meta_batch))
-        noise_keys = shard(jax.random.split(k_noise, meta_batch))
+        tasks = family.sample(k_tasks, meta_batch)
+        noise_keys = jax.random.split(k_noise, meta_batch)
+        split = lambda a: a.reshape(n_chunks, chunk, *a.shape[1:])
+        chunks = (jax.tree.map(split, noise_keys), jax.tree.map(split, tasks))
 
-        def loss_fn(params):
-            results = jax.vmap(task_result_fn, in_axes=(None, 0, 0))(params, noise_keys, tasks)
-            return jnp.mean(results.loss_after), results
+        def accumulate(grads, inputs):
+            keys, tasks_c = shard(inputs)
+            (loss, results), g = chunk_grad(state.params, keys, tasks_c)
+            return jax.tree.map(jnp.add, grads, g), (loss, jax.tree.map(jnp.mean, results))
 
-        (loss, results), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        grads, (losses, means) = jax.lax.scan(accumulate, zeros, chunks)
+        grads = jax.tree.map(lambda g: g / n_chunks, grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates).clip(exp.config.device) if exp.config.mode != "ideal" else optax.apply_updates(state.params, updates)
-        means = jax.tree.map(jnp.mean, results)
-        return TrainState(params, opt_state, state.iteration + 1), loss, means
-
-    from .maml import task_result
-
-    def task_result_fn(params, key, task):
-        return task_result(params, key, task, exp.family, exp.config)
+        params = optax.apply_updates(state.params, updates)
+        if config.mode != "ideal":
+            params = params.clip(config.device)  # devices cannot hold conductances outside their range
+        return TrainState(params, opt_state, state.iteration + 1), jnp.mean(losses), jax.tree.map(jnp.mean, means)
 
     return step
 

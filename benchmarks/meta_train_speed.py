@@ -1,0 +1,85 @@
+"""Speed of one meta-iteration (MAML, pcm mode) at the full configuration and at meta-batch 32.
+
+Usage: python benchmarks/meta_train_speed.py [META_BATCH ...] [--iterations N]
+Prints compile time, s/iteration, iterations/s, tasks/s, peak resident memory of the process,
+and the model FLOPs per iteration from XLA's cost analysis with the fraction of a peak that
+you pass as --peak-gflops (default: 2 cores × 32 FLOP/cycle × 2.5 GHz = 160 GFLOP/s, a
+typical AVX2-FMA figure; give your machine's).
+Run each meta-batch in a fresh process (the script re-executes itself) so peak memory and
+compile time are per configuration. Set XLA_FLAGS=--xla_force_host_platform_device_count=2
+to split the meta-batch over two CPU devices (one per core).
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: float) -> dict:
+    import jax
+
+    from pcmmeta.recipe import load_recipe
+    from pcmmeta.train import build_experiment, init_state, make_optimizer, make_train_step
+
+    recipe = load_recipe(recipe_path)
+    recipe["train"]["meta_batch"] = meta_batch
+    exp = build_experiment(recipe)
+    opt = make_optimizer(recipe)
+    state = init_state(exp, opt)
+    step = make_train_step(exp, opt, meta_batch)
+    t0 = time.perf_counter()
+    state, loss, _ = step(state)
+    jax.block_until_ready(loss)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        state, loss, _ = step(state)
+    jax.block_until_ready(loss)
+    per_it = (time.perf_counter() - t0) / iterations
+    flops = None
+    try:
+        cost = step.lower(state).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        flops = float(cost.get("flops", float("nan")))
+    except Exception:  # cost analysis is best-effort across JAX versions
+        pass
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "meta_batch": meta_batch,
+        "devices": len(jax.devices()),
+        "compile_plus_first_step_s": round(compile_s, 2),
+        "s_per_iteration": round(per_it, 4),
+        "iterations_per_s": round(1 / per_it, 2),
+        "tasks_per_s": round(meta_batch / per_it, 1),
+        "peak_rss_MB": round(peak_mb),
+        "gflop_per_iteration": None if flops is None else round(flops / 1e9, 2),
+        "fraction_of_peak": None if flops is None else round(flops / per_it / (peak_gflops * 1e9), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("meta_batch", nargs="*", type=int, default=[256, 32])
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--recipe", default=os.path.join(os.path.dirname(__file__), "..", "recipes", "sine.yaml"))
+    parser.add_argument("--peak-gflops", type=float, default=160.0)
+    parser.add_argument("--child", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.meta_batch[0], args.iterations, args.recipe, args.peak_gflops)))
+        return
+    for mb in args.meta_batch:
+        out = subprocess.run(
+            [sys.executable, __file__, str(mb), "--iterations", str(args.iterations), "--recipe", args.recipe,
+             "--peak-gflops", str(args.peak_gflops), "--child"],
+            capture_output=True, text=True, check=True,
+        )
+        print(out.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    main()
