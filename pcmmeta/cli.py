@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -26,7 +27,7 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -203,7 +204,7 @@ def meta_train_cmd(
             outcome = train(recipe_dict, run_dir, resume=resume, on_iteration=on_iteration)
         except NaNLossError as err:
             bar.stop()
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
     if outcome.interrupted:
         err_console.print(f"interrupted at iteration {int(outcome.state.iteration)}; checkpoint saved. Continue with: pcmmeta meta-train --resume --run {run_dir}", highlight=False)

@@ -189,69 +189,89 @@ class TaskResult(eqx.Module):
     pulses: Float[Array, ""]  # SET pulses applied to the output layer
 
 
-class ChipWeights(eqx.Module):
-    """The weights one task sees on the chip: hidden layers as read for the support (index 0)
-    and the query (index 1) phase; the output layer before and after adaptation."""
+class ChipState(eqx.Module):
+    """One task's chip after offline programming: the hidden layers as read for the support
+    (index 0) and the query (index 1) phase, and the output layer's devices."""
 
     w_in: Float[Array, "2 channels hidden1"]
     w_hidden: Float[Array, "2 hidden1 hidden2"]
-    w_before: Float[Array, " hidden2"]
-    w_after: Float[Array, " hidden2"]
-    pulses: Float[Array, ""]
-    support: ReadoutLoss
-    z_query: Float[Array, "time shots hidden2"]
+    out: DeviceState  # output-layer pairs, shape (2, hidden2)
+    key: PRNGKeyArray  # for the output layer's reads and pulses
 
 
-def adapt_on_chip(params: Conductances, key: PRNGKeyArray, task: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig) -> ChipWeights:
-    """Steps 1–4 for one task (fields of `task` without a batch axis)."""
+def program_and_read_hidden(params: Conductances, key: PRNGKeyArray, config: MAMLConfig) -> ChipState:
+    """Steps 1–2 for one task: program offline at t = 0, read the hidden layers."""
     dev = config.device
     keys = jax.random.split(key, 8)
     g_in, g_hidden, g_out = (program_offline(k, g, config) for k, g in zip(keys[:3], (params.g_in, params.g_hidden, params.g_out)))
-    states = [dev.programmed_state(k, g, 0.0) for k, g in zip(keys[3:6], (g_in, g_hidden, g_out))]
+    state_in, state_hidden, state_out = (dev.programmed_state(k, g, 0.0) for k, g in zip(keys[3:6], (g_in, g_hidden, g_out)))
     hidden_keys = jax.random.split(keys[6], 4)
     t_phase = (config.t_read, config.t_query)
-    w_in = jnp.stack([_pair_weights(read_layer(hidden_keys[i], states[0], t_phase[i], config), dev, config.scale_in) for i in range(2)])
-    w_hid = jnp.stack([_pair_weights(read_layer(hidden_keys[2 + i], states[1], t_phase[i], config), dev, config.scale_hidden) for i in range(2)])
-    x = jnp.stack([family.encode(task.x_support), family.encode(task.x_query)])
-    z = jax.vmap(readout_traces, in_axes=(None, 0, 0, 0))(config.lif, w_in, w_hid, x)  # (2, T, K, H)
-    support = ReadoutLoss(z[0], task.y_support)
-    k_before, k_inner, k_after = jax.random.split(keys[7], 3)
-    w_before = _pair_weights(read_layer(k_before, states[2], config.t_read, config), dev, config.scale_out)
+    w_in = jnp.stack([_pair_weights(read_layer(hidden_keys[i], state_in, t_phase[i], config), dev, config.scale_in) for i in range(2)])
+    w_hid = jnp.stack([_pair_weights(read_layer(hidden_keys[2 + i], state_hidden, t_phase[i], config), dev, config.scale_hidden) for i in range(2)])
+    return ChipState(w_in, w_hid, state_out, keys[7])
+
+
+class OutputWeights(eqx.Module):
+    before: Float[Array, " hidden2"]  # read at t_read
+    after: Float[Array, " hidden2"]  # read at t_query, after the inner update
+    pulses: Float[Array, ""]
+
+
+def adapt_output(chip: ChipState, support: ReadoutLoss, config: MAMLConfig) -> OutputWeights:
+    """Steps 2–4 on the output layer of one task: read, blind pulses, read again."""
+    dev = config.device
+    k_before, k_inner, k_after = jax.random.split(chip.key, 3)
+    w_before = _pair_weights(read_layer(k_before, chip.out, config.t_read, config), dev, config.scale_out)
     if config.mode == "ideal":
-        w_after = w_before - config.ideal_lr * support.grad(w_before)
-        pulses = jnp.zeros(())
-    elif config.mode == "no-adapt":
-        w_after = _pair_weights(read_layer(k_after, states[2], config.t_query, config), dev, config.scale_out)
-        pulses = jnp.zeros(())
-    else:
-        new_state, pulse_count = inner_update(k_inner, states[2], support, config)
-        w_after = _pair_weights(read_layer(k_after, new_state, config.t_query, config), dev, config.scale_out)
-        pulses = pulse_count.sum()
-    return ChipWeights(w_in, w_hid, w_before, w_after, pulses, support, z[1])
+        return OutputWeights(w_before, w_before - config.ideal_lr * support.grad(w_before), jnp.zeros(()))
+    if config.mode == "no-adapt":
+        w_after = _pair_weights(read_layer(k_after, chip.out, config.t_query, config), dev, config.scale_out)
+        return OutputWeights(w_before, w_after, jnp.zeros(()))
+    new_state, pulse_count = inner_update(k_inner, chip.out, support, config)
+    w_after = _pair_weights(read_layer(k_after, new_state, config.t_query, config), dev, config.scale_out)
+    return OutputWeights(w_before, w_after, pulse_count.sum())
 
 
-def task_result(params: Conductances, key: PRNGKeyArray, task: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig) -> TaskResult:
-    chip = adapt_on_chip(params, key, task, family, config)
-    query = ReadoutLoss(chip.z_query, task.y_query)
-    query_last = ReadoutLoss(chip.z_query[-1:], task.y_query)
-    return TaskResult(query(chip.w_before), query(chip.w_after), query_last(chip.w_before), query_last(chip.w_after), chip.pulses)
+def batched_traces(config: MAMLConfig, chips: ChipState, x: Float[Array, "tasks 2 shots channels"]) -> Float[Array, "time tasks 2 shots hidden2"]:
+    """Readout traces of every task's support (phase 0) and query (phase 1) inputs, time-major."""
+    return jax.vmap(jax.vmap(readout_traces, (None, 0, 0, 0), 1), (None, 0, 0, 0), 1)(config.lif, chips.w_in, chips.w_hidden, x)
 
 
-def predict(params: Conductances, key: PRNGKeyArray, task: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig, x: Float[Array, "points in"]):
-    """Time-averaged readout at inputs x before and after adaptation, with the same noise draws
-    as `task_result` for this key (for plots)."""
-    chip = adapt_on_chip(params, key, task, family, config)
-    z = readout_traces(config.lif, chip.w_in[1], chip.w_hidden[1], family.encode(x)).mean(0)
-    return z @ chip.w_before, z @ chip.w_after
+def batch_chips(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig):
+    """Per-task chips (each task its own noise), traces, and adapted output weights."""
+    n = tasks.y_query.shape[0]
+    chips = jax.vmap(program_and_read_hidden, in_axes=(None, 0, None))(params, jax.random.split(key, n), config)
+    x = jnp.stack([family.encode(tasks.x_support), family.encode(tasks.x_query)], axis=1)
+    z = batched_traces(config, chips, x)
+    supports = ReadoutLoss(jnp.moveaxis(z[:, :, 0], 1, 0), tasks.y_support)  # batch axis first
+    outputs = jax.vmap(adapt_output, in_axes=(0, 0, None))(chips, supports, config)
+    return chips, z, outputs
 
 
 def batch_results(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig) -> TaskResult:
-    """`task_result` over a batch of tasks, each with its own key (its own noise)."""
-    keys = jax.random.split(key, tasks.y_query.shape[0])
-    return jax.vmap(task_result, in_axes=(None, 0, 0, None, None))(params, keys, tasks, family, config)
+    """Steps 1–4 for a batch of tasks; per-task query losses before and after adaptation."""
+    _, z, out = batch_chips(params, key, tasks, family, config)
+    z_query = jnp.moveaxis(z[:, :, 1], 1, 0)  # (tasks, time, shots, hidden)
+
+    def losses(z_q, y_q, o):
+        query, query_last = ReadoutLoss(z_q, y_q), ReadoutLoss(z_q[-1:], y_q)
+        return TaskResult(query(o.before), query(o.after), query_last(o.before), query_last(o.after), o.pulses)
+
+    return jax.vmap(losses)(z_query, tasks.y_query, out)
 
 
 def outer_loss(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig):
     """Mean query loss after adaptation over the batch (the MAML objective), with the results."""
     results = batch_results(params, key, tasks, family, config)
     return jnp.mean(results.loss_after), results
+
+
+def predict(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig, x: Float[Array, "points in"]):
+    """Time-averaged readout at inputs x for each task, before and after adaptation, with the
+    same noise draws as `batch_results` for this key (for plots). Returns two (tasks, points)."""
+    chips, _, out = batch_chips(params, key, tasks, family, config)
+    n = tasks.y_query.shape[0]
+    grid = jnp.broadcast_to(family.encode(x), (n, *x.shape[:-1], family.encode(x).shape[-1]))
+    z = jax.vmap(readout_traces, (None, 0, 0, 0))(config.lif, chips.w_in[:, 1], chips.w_hidden[:, 1], grid).mean(1)
+    return jnp.einsum("nph,nh->np", z, out.before), jnp.einsum("nph,nh->np", z, out.after)

@@ -73,7 +73,7 @@ SCHEMA: dict[str, Any] = {
         "learning_rate": Field(3e-2, "float", "peak Adam learning rate (µS per step scale)", positive=True),
         "warmup": Field(50, "int", "linear warm-up iterations", low=0),
         "final_lr_fraction": Field(0.1, "float", "cosine decay ends at this fraction of the peak", low=0.0, high=1.0),
-        "chunk_tasks": Field(32, "int", "tasks per gradient-accumulation chunk (memory and cache; not the result)", low=1),
+        "chunk_tasks": Field(16, "int", "tasks per gradient-accumulation chunk (memory and cache; not the result)", low=1),
         "checkpoint_every": Field(100, "int", "iterations between checkpoints", low=1),
         "log_every": Field(10, "int", "iterations between metrics.jsonl lines", low=1),
     },

@@ -23,7 +23,7 @@ import yaml
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .device import load_device
-from .maml import Conductances, MAMLConfig, batch_results, init_conductances, predict, task_result
+from .maml import Conductances, MAMLConfig, batch_results, init_conductances, predict
 from .runs import append_jsonl, atomic_write_bytes, atomic_write_text, new_run_dir, set_latest, write_json
 from .snn import LIFConfig
 from .tasks import TASK_FAMILIES, AbstractTaskFamily
@@ -117,8 +117,8 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, me
             return tree
         return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, sharding), tree)
 
-    def chunk_loss(params, keys, tasks):
-        results = jax.vmap(task_result, in_axes=(None, 0, 0, None, None))(params, keys, tasks, family, config)
+    def chunk_loss(params, key, tasks):
+        results = batch_results(params, key, tasks, family, config)
         return jnp.mean(results.loss_after), results
 
     chunk_grad = jax.value_and_grad(chunk_loss, has_aux=True)
@@ -128,13 +128,12 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, me
         key = jax.random.fold_in(base_key, state.iteration)
         k_tasks, k_noise = jax.random.split(key)
         tasks = family.sample(k_tasks, meta_batch)
-        noise_keys = jax.random.split(k_noise, meta_batch)
         split = lambda a: a.reshape(n_chunks, chunk, *a.shape[1:])
-        chunks = (jax.tree.map(split, noise_keys), jax.tree.map(split, tasks))
+        chunks = (jax.random.split(k_noise, n_chunks), jax.tree.map(split, tasks))
 
         def accumulate(grads, inputs):
-            keys, tasks_c = shard(inputs)
-            (loss, results), g = chunk_grad(state.params, keys, tasks_c)
+            key_c, tasks_c = inputs
+            (loss, results), g = chunk_grad(state.params, key_c, shard(tasks_c))
             return jax.tree.map(jnp.add, grads, g), (loss, jax.tree.map(jnp.mean, results))
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
@@ -214,15 +213,16 @@ def plot_evaluation(exp: Experiment, params: Conductances, path: Path) -> None:
     tasks, key = held_out_tasks(exp)
     lo, hi = exp.family.x_range
     grid = jnp.linspace(lo, hi, 100)[:, None]
-    rows = []
-    for i in range(n_plot):
-        task = jax.tree.map(lambda a: a[i], tasks)
-        before, after = predict(params, jax.random.fold_in(key, 10_000 + i), task, exp.family, exp.config, grid)
-        rows.append(dict(
-            x=np.asarray(grid[:, 0]), target=np.asarray(exp.family.target(task.params, grid)),
-            before=np.asarray(before), after=np.asarray(after),
-            x_support=np.asarray(task.x_support[:, 0]), y_support=np.asarray(task.y_support),
-        ))
+    sub = jax.tree.map(lambda a: a[:n_plot], tasks)
+    before, after = predict(params, jax.random.fold_in(key, 10_000), sub, exp.family, exp.config, grid)
+    rows = [
+        dict(
+            x=np.asarray(grid[:, 0]), target=np.asarray(exp.family.target(sub.params[i], grid)),
+            before=np.asarray(before[i]), after=np.asarray(after[i]),
+            x_support=np.asarray(sub.x_support[i, :, 0]), y_support=np.asarray(sub.y_support[i]),
+        )
+        for i in range(n_plot)
+    ]
     plot_task_predictions(rows, path, title=f"{exp.recipe['name']} ({exp.config.mode}): time-averaged readout")
 
 

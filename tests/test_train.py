@@ -1,0 +1,173 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+from tiny import tiny_recipe
+from typer.testing import CliRunner
+
+from pcmmeta.cli import app
+from pcmmeta.train import (
+    NaNLossError, build_experiment, evaluate, init_state, load_checkpoint, make_optimizer, save_checkpoint, start_run, train,
+)
+
+runner = CliRunner()
+
+
+def leaves(tree):
+    return [np.asarray(a) for a in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
+
+
+def test_tiny_recipe_trains_and_held_out_loss_drops(tmp_path):
+    recipe = tiny_recipe(
+        train__iterations=150, train__meta_batch=16, train__checkpoint_every=150, train__learning_rate=0.1,
+        network__hidden=[16, 16], network__time_steps=20, eval__tasks=100,
+    )
+    exp = build_experiment(recipe)
+    before = evaluate(exp, init_state(exp, make_optimizer(recipe)).params)
+    outcome = train(recipe, start_run(recipe, tmp_path), evaluate_at_end=True)
+    after = outcome.evaluation
+    assert after.mse_after < 0.9 * before.mse_after, (before, after)
+    assert after.mse_zero == pytest.approx(before.mse_zero)
+    run = outcome.run_dir
+    for name in ("recipe.yaml", "checkpoint.eqx", "metrics.jsonl", "training-curve.png", "evaluation.json", "evaluation.png"):
+        assert (run / name).is_file(), name
+    assert (tmp_path / "LATEST").read_text().strip() == run.name
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["iteration"] == 150
+
+
+def test_checkpoint_round_trip_is_bitwise(tmp_path):
+    recipe = tiny_recipe()
+    exp = build_experiment(recipe)
+    state = init_state(exp, make_optimizer(recipe))
+    outcome = train(recipe, start_run(recipe, tmp_path), evaluate_at_end=False)
+    save_checkpoint(tmp_path / "c.eqx", outcome.state)
+    loaded = load_checkpoint(tmp_path / "c.eqx", state)
+    for a, b in zip(leaves(outcome.state), leaves(loaded)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert int(loaded.iteration) == 6
+
+
+def test_resume_continues_the_same_trajectory(tmp_path):
+    straight = train(tiny_recipe(), start_run(tiny_recipe(), tmp_path / "a"), evaluate_at_end=False).state
+    run = start_run(tiny_recipe(), tmp_path / "b")
+    calls = []
+
+    def stop_after_three(it, loss, record):
+        calls.append(it)
+        if it == 3:
+            raise KeyboardInterrupt  # Ctrl-C
+    first = train(tiny_recipe(), run, on_iteration=stop_after_three, evaluate_at_end=False)
+    assert first.interrupted and int(first.state.iteration) == 3
+    resumed = train(tiny_recipe(), run, resume=True, evaluate_at_end=False).state
+    assert int(resumed.iteration) == 6
+    for a, b in zip(leaves(straight), leaves(resumed)):
+        assert np.array_equal(a, b)
+    iterations = [json.loads(l)["iteration"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert iterations == [1, 2, 3, 4, 5, 6]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    import pcmmeta.train as T
+
+    real = T.make_train_step
+
+    def poisoned(exp, opt, mb):
+        step = real(exp, opt, mb)
+
+        def wrapped(state):
+            new, loss, means = step(state)
+            return new, (loss * np.nan if int(new.iteration) == 5 else loss), means
+        return wrapped
+
+    monkeypatch.setattr(T, "make_train_step", poisoned)
+    recipe = tiny_recipe()
+    run = start_run(recipe, tmp_path)
+    with pytest.raises(NaNLossError, match="iteration 5"):
+        train(recipe, run)
+    exp = build_experiment(recipe)
+    assert int(load_checkpoint(run / "checkpoint.eqx", init_state(exp, make_optimizer(recipe))).iteration) == 3
+
+
+def write_recipe(tmp_path, text):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train:\n  meta_bach: 4\n", "unknown key 'train.meta_bach' (did you mean 'train.meta_batch'?)"),
+        ("train:\n  meta_batch: many\n", "'train.meta_batch': must be an integer, got 'many'"),
+        ("train:\n  meta_batch: 0\n", "'train.meta_batch': must be ≥ 1, got 0"),
+        ("mode: magic\n", "'mode': must be one of pcm, quantized, ideal, no-adapt"),
+        ("network:\n  tau_mem: -1\n", "'network.tau_mem': must be > 0"),
+        ("task:\n  amplitude: [5, 1]\n", "'task.amplitude': must be [low, high] with low ≤ high"),
+        ("network: 3\n", "'network.' must be a mapping"),
+        ("device: nowhere.yaml\n", "nowhere.yaml: no such device file"),
+        ("train: [\n", "r.yaml:2: not valid YAML"),
+    ],
+)
+def test_bad_recipes_one_line_exit_2(tmp_path, text, message):
+    result = runner.invoke(app, ["meta-train", str(write_recipe(tmp_path, text)), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_meta_train_json_and_resume(tmp_path):
+    import yaml
+
+    recipe = {k: v for k, v in tiny_recipe().items()}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["meta-train", str(path), "--runs-dir", str(runs), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["mse_zero"] > 0 and report["n_tasks"] == 20
+    result = runner.invoke(app, ["meta-train", "--resume", "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output  # already complete: evaluates again
+    result = runner.invoke(app, ["meta-train", "--resume", "--runs-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "run `pcmmeta meta-train" in result.output
+
+
+SHARDING_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import jax
+from tiny import tiny_recipe
+from pcmmeta.train import build_experiment, init_state, make_optimizer, make_train_step
+recipe = tiny_recipe()
+exp = build_experiment(recipe)
+opt = make_optimizer(recipe)
+state = init_state(exp, opt)
+step = make_train_step(exp, opt, 8)
+losses = []
+for _ in range(3):
+    state, loss, _ = step(state)
+    losses.append(float(loss))
+print(json.dumps({{"devices": len(jax.devices()), "losses": losses,
+                   "g_out": state.params.g_out.ravel().tolist()}}))
+"""
+
+
+def test_sharded_equals_unsharded():
+    outs = []
+    for count in (1, 2):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}", JAX_PLATFORMS="cpu")
+        script = SHARDING_SCRIPT.format(tests=str(Path(__file__).parent))
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert [o["devices"] for o in outs] == [1, 2]
+    np.testing.assert_allclose(outs[0]["losses"], outs[1]["losses"], rtol=1e-4)
+    np.testing.assert_allclose(outs[0]["g_out"], outs[1]["g_out"], rtol=1e-4, atol=1e-5)
