@@ -171,3 +171,19 @@ def test_sharded_equals_unsharded():
     assert [o["devices"] for o in outs] == [1, 2]
     np.testing.assert_allclose(outs[0]["losses"], outs[1]["losses"], rtol=1e-4)
     np.testing.assert_allclose(outs[0]["g_out"], outs[1]["g_out"], rtol=1e-4, atol=1e-5)
+
+
+def test_docs_list_every_recipe_key():
+    from pcmmeta.recipe import SCHEMA
+
+    text = (Path(__file__).parent.parent / "docs" / "recipes.md").read_text()
+
+    def walk(schema, prefix=""):
+        for key, spec in schema.items():
+            if isinstance(spec, dict):
+                yield from walk(spec, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}"
+
+    missing = [k for k in walk(SCHEMA) if f"`{k}`" not in text]
+    assert not missing
