@@ -217,6 +217,267 @@ def meta_train_cmd(
     console.print(f"run directory: {run_dir} (training-curve.png, evaluation.png, evaluation.json)", highlight=False)
 
 
+# ------------------------------------------------------------------ the chip after training
+RunOption = Annotated[Optional[Path], typer.Option("--run", help="Run directory (default: the latest run).")]
+RunsDirOption = Annotated[Path, typer.Option(help="Folder of run directories.")]
+
+
+def _load_trained(run: Optional[Path], runs_dir: Path):
+    from .runs import resolve_run
+    from .train import load_run
+
+    try:
+        run_dir = resolve_run(run, runs_dir)
+    except UserInputError as err:
+        fail(str(err))
+    if not (run_dir / "checkpoint.eqx").is_file():
+        fail(f"{run_dir}: no checkpoint; run `pcmmeta meta-train --resume --run {run_dir}` first")
+    exp, state = load_run(run_dir)
+    return run_dir, exp, state.params
+
+
+def _load_deployed(run: Optional[Path], runs_dir: Path):
+    from .chip import load_array
+
+    run_dir, exp, params = _load_trained(run, runs_dir)
+    path = run_dir / "deployed.eqx"
+    if not path.is_file():
+        fail(f"{run_dir}: not deployed yet; run `pcmmeta deploy --run {run_dir}` first")
+    return run_dir, exp, params, load_array(path, params)
+
+
+@app.command("deploy")
+def deploy_cmd(
+    run: RunOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    method: Annotated[str, typer.Option(help="write-verify (iterative) or single-shot (mean pulse count, no verify).")] = "write-verify",
+    tolerance: Annotated[float, typer.Option(min=0.0, help="Write-verify tolerance, µS (≈ read noise at mid-range).")] = 0.5,
+    max_pulses: Annotated[int, typer.Option(min=1, help="Pulse budget per device (SET + RESET).")] = 100,
+    seed: Annotated[int, typer.Option(help="PRNG seed of the programming noise.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="PNG: target vs programmed, pulse-count histogram.")] = None,
+) -> None:
+    """Program the run's trained conductances into a simulated PCM array."""
+    import dataclasses
+
+    import jax
+
+    from .chip import deploy, save_array
+    from .runs import write_json
+
+    if method not in ("write-verify", "single-shot"):
+        fail(f"--method: must be write-verify or single-shot, got {method!r}")
+    run_dir, exp, params = _load_trained(run, runs_dir)
+    with err_console.status(f"programming {sum(x.size for x in jax.tree.leaves(params)):,} devices ({method})…"):
+        array, report, arrays = deploy(jax.random.key(seed), params, exp.config, method, tolerance, max_pulses)
+    save_array(run_dir / "deployed.eqx", array)
+    body = {"run_dir": str(run_dir), "seed": seed, **dataclasses.asdict(report)}
+    write_json(run_dir / "deploy.json", body)
+    if plot is not None:
+        from .plots import plot_deployment
+
+        plot_deployment(arrays["target"], arrays["programmed"], arrays["pulses"], tolerance, plot, f"{method}: {report.n_devices} devices")
+    if as_json:
+        print(json.dumps(body, indent=2))
+        return
+    table = Table(title=f"deployed {run_dir.name} ({method})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("devices", f"{report.n_devices:,}"),
+        ("RMS / max error (µS)", f"{report.rms_error_uS:.3f} / {report.max_error_uS:.3f}"),
+        ("RMS / max weight error", f"{report.rms_weight_error:.4f} / {report.max_weight_error:.4f}"),
+        (f"within ±{tolerance} µS", f"{100 * report.fraction_within_tolerance:.1f}%"),
+        ("pulses per device: mean, p50, p99, max", f"{report.pulses_mean:.1f}, {report.pulses_p50:.0f}, {report.pulses_p99:.0f}, {report.pulses_max}"),
+        ("devices at the pulse budget", f"{report.devices_at_budget}"),
+        ("programming speed", f"{report.devices_per_s:,.0f} devices/s"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"saved {run_dir / 'deployed.eqx'} and deploy.json; t = 0 is the end of deployment", highlight=False)
+
+
+def _read_support_csv(path: Path):
+    import csv
+    import io
+    import math
+
+    if not path.is_file():
+        fail(f"{path}: no such file")
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in next(reader, [])]
+    for col in ("x", "y"):
+        if col not in header:
+            fail(f"{path}:1: missing column '{col}' (found: {', '.join(header) or 'nothing'})")
+    ix, iy = header.index("x"), header.index("y")
+    xs, ys = [], []
+    for row in reader:
+        if not any(c.strip() for c in row):
+            continue
+        line = reader.line_num
+        for col, idx, out in (("x", ix, xs), ("y", iy, ys)):
+            try:
+                value = float(row[idx])
+            except (ValueError, IndexError):
+                fail(f"{path}:{line}: column '{col}' is not a number")
+            if not math.isfinite(value):
+                fail(f"{path}:{line}: column '{col}' must be finite")
+            out.append(value)
+    if not xs:
+        fail(f"{path}: no support points after the header")
+    return xs, ys
+
+
+@app.command("adapt")
+def adapt_cmd(
+    run: RunOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    pulses: Annotated[int, typer.Option(min=1, max=10, help="Rounds of single blind SET pulses.")] = 1,
+    at_hours: Annotated[float, typer.Option(min=0.0, help="Time since deployment of the adaptation, h.")] = 1.0,
+    task_seed: Annotated[int, typer.Option(help="Seed of the new task (sampled from the recipe's family).")] = 0,
+    shots: Annotated[Optional[int], typer.Option(min=1, help="Support points (default: the recipe's K).")] = None,
+    support: Annotated[Optional[Path], typer.Option(help="CSV with columns x,y: your own support points (the query is then the support).")] = None,
+    energy_pj: Annotated[float, typer.Option(min=0.0, help="Energy per SET pulse, pJ.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="PRNG seed of reads and pulses.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="PNG: target, before and after.")] = None,
+) -> None:
+    """Adapt the deployed array to one new task with blind SET pulses on the output layer."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from .chip import DeployedArray, predict_on_chip, run_on_chip, save_array
+    from .tasks import TaskBatch
+
+    support_points = _read_support_csv(support) if support is not None else None
+    run_dir, exp, params, array = _load_deployed(run, runs_dir)
+    family = dataclasses.replace(exp.family, shots=shots) if shots else exp.family
+    if support_points is not None:
+        x = jnp.asarray(support_points[0], jnp.float32)[None, :, None]
+        y = jnp.asarray(support_points[1], jnp.float32)[None]
+        task = TaskBatch(x, y, x, y, jnp.full((1, 2), jnp.nan))
+    else:
+        task = family.sample(jax.random.key(task_seed), 1)
+    t = at_hours * 3600.0
+    result = run_on_chip(jax.random.key(seed), array, task, family, exp.config, t, adapt=True, pulses=pulses)
+    new_array = DeployedArray(array.g_in, array.g_hidden, jax.tree.map(lambda a: a[0], result.out_state), array.reference)
+    name = f"adapted-task{task_seed if support is None else 'csv'}-{at_hours:g}h"
+    out_path, i = run_dir / f"{name}.eqx", 1
+    while out_path.exists():
+        out_path, i = run_dir / f"{name}-{i}.eqx", i + 1
+    save_array(out_path, new_array)
+    n_pulses = float(result.pulses[0])
+    body = {
+        "run_dir": str(run_dir), "adapted_array": str(out_path), "at_hours": at_hours, "pulse_rounds": pulses,
+        "task": "support CSV" if support is not None else {"seed": task_seed, "amplitude": float(task.params[0, 0]), "phase": float(task.params[0, 1])},
+        "shots": int(task.y_support.shape[1]),
+        ("support_mse_before" if support is not None else "query_mse_before"): float(result.loss_before[0]),
+        ("support_mse_after" if support is not None else "query_mse_after"): float(result.loss_after[0]),
+        "devices_pulsed": int(result.devices_pulsed[0]), "total_pulses": int(n_pulses),
+        "energy_pJ": n_pulses * energy_pj, "energy_per_pulse_pJ": energy_pj, "seed": seed,
+    }
+    if plot is not None:
+        from .plots import plot_task_predictions
+
+        lo, hi = family.x_range
+        grid = jnp.linspace(lo, hi, 100)[:, None]
+        before, after = map(np.asarray, predict_on_chip(jax.random.key(seed), array, task, family, exp.config, t, pulses, grid))
+        target = np.asarray(family.target(task.params[0], grid)) if support is None else np.full(100, np.nan)
+        plot_task_predictions(
+            [dict(x=np.asarray(grid[:, 0]), target=target, before=before, after=after,
+                  x_support=np.asarray(task.x_support[0, :, 0]), y_support=np.asarray(task.y_support[0]))],
+            plot, title=f"on-chip adaptation at {at_hours:g} h: {int(n_pulses)} pulses",
+        )
+    if as_json:
+        print(json.dumps(body, indent=2))
+        return
+    table = Table(title=f"on-chip adaptation, {run_dir.name}, at {at_hours:g} h")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in body.items():
+        if key not in ("run_dir", "task", "adapted_array"):
+            table.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"adapted array saved to {out_path} (deployed.eqx unchanged)", highlight=False)
+
+
+def _parse_hours(text: str) -> list[float]:
+    import math
+
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        fail("--hours: give at least one time, e.g. --hours 1,24,720")
+    hours = []
+    for p in parts:
+        try:
+            h = float(p)
+        except ValueError:
+            fail(f"--hours: not a number: {p!r}")
+        if not math.isfinite(h) or h <= 0:
+            fail(f"--hours: times must be positive, got {p}")
+        hours.append(h)
+    return sorted(set(hours))
+
+
+CONDITIONS = (
+    ("deployed", False, False),
+    ("one pulse round", True, False),
+    ("drift compensation", False, True),
+    ("compensation + pulse", True, True),
+)
+
+
+@app.command("drift-eval")
+def drift_eval_cmd(
+    hours: Annotated[str, typer.Option(help="Times since deployment, h, comma-separated (any order).")] = "1,24,720",
+    run: RunOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    tasks: Annotated[int, typer.Option(min=1, help="Held-out tasks per time.")] = 300,
+    pulses: Annotated[int, typer.Option(min=1, max=10, help="Pulse rounds of the adapted conditions.")] = 1,
+    seed: Annotated[int, typer.Option(help="PRNG seed of tasks, reads and pulses.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the results as CSV.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="PNG of MSE vs time (log axis), one line per condition.")] = None,
+) -> None:
+    """Held-out MSE of the deployed network as its conductances drift, with and without
+    on-chip adaptation and global drift compensation."""
+    from .chip import drift_table
+
+    hour_list = _parse_hours(hours)
+    run_dir, exp, params, array = _load_deployed(run, runs_dir)
+    with progress_bar() as bar:
+        task = bar.add_task("drift-eval", total=len(hour_list) * len(CONDITIONS), info="")
+        rows = drift_table(exp, array, hour_list, tasks, pulses, seed, CONDITIONS, progress=lambda: bar.advance(task))
+    body = {"run_dir": str(run_dir), "tasks": tasks, "pulse_rounds": pulses, "seed": seed, "results": rows}
+    if csv_path is not None:
+        from .runs import atomic_write_text
+
+        lines = ["hours,condition,mse,sem,mse_last,pulses_per_task"] + [
+            f"{r['hours']:g},{r['condition']},{r['mse']:.6f},{r['sem']:.6f},{r['mse_last']:.6f},{r['pulses_per_task']:.3f}" for r in rows
+        ]
+        atomic_write_text(csv_path, "\n".join(lines) + "\n")
+    if plot is not None:
+        from .plots import plot_drift
+
+        plot_drift(rows, plot, f"{run_dir.name}: {tasks} held-out tasks per point (± s.e.)")
+    if as_json:
+        print(json.dumps(body, indent=2))
+        return
+    table = Table(title=f"query MSE under drift, {run_dir.name}, {tasks} tasks (± s.e.)")
+    table.add_column("hours", justify="right")
+    for name, _, _ in CONDITIONS:
+        table.add_column(name, justify="right")
+    for h in hour_list:
+        cells = [f"{r['mse']:.3f} ± {r['sem']:.3f}" for r in rows if r["hours"] == h]
+        table.add_row(f"{h:g}", *cells)
+    console.print(table)
+
+
 def main() -> None:
     try:
         app()

@@ -58,9 +58,11 @@ class MAMLConfig(eqx.Module):
     pulse_threshold: float = eqx.field(static=True, default=0.02)
     mask_surrogate_beta: float = eqx.field(static=True, default=50.0)
     programming_noise: float = eqx.field(static=True, default=0.5)  # µS
-    t_read: float = eqx.field(static=True, default=100.0)  # s after offline programming
-    t_prog: float = eqx.field(static=True, default=101.0)
-    t_wait: float = eqx.field(static=True, default=50.0)
+    # Times (s after offline programming) are data, not static: the chip commands move the
+    # clock to hours after deployment without recompiling.
+    t_read: float | Array = 100.0
+    t_prog: float | Array = 101.0
+    t_wait: float | Array = 50.0
     quantized_bits: int = eqx.field(static=True, default=2)
     ideal_lr: float = eqx.field(static=True, default=0.05)
     scale_in: float = eqx.field(static=True, default=5.0)
@@ -159,7 +161,7 @@ def pulse_masks(grad: Float[Array, " hidden"], config: MAMLConfig) -> Float[Arra
 
 
 def inner_update(
-    key: PRNGKeyArray, state: DeviceState, support: ReadoutLoss, config: MAMLConfig
+    key: PRNGKeyArray, state: DeviceState, support: ReadoutLoss, config: MAMLConfig, out_scale: Array | float = 1.0
 ) -> tuple[DeviceState, Float[Array, "2 hidden"]]:
     """`inner_steps` rounds of blind single pulses on the output pairs; returns the new state and
     the number of pulses each device received."""
@@ -168,7 +170,7 @@ def inner_update(
     for r in range(config.inner_steps):
         k_read, k_pulse, key = jax.random.split(key, 3)
         g_read = read_layer(k_read, state, config.t_read + r * config.round_period, config)
-        grad = support.grad(_pair_weights(g_read, dev, config.scale_out))
+        grad = support.grad(_pair_weights(g_read, dev, config.scale_out * out_scale))
         mask = pulse_masks(grad, config)
         t_pulse = config.t_prog + r * config.round_period
         if config.mode == "quantized":
@@ -197,6 +199,7 @@ class ChipState(eqx.Module):
     w_hidden: Float[Array, "2 hidden1 hidden2"]
     out: DeviceState  # output-layer pairs, shape (2, hidden2)
     key: PRNGKeyArray  # for the output layer's reads and pulses
+    out_scale: Float[Array, ""] | float = 1.0  # drift compensation of the output layer (chip.py)
 
 
 def program_and_read_hidden(params: Conductances, key: PRNGKeyArray, config: MAMLConfig) -> ChipState:
@@ -209,28 +212,32 @@ def program_and_read_hidden(params: Conductances, key: PRNGKeyArray, config: MAM
     t_phase = (config.t_read, config.t_query)
     w_in = jnp.stack([_pair_weights(read_layer(hidden_keys[i], state_in, t_phase[i], config), dev, config.scale_in) for i in range(2)])
     w_hid = jnp.stack([_pair_weights(read_layer(hidden_keys[2 + i], state_hidden, t_phase[i], config), dev, config.scale_hidden) for i in range(2)])
-    return ChipState(w_in, w_hid, state_out, keys[7])
+    return ChipState(w_in, w_hid, state_out, keys[7], jnp.ones(()))
 
 
 class OutputWeights(eqx.Module):
     before: Float[Array, " hidden2"]  # read at t_read
     after: Float[Array, " hidden2"]  # read at t_query, after the inner update
-    pulses: Float[Array, ""]
+    pulses: Float[Array, ""]  # SET pulses applied
+    devices_pulsed: Float[Array, ""]  # devices that received at least one
+    state: DeviceState  # the output layer's devices afterwards
 
 
 def adapt_output(chip: ChipState, support: ReadoutLoss, config: MAMLConfig) -> OutputWeights:
     """Steps 2–4 on the output layer of one task: read, blind pulses, read again."""
     dev = config.device
     k_before, k_inner, k_after = jax.random.split(chip.key, 3)
-    w_before = _pair_weights(read_layer(k_before, chip.out, config.t_read, config), dev, config.scale_out)
+    scale = config.scale_out * chip.out_scale
+    w_before = _pair_weights(read_layer(k_before, chip.out, config.t_read, config), dev, scale)
+    none = jnp.zeros(())
     if config.mode == "ideal":
-        return OutputWeights(w_before, w_before - config.ideal_lr * support.grad(w_before), jnp.zeros(()))
+        return OutputWeights(w_before, w_before - config.ideal_lr * support.grad(w_before), none, none, chip.out)
     if config.mode == "no-adapt":
-        w_after = _pair_weights(read_layer(k_after, chip.out, config.t_query, config), dev, config.scale_out)
-        return OutputWeights(w_before, w_after, jnp.zeros(()))
-    new_state, pulse_count = inner_update(k_inner, chip.out, support, config)
-    w_after = _pair_weights(read_layer(k_after, new_state, config.t_query, config), dev, config.scale_out)
-    return OutputWeights(w_before, w_after, pulse_count.sum())
+        w_after = _pair_weights(read_layer(k_after, chip.out, config.t_query, config), dev, scale)
+        return OutputWeights(w_before, w_after, none, none, chip.out)
+    new_state, pulse_count = inner_update(k_inner, chip.out, support, config, chip.out_scale)
+    w_after = _pair_weights(read_layer(k_after, new_state, config.t_query, config), dev, scale)
+    return OutputWeights(w_before, w_after, pulse_count.sum(), (pulse_count > 0).sum().astype(jnp.float32), new_state)
 
 
 def batched_traces(config: MAMLConfig, chips: ChipState, x: Float[Array, "tasks 2 shots channels"]) -> Float[Array, "time tasks 2 shots hidden2"]:

@@ -108,3 +108,31 @@ def plot_task_predictions(rows: list[dict], path: Path, title: str) -> None:
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(title)
     save_figure(fig, path)
+
+
+def plot_deployment(target: np.ndarray, programmed: np.ndarray, pulses: np.ndarray, tolerance: float, path: Path, title: str) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax = axes[0]
+    ax.plot(target, programmed, ".", ms=2, alpha=0.4)
+    lim = [min(target.min(), programmed.min()), max(target.max(), programmed.max())]
+    ax.plot(lim, lim, "k-", lw=1, label="programmed = target")
+    ax.fill_between(lim, [lim[0] - tolerance, lim[1] - tolerance], [lim[0] + tolerance, lim[1] + tolerance], color="k", alpha=0.1, label=f"± tolerance {tolerance} µS")
+    ax.set(xlabel="target conductance (µS)", ylabel="programmed conductance (µS)", title="target vs programmed")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    ax.hist(pulses, bins=np.arange(0, pulses.max() + 2) - 0.5)
+    ax.set(xlabel="pulses per device (SET + RESET)", ylabel="devices", title="pulse counts", yscale="log")
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def plot_drift(rows: list[dict], path: Path, title: str) -> None:
+    """rows: one per (hours, condition) with keys hours, condition, mse, sem."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    for c in conditions:
+        sel = [r for r in rows if r["condition"] == c]
+        ax.errorbar([r["hours"] for r in sel], [r["mse"] for r in sel], yerr=[r["sem"] for r in sel], marker="o", capsize=3, label=c)
+    ax.set(xscale="log", xlabel="time since deployment (h)", ylabel="held-out query MSE", title=title)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
