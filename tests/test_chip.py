@@ -1,0 +1,151 @@
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import yaml
+from tiny import tiny_recipe
+from typer.testing import CliRunner
+
+from pcmmeta.chip import deploy, drift_table, load_array, probe_response, read_weights
+from pcmmeta.cli import CONDITIONS, app
+from pcmmeta.train import load_run
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """A tiny run trained briefly, deployed by write-verify through the CLI."""
+    root = tmp_path_factory.mktemp("chip")
+    recipe = tiny_recipe(
+        train__iterations=100, train__meta_batch=16, train__checkpoint_every=100, train__learning_rate=0.1,
+        network__hidden=[16, 16], network__time_steps=20, eval__tasks=20,
+    )
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    runs = root / "runs"
+    assert invoke("meta-train", path, "--runs-dir", runs).exit_code == 0
+    result = invoke("deploy", "--runs-dir", runs, "--json", "--plot", root / "deploy.png")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    run_dir = runs / (runs / "LATEST").read_text().strip()
+    return root, runs, run_dir, report
+
+
+def test_deploy_reports_and_saves(deployed):
+    root, runs, run_dir, report = deployed
+    assert report["n_devices"] == 2 * (2 * 16 + 16 * 16 + 16)
+    assert report["fraction_within_tolerance"] > 0.7 and report["pulses_max"] <= 100
+    assert (run_dir / "deployed.eqx").is_file() and (run_dir / "deploy.json").is_file()
+    assert (root / "deploy.png").stat().st_size > 10_000
+
+
+def test_adapt_changes_only_output_devices_and_only_by_set_pulses(deployed):
+    root, runs, run_dir, _ = deployed
+    result = invoke("adapt", "--runs-dir", runs, "--pulses", 2, "--at-hours", 2, "--task-seed", 3, "--json", "--plot", root / "adapt.png")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    exp, state = load_run(run_dir)
+    before = load_array(run_dir / "deployed.eqx", state.params)
+    after = load_array(run_dir / report["adapted_array"].split("/")[-1], state.params)
+    for layer in ("g_in", "g_hidden"):
+        for a, b in zip(jax.tree.leaves(getattr(before, layer)), jax.tree.leaves(getattr(after, layer))):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    dn = np.asarray(after.g_out.n_set) - np.asarray(before.g_out.n_set)
+    assert dn.min() >= 0 and dn.max() <= 2  # SET pulses only: counts since RESET only grow
+    assert int(dn.sum()) == report["total_pulses"] > 0
+    assert report["devices_pulsed"] == int((dn > 0).sum())
+    assert report["energy_pJ"] == pytest.approx(10.0 * report["total_pulses"])
+    changed = dn > 0
+    np.testing.assert_array_equal(np.asarray(after.g_out.g_prog)[~changed], np.asarray(before.g_out.g_prog)[~changed])
+    assert (run_dir / "deployed.eqx").is_file()
+    again = invoke("adapt", "--runs-dir", runs, "--pulses", 2, "--at-hours", 2, "--task-seed", 3, "--json")
+    assert json.loads(again.stdout)["query_mse_after"] == report["query_mse_after"]  # same seed, same numbers
+    assert json.loads(again.stdout)["adapted_array"] != report["adapted_array"]  # nothing overwritten
+
+
+def test_adapt_with_user_support_csv(deployed, tmp_path):
+    _, runs, _, _ = deployed
+    csv = tmp_path / "support.csv"
+    csv.write_text("x,y\n" + "".join(f"{x},{np.sin(x):.4f}\n" for x in np.linspace(-4, 4, 9)))
+    result = invoke("adapt", "--runs-dir", runs, "--support", csv, "--json")
+    assert result.exit_code == 0, result.output
+    assert "support_mse_after" in json.loads(result.stdout)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n1,2\n3,oops\n")
+    result = invoke("adapt", "--runs-dir", runs, "--support", bad)
+    assert result.exit_code == 2 and "bad.csv:3: column 'y' is not a number" in result.output
+
+
+def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed):
+    _, runs, run_dir, _ = deployed
+    result = invoke("drift-eval", "--runs-dir", runs, "--hours", "720,1", "--tasks", 60, "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["results"]
+    mse = {(r["hours"], r["condition"]): r["mse"] for r in rows}
+    assert [r["hours"] for r in rows][0] == 1  # sorted
+    assert mse[(720, "deployed")] > mse[(1, "deployed")]
+    exp, state = load_run(run_dir)
+    array = load_array(run_dir / "deployed.eqx", state.params)
+    t = 720 * 3600.0
+    drifted = read_weights(jax.random.key(0), array, t, exp.config)
+    ratio = np.asarray(probe_response(drifted) / array.reference)
+    assert np.all(ratio < 0.95)  # drift shrinks every layer
+    # α from one read at 720 h, applied to another read at the same time
+    alpha = np.asarray(array.reference / probe_response(read_weights(jax.random.key(1), array, t, exp.config)))
+    restored = np.asarray(probe_response(tuple(w * a for w, a in zip(drifted, alpha))) / array.reference)
+    assert np.all(np.abs(restored - 1) < 0.1) and np.all(np.abs(restored - 1) < np.abs(ratio - 1))
+    again = invoke("drift-eval", "--runs-dir", runs, "--hours", "720,1", "--tasks", 60, "--json")
+    assert json.loads(again.stdout)["results"] == rows  # same seed, same numbers
+
+
+def test_without_drift_or_read_noise_mse_is_the_same_at_every_hour(deployed):
+    _, _, run_dir, _ = deployed
+    exp, state = load_run(run_dir)
+    still = dataclasses.replace(exp.config.device, drift_nu_mean=0.0, drift_nu_std=0.0, read_std_slope=0.0, read_std_intercept=0.0)
+    exp = dataclasses.replace(exp, config=dataclasses.replace(exp.config, device=still))
+    array, _, _ = deploy(jax.random.key(0), state.params, exp.config)
+    rows = drift_table(exp, array, [1.0, 24.0, 720.0], 30, 1, 0, CONDITIONS[:2])
+    for condition in ("deployed", "one pulse round"):
+        values = [r["mse"] for r in rows if r["condition"] == condition]
+        assert values[0] == pytest.approx(values[1], rel=1e-6) and values[0] == pytest.approx(values[2], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["drift-eval", "--hours", ""], "--hours: give at least one time"),
+        (["drift-eval", "--hours", "1,abc"], "--hours: not a number: 'abc'"),
+        (["drift-eval", "--hours", "1,-5"], "--hours: times must be positive, got -5"),
+        (["deploy", "--method", "magic"], "--method: must be write-verify or single-shot"),
+    ],
+)
+def test_bad_chip_arguments(deployed, args, message):
+    _, runs, _, _ = deployed
+    result = invoke(*args, "--runs-dir", runs)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+@pytest.mark.parametrize("command", [["deploy"], ["adapt"], ["drift-eval"]])
+def test_no_run_says_what_to_run_first(tmp_path, command):
+    result = invoke(*command, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert "run `pcmmeta meta-train recipes/sine-quick.yaml` first" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_not_deployed_says_to_deploy_first(tmp_path):
+    recipe = tiny_recipe(train__iterations=1, eval__tasks=2, eval__plot_tasks=0)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert invoke("meta-train", path, "--runs-dir", tmp_path / "runs").exit_code == 0
+    for command in (["adapt"], ["drift-eval"]):
+        result = invoke(*command, "--runs-dir", tmp_path / "runs")
+        assert result.exit_code == 2 and "run `pcmmeta deploy --run" in result.output
