@@ -479,6 +479,13 @@ def drift_eval_cmd(
 
 
 def main() -> None:
+    from .distributed import maybe_initialize
+
+    try:
+        maybe_initialize()
+    except UserInputError as err:
+        err_console.print(f"error: {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     try:
         app()
     except KeyboardInterrupt:

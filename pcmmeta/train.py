@@ -23,6 +23,7 @@ import yaml
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .device import load_device
+from .distributed import is_writer
 from .maml import Conductances, MAMLConfig, batch_results, init_conductances, predict
 from .runs import append_jsonl, atomic_write_bytes, atomic_write_text, new_run_dir, set_latest, write_json
 from .snn import LIFConfig
@@ -270,6 +271,7 @@ def train(
     elif not resume:
         save_checkpoint(ckpt, state)
     step = make_train_step(exp, optimizer, tr["meta_batch"])
+    writer = is_writer()  # with several hosts, only process 0 writes the run directory
     good = state
     interrupted = False
     t_start = time.perf_counter()
@@ -283,9 +285,9 @@ def train(
                 raise NaNLossError(f"loss became {loss} at iteration {it}; the last good checkpoint (iteration {int(good.iteration)}) is kept in {ckpt}")
             state = new_state
             record = {k: float(v) for k, v in means.__dict__.items()}
-            if it % tr["log_every"] == 0 or it == tr["iterations"]:
+            if writer and (it % tr["log_every"] == 0 or it == tr["iterations"]):
                 append_jsonl(metrics, {"iteration": it, "loss": loss, **record, "elapsed_s": time.perf_counter() - t_start})
-            if it % tr["checkpoint_every"] == 0 or it == tr["iterations"]:
+            if writer and (it % tr["checkpoint_every"] == 0 or it == tr["iterations"]):
                 save_checkpoint(ckpt, state)
                 good = state
             if on_iteration:
