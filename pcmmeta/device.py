@@ -230,12 +230,9 @@ def load_device(name_or_path: str | Path) -> PCMDevice:
     if not path.exists():
         known = ", ".join(BUILTIN_DEVICES)
         raise UserInputError(f"{path}: no such device file (built-in devices: {known})")
-    try:
-        body = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise UserInputError(f"{path}:{line} not valid YAML") from None
+    from .runs import read_yaml
+
+    body = read_yaml(path)
     if not isinstance(body, dict) or not isinstance(body.get("parameters"), dict):
         raise UserInputError(f"{path}: expected a mapping with a 'parameters' mapping")
     params = body["parameters"]

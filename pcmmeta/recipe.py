@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
 from .errors import UserInputError
 from .maml import MODES
+from .runs import read_yaml
 
 
 @dataclass(frozen=True)
@@ -160,12 +159,7 @@ def load_recipe(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"{path}: no such recipe file")
-    try:
-        user = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise UserInputError(f"{path}{where}: not valid YAML") from None
+    user = read_yaml(path)
     recipe = validate(user or {}, str(path))
     device = recipe["device"]
     if device.endswith((".yaml", ".yml")) and not Path(device).is_absolute():

@@ -25,6 +25,20 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_yaml(path: Path):
+    """Parse a user's YAML file (a byte-order mark is fine); a syntax error names file and line."""
+    import yaml
+
+    from .errors import UserInputError
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise UserInputError(f"{path}{where}: not valid YAML") from None
+
+
 # ----------------------------------------------------------------------------- run directories
 import datetime as _dt
 import json as _json
