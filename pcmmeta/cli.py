@@ -486,11 +486,22 @@ def main() -> None:
     except UserInputError as err:
         err_console.print(f"error: {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    try:  # recent typer vendors click; older typer re-uses click's exceptions
+        from typer.exceptions import TyperException as CommandLineError
+    except ImportError:
+        from click.exceptions import ClickException as CommandLineError
+
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False)
+    except CommandLineError as err:  # a bad flag or value: one line, not a box
+        ctx = getattr(err, "ctx", None)
+        command = ctx.command_path if ctx is not None else "pcmmeta"
+        err_console.print(f"error: {command}: {err.format_message()}", highlight=False, soft_wrap=True, markup=False)
+        sys.exit(getattr(err, "exit_code", 2))
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -96,3 +96,17 @@ def test_simulate_then_fit_round_trip(tmp_path):
     assert csv.read_text().startswith("device_id,pulse,t_s,g_uS\n")
     assert run("simulate-measurements", "--read-times", "1,x,3", "--out", tmp_path / "x.csv").exit_code == 2
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_entry_point_bad_flag_is_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from pcmmeta.cli import main; main()", "fit-device", str(SAMPLE), "--bootstrap", "many"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "--bootstrap" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "fitted-device.yaml").exists()
