@@ -236,7 +236,6 @@ def _increment_nll(theta: jax.Array, inc: dict, g_min: float, g_max: float) -> j
     mu = g_b + m_s * g_b + m_i + m_h * p  # mean of the unclipped conductance after the pulse
     sd = jnp.maximum(s_s * g_b + s_i + s_h * p, _SIGMA_FLOOR)
     var = sd**2
-    sv = jnp.sqrt(v)
 
     def log_normal(x, m, variance):
         return -0.5 * (x - m) ** 2 / variance - 0.5 * jnp.log(2 * jnp.pi * variance)
@@ -251,7 +250,6 @@ def _increment_nll(theta: jax.Array, inc: dict, g_min: float, g_max: float) -> j
         1.0,
     )
     log_mid = log_normal(obs, mu, var + v) + jnp.log(inside)
-    del sv
     return -jnp.mean(jax.scipy.special.logsumexp(jnp.stack([log_low, log_high, log_mid]), axis=0))
 
 
@@ -273,10 +271,8 @@ def fit_increments(inc: IncrementData, device: PCMDevice, init: np.ndarray) -> n
 
 def increment_z_scores(inc: IncrementData, device: PCMDevice) -> np.ndarray:
     """Standardised residuals of pairs far from the clip bounds (≈ N(0, 1) if the model fits)."""
-    p = device.history(inc.pulse)
     mu = inc.g_before + np.asarray(device.set_increment_mean(inc.g_before, inc.pulse))
     sd = np.sqrt(np.asarray(device.set_increment_std(inc.g_before, inc.pulse)) ** 2 + inc.var_obs)
-    del p
     inside = (mu - 3 * sd > device.g_min) & (mu + 3 * sd < device.g_max)
     return ((inc.g_after - mu) / sd)[inside]
 

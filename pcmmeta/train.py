@@ -8,6 +8,7 @@ over them (`jax.sharding`); parameters are replicated.
 from __future__ import annotations
 
 import io
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -266,7 +267,7 @@ def train(
         state = load_checkpoint(ckpt, state)
         done = int(state.iteration)
         if metrics.exists():  # drop lines written after the checkpoint: the resumed run rewrites them
-            lines = [l for l in metrics.read_text().splitlines() if l and __import__("json").loads(l)["iteration"] <= done]
+            lines = [l for l in metrics.read_text().splitlines() if l and json.loads(l)["iteration"] <= done]
             atomic_write_text(metrics, "".join(l + "\n" for l in lines))
     elif not resume:
         save_checkpoint(ckpt, state)
