@@ -64,7 +64,7 @@ class MAMLConfig(eqx.Module):
     t_prog: float | Array = 101.0
     t_wait: float | Array = 50.0
     quantized_bits: int = eqx.field(static=True, default=2)
-    ideal_lr: float = eqx.field(static=True, default=0.05)
+    ideal_lr: float = eqx.field(static=True, default=0.3)
     scale_in: float = eqx.field(static=True, default=5.0)
     scale_hidden: float = eqx.field(static=True, default=1.0)
     scale_out: float = eqx.field(static=True, default=1.0)

@@ -64,7 +64,7 @@ SCHEMA: dict[str, Any] = {
         "t_prog": Field(101.0, "float", "time of the pulse, s", low=0.0),
         "t_wait": Field(50.0, "float", "wait after the pulse before the query read, s", low=0.0),
         "quantized_bits": Field(2, "int", "quantized mode: pulse step g_max/2^bits", low=1, high=16),
-        "ideal_lr": Field(0.05, "float", "ideal mode: inner SGD step size", positive=True),
+        "ideal_lr": Field(0.3, "float", "ideal mode: inner SGD step size (0.3 beat 0.05 clearly, benchmarks/quality.py)", positive=True),
     },
     "train": {
         "iterations": Field(1500, "int", "meta-iterations", low=1),
