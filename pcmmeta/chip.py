@@ -18,9 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .device import DeviceState, PCMDevice
-from .maml import ChipState, Conductances, MAMLConfig, ReadoutLoss, _pair_weights, adapt_output, batched_traces
-from .snn import readout_traces
+from .device import DeviceState
+from .maml import ChipState, Conductances, MAMLConfig, TaskResult, _pair_weights, adapt_chips, grid_readout, query_losses
 from .program import ProgramResult, single_shot, write_verify
 from .runs import atomic_write_bytes
 from .tasks import AbstractTaskFamily, TaskBatch
@@ -185,10 +184,7 @@ def _on_chip(key, array: DeployedArray, tasks: TaskBatch, family, config: MAMLCo
         return ChipState(w_in, w_hid, array.g_out, k_out, alpha[2])
 
     chips = jax.vmap(one_chip)(jax.random.split(key, n))
-    x = jnp.stack([family.encode(tasks.x_support), family.encode(tasks.x_query)], axis=1)
-    z = batched_traces(cfg, chips, x)
-    supports = ReadoutLoss(jnp.moveaxis(z[:, :, 0], 1, 0), tasks.y_support)
-    out = jax.vmap(adapt_output, in_axes=(0, 0, None))(chips, supports, cfg)
+    z, out = adapt_chips(chips, tasks, family, cfg)
     return cfg, chips, z, out
 
 
@@ -208,14 +204,10 @@ def run_on_chip(
     read noise): query MSE before and after `pulses` rounds of blind pulses on the output layer
     (if `adapt`), with or without global drift compensation."""
     cfg, _, z, out = _on_chip(key, array, tasks, family, config, t, adapt, pulses, compensate)
-    z_query = jnp.moveaxis(z[:, :, 1], 1, 0)
-    query = jax.vmap(lambda zq, yq, w: ReadoutLoss(zq, yq)(w))
-    query_last = jax.vmap(lambda zq, yq, w: ReadoutLoss(zq[-1:], yq)(w))
-    adapted = cfg.mode == "pcm"
-    before, before_last = query(z_query, tasks.y_query, out.before), query_last(z_query, tasks.y_query, out.before)
-    after = query(z_query, tasks.y_query, out.after) if adapted else before
-    after_last = query_last(z_query, tasks.y_query, out.after) if adapted else before_last
-    return ChipResult(before, after, before_last, after_last, out.pulses, out.devices_pulsed, out.state)
+    r = query_losses(z, tasks, out)
+    if cfg.mode != "pcm":  # not adapted: "after" is the network as read at t
+        r = TaskResult(r.loss_before, r.loss_before, r.loss_before_last, r.loss_before_last, r.pulses)
+    return ChipResult(r.loss_before, r.loss_after, r.loss_before_last, r.loss_after_last, out.pulses, out.devices_pulsed, out.state)
 
 
 @eqx.filter_jit
@@ -223,8 +215,8 @@ def predict_on_chip(key, array: DeployedArray, tasks: TaskBatch, family, config:
     """Time-averaged readout of the first task at inputs x, before and after adaptation, with
     the same draws as `run_on_chip` for this key (for plots)."""
     _, chips, _, out = _on_chip(key, array, tasks, family, config, t, True, pulses, False)
-    z = readout_traces(config.lif, chips.w_in[0, 1], chips.w_hidden[0, 1], family.encode(x)).mean(0)
-    return z @ out.before[0], z @ out.after[0]
+    before, after = grid_readout(config, chips, out, family, x)
+    return before[0], after[0]
 
 
 def drift_table(exp, array: DeployedArray, hours: list[float], n_tasks: int, pulses: int, seed: int, conditions, progress=None) -> list[dict]:

@@ -222,6 +222,16 @@ RunOption = Annotated[Optional[Path], typer.Option("--run", help="Run directory 
 RunsDirOption = Annotated[Path, typer.Option(help="Folder of run directories.")]
 
 
+def _figure_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    """A two-column table: what was measured, and its value."""
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _load_trained(run: Optional[Path], runs_dir: Path):
     from .runs import resolve_run
     from .train import load_run
@@ -280,9 +290,6 @@ def deploy_cmd(
     if as_json:
         print(json.dumps(body, indent=2))
         return
-    table = Table(title=f"deployed {run_dir.name} ({method})")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
     rows = [
         ("devices", f"{report.n_devices:,}"),
         ("RMS / max error (µS)", f"{report.rms_error_uS:.3f} / {report.max_error_uS:.3f}"),
@@ -292,9 +299,7 @@ def deploy_cmd(
         ("devices at the pulse budget", f"{report.devices_at_budget}"),
         ("programming speed", f"{report.devices_per_s:,.0f} devices/s"),
     ]
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    console.print(_figure_table(f"deployed {run_dir.name} ({method})", rows))
     console.print(f"saved {run_dir / 'deployed.eqx'} and deploy.json; t = 0 is the end of deployment", highlight=False)
 
 
@@ -396,13 +401,12 @@ def adapt_cmd(
     if as_json:
         print(json.dumps(body, indent=2))
         return
-    table = Table(title=f"on-chip adaptation, {run_dir.name}, at {at_hours:g} h")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key, value in body.items():
-        if key not in ("run_dir", "task", "adapted_array"):
-            table.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value))
-    console.print(table)
+    rows = [
+        (key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value))
+        for key, value in body.items()
+        if key not in ("run_dir", "task", "adapted_array")
+    ]
+    console.print(_figure_table(f"on-chip adaptation, {run_dir.name}, at {at_hours:g} h", rows))
     console.print(f"adapted array saved to {out_path} (deployed.eqx unchanged)", highlight=False)
 
 

@@ -245,20 +245,24 @@ def batched_traces(config: MAMLConfig, chips: ChipState, x: Float[Array, "tasks 
     return jax.vmap(jax.vmap(readout_traces, (None, 0, 0, 0), 1), (None, 0, 0, 0), 1)(config.lif, chips.w_in, chips.w_hidden, x)
 
 
+def adapt_chips(chips: ChipState, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig):
+    """Traces of every task's support and query inputs on its chip, and its adapted output layer."""
+    x = jnp.stack([family.encode(tasks.x_support), family.encode(tasks.x_query)], axis=1)
+    z = batched_traces(config, chips, x)
+    supports = ReadoutLoss(jnp.moveaxis(z[:, :, 0], 1, 0), tasks.y_support)  # batch axis first
+    return z, jax.vmap(adapt_output, in_axes=(0, 0, None))(chips, supports, config)
+
+
 def batch_chips(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig):
     """Per-task chips (each task its own noise), traces, and adapted output weights."""
     n = tasks.y_query.shape[0]
     chips = jax.vmap(program_and_read_hidden, in_axes=(None, 0, None))(params, jax.random.split(key, n), config)
-    x = jnp.stack([family.encode(tasks.x_support), family.encode(tasks.x_query)], axis=1)
-    z = batched_traces(config, chips, x)
-    supports = ReadoutLoss(jnp.moveaxis(z[:, :, 0], 1, 0), tasks.y_support)  # batch axis first
-    outputs = jax.vmap(adapt_output, in_axes=(0, 0, None))(chips, supports, config)
+    z, outputs = adapt_chips(chips, tasks, family, config)
     return chips, z, outputs
 
 
-def batch_results(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig) -> TaskResult:
-    """Steps 1–4 for a batch of tasks; per-task query losses before and after adaptation."""
-    _, z, out = batch_chips(params, key, tasks, family, config)
+def query_losses(z: Float[Array, "time tasks 2 shots hidden2"], tasks: TaskBatch, out: OutputWeights) -> TaskResult:
+    """Per-task query MSE (all time steps and the last) with the output weights before and after."""
     z_query = jnp.moveaxis(z[:, :, 1], 1, 0)  # (tasks, time, shots, hidden)
 
     def losses(z_q, y_q, o):
@@ -268,17 +272,28 @@ def batch_results(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, fam
     return jax.vmap(losses)(z_query, tasks.y_query, out)
 
 
+def batch_results(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig) -> TaskResult:
+    """Steps 1–4 for a batch of tasks; per-task query losses before and after adaptation."""
+    _, z, out = batch_chips(params, key, tasks, family, config)
+    return query_losses(z, tasks, out)
+
+
 def outer_loss(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig):
     """Mean query loss after adaptation over the batch (the MAML objective), with the results."""
     results = batch_results(params, key, tasks, family, config)
     return jnp.mean(results.loss_after), results
 
 
-def predict(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig, x: Float[Array, "points in"]):
-    """Time-averaged readout at inputs x for each task, before and after adaptation, with the
-    same noise draws as `batch_results` for this key (for plots). Returns two (tasks, points)."""
-    chips, _, out = batch_chips(params, key, tasks, family, config)
-    n = tasks.y_query.shape[0]
-    grid = jnp.broadcast_to(family.encode(x), (n, *x.shape[:-1], family.encode(x).shape[-1]))
+def grid_readout(config: MAMLConfig, chips: ChipState, out: OutputWeights, family: AbstractTaskFamily, x: Float[Array, "points in"]):
+    """Time-averaged readout of every task at inputs x (query-phase hidden weights), with the
+    output weights before and after adaptation: two (tasks, points) arrays, for plots."""
+    encoded = family.encode(x)
+    grid = jnp.broadcast_to(encoded, (out.before.shape[0], *encoded.shape))
     z = jax.vmap(readout_traces, (None, 0, 0, 0))(config.lif, chips.w_in[:, 1], chips.w_hidden[:, 1], grid).mean(1)
     return jnp.einsum("nph,nh->np", z, out.before), jnp.einsum("nph,nh->np", z, out.after)
+
+
+def predict(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig, x: Float[Array, "points in"]):
+    """`grid_readout` with the same noise draws as `batch_results` for this key."""
+    chips, _, out = batch_chips(params, key, tasks, family, config)
+    return grid_readout(config, chips, out, family, x)

@@ -25,7 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .device import load_device
 from .distributed import is_writer
-from .maml import Conductances, MAMLConfig, batch_results, init_conductances, predict
+from .maml import Conductances, MAMLConfig, batch_results, init_conductances, outer_loss, predict
 from .runs import append_jsonl, atomic_write_bytes, atomic_write_text, new_run_dir, set_latest, write_json
 from .snn import LIFConfig
 from .tasks import TASK_FAMILIES, AbstractTaskFamily
@@ -119,11 +119,7 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, me
             return tree
         return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, sharding), tree)
 
-    def chunk_loss(params, key, tasks):
-        results = batch_results(params, key, tasks, family, config)
-        return jnp.mean(results.loss_after), results
-
-    chunk_grad = jax.value_and_grad(chunk_loss, has_aux=True)
+    chunk_grad = jax.value_and_grad(lambda p, k, t: outer_loss(p, k, t, family, config), has_aux=True)
 
     @eqx.filter_jit
     def step(state: TrainState):
