@@ -1,15 +1,17 @@
 """The chip after training: deploy a run's conductances, adapt on chip, evaluate under drift.
 
-Times on the deployed chip are seconds since the end of deployment (t = 0). The deployed array
-holds every device of every layer (pairs on axis 0) and a reference read taken at t = 0 for
-global drift compensation: one scalar per layer, α_l(t) = mean|W_ref p| / mean|W_t p| for a fixed
-probe input p, as analog-AI toolkits do (IBM aihwkit's global drift compensation).
+Works for every network: the deployed array holds every device of every named layer (pairs on
+axis 0). Times on the deployed chip are seconds since the end of deployment (t = 0). A reference
+read at t = 0 serves global drift compensation, one scalar per layer: α_l(t) = mean|W_ref p| /
+mean|W_t p| for a fixed probe input p, as analog-AI toolkits do (IBM aihwkit's global drift
+compensation).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
+import os
+import time
 from pathlib import Path
 
 import equinox as eqx
@@ -18,13 +20,17 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .device import DeviceState
-from .maml import ChipState, Conductances, MAMLConfig, TaskResult, _pair_weights, adapt_chips, grid_readout, query_losses
-from .program import ProgramResult, single_shot, write_verify
-from .runs import atomic_write_bytes
+from .clock import ChipClock
+from .crossbar import layer_keys, pair_weights
+from .device import DeviceState, PCMDevice
+from .errors import UserInputError
+from .maml import ChipState, MetaConfig, TaskResult, adapt_chips, head_outputs, results_of
+from .modes import PCM, NoAdapt
+from .networks import AbstractNetwork
+from .program import AbstractProgrammingMethod, ProgramResult
+from .serial import load_eqx, save_eqx
 from .tasks import AbstractTaskFamily, TaskBatch
 
-LAYERS = ("g_in", "g_hidden", "g_out")
 #: Energy of one SET pulse, J: the order of magnitude reported for PCM SET pulses (~10 pJ).
 SET_PULSE_ENERGY_J = 10e-12
 
@@ -32,49 +38,39 @@ SET_PULSE_ENERGY_J = 10e-12
 class DeployedArray(eqx.Module):
     """Every device of a deployed network; t = 0 is the end of deployment."""
 
-    g_in: DeviceState  # (2, channels, hidden1)
-    g_hidden: DeviceState  # (2, hidden1, hidden2)
-    g_out: DeviceState  # (2, hidden2)
-    reference: Float[Array, "3"]  # mean|W p| per layer at the reference read (t = 0)
-
-    def layers(self) -> tuple[DeviceState, DeviceState, DeviceState]:
-        return self.g_in, self.g_hidden, self.g_out
+    layers: dict[str, DeviceState]  # per layer, pairs on axis 0
+    reference: dict[str, Float[Array, ""]]  # mean|W p| per layer at the reference read (t = 0)
 
 
-def layer_scales(config: MAMLConfig) -> tuple[float, float, float]:
-    return config.scale_in, config.scale_hidden, config.scale_out
-
-
-def probe_response(weights: tuple[Array, Array, Array]) -> Float[Array, "3"]:
-    """mean|W p| per layer, p = a fixed ±1 probe (the same for every read)."""
-    out = []
-    for i, w in enumerate(weights):
+def probe_response(weights: dict[str, Array], names: tuple[str, ...]) -> dict[str, Float[Array, ""]]:
+    """mean|W p| per layer, p = a fixed ±1 probe over the layer's inputs (axis 0)."""
+    out = {}
+    for i, name in enumerate(names):
+        w = weights[name]
         w2 = w.reshape(w.shape[0], -1) if w.ndim > 1 else w[:, None]
         probe = jnp.where(jax.random.bernoulli(jax.random.key(1000 + i), 0.5, (w2.shape[0],)), 1.0, -1.0)
-        out.append(jnp.mean(jnp.abs(probe @ w2)))
-    return jnp.stack(out)
+        out[name] = jnp.mean(jnp.abs(probe @ w2))
+    return out
 
 
-def read_weights(key: PRNGKeyArray, array: DeployedArray, t: float | Array, config: MAMLConfig):
+def read_weights(key: PRNGKeyArray, array: DeployedArray, t: float | Array, network: AbstractNetwork, device: PCMDevice) -> dict[str, Array]:
     """Weights of all layers from one read of the chip at time t (s since deployment)."""
-    keys = jax.random.split(key, 3)
-    return tuple(
-        _pair_weights(config.device.read(k, s, t), config.device, scale)
-        for k, s, scale in zip(keys, array.layers(), layer_scales(config))
-    )
+    keys = layer_keys(key, network.layer_names)
+    scales = network.scales
+    return {n: pair_weights(device.read(keys[n], array.layers[n], t), device, scales[n]) for n in network.layer_names}
 
 
 @dataclasses.dataclass
 class DeployReport:
     method: str
     n_devices: int
-    tolerance_uS: float
-    max_pulses: int
+    tolerance_uS: float | None
+    max_pulses: int | None
     rms_error_uS: float
     max_error_uS: float
     rms_weight_error: float  # per layer scale, pooled: error/(g_max − g_min)·scale
     max_weight_error: float
-    fraction_within_tolerance: float
+    fraction_within_tolerance: float | None
     pulses_mean: float
     pulses_p50: float
     pulses_p99: float
@@ -82,29 +78,19 @@ class DeployReport:
     devices_at_budget: int
     deploy_time_s: float
     devices_per_s: float
+    layers: dict  # per layer: devices and RMS error, µS
 
 
 def deploy(
-    key: PRNGKeyArray,
-    params: Conductances,
-    config: MAMLConfig,
-    method: str = "write-verify",
-    tolerance: float = 0.5,
-    max_pulses: int = 100,
+    key: PRNGKeyArray, network: AbstractNetwork, device: PCMDevice, method: AbstractProgrammingMethod, tolerance: float = 0.5
 ) -> tuple[DeployedArray, DeployReport, dict]:
-    """Program every device of every layer to the trained conductances; all layers at once."""
-    import time
-
-    dev = config.device
-    targets = [getattr(params, name) for name in LAYERS]
+    """Program every device of every layer to the trained conductances, all layers at once.
+    `tolerance` (µS) is what the report counts as "within" for any method."""
+    names = network.layer_names
+    targets = [network.layers[n] for n in names]
     flat = jnp.concatenate([t.ravel() for t in targets])
     k_prog, k_ref = jax.random.split(key)
-    if method == "write-verify":
-        program = jax.jit(lambda k, g: write_verify(k, dev, g, tolerance, max_pulses))
-    elif method == "single-shot":
-        program = jax.jit(lambda k, g: single_shot(k, dev, g))
-    else:
-        raise ValueError(f"unknown programming method {method!r}")
+    program = jax.jit(lambda k, g: method.program(k, device, g))
     compiled = program.lower(k_prog, flat).compile()  # timed without compilation
     t0 = time.perf_counter()
     result: ProgramResult = compiled(k_prog, flat)
@@ -112,80 +98,73 @@ def deploy(
     elapsed = time.perf_counter() - t0
     # Deployment ends at t_end; shift every clock so that this is t = 0.
     shifted = DeviceState(result.state.g_prog, result.state.t_prog - result.t_end, result.state.nu, result.state.n_set)
-    states, start = [], 0
-    for t in targets:
-        states.append(jax.tree.map(lambda a: a[start : start + t.size].reshape(t.shape), shifted))
+    states, start = {}, 0
+    for n, t in zip(names, targets):
+        states[n] = jax.tree.map(lambda a: a[start : start + t.size].reshape(t.shape), shifted)
         start += t.size
-    unreferenced = DeployedArray(*states, reference=jnp.ones(3))
-    array = DeployedArray(*states, reference=probe_response(read_weights(k_ref, unreferenced, 0.0, config)))
+    unreferenced = DeployedArray(states, {n: jnp.ones(()) for n in names})
+    array = DeployedArray(states, probe_response(read_weights(k_ref, unreferenced, 0.0, network, device), names))
     error = np.asarray(result.state.g_prog - flat)
-    scales = np.concatenate([np.full(t.size, s) for t, s in zip(targets, layer_scales(config))])
-    w_err = error / (dev.g_max - dev.g_min) * scales
+    scales = np.concatenate([np.full(t.size, network.scales[n]) for n, t in zip(names, targets)])
+    w_err = error / (device.g_max - device.g_min) * scales
     pulses = np.asarray(result.pulses)
+    per_layer, start = {}, 0
+    for n, t in zip(names, targets):
+        e = error[start : start + t.size]
+        per_layer[n] = {"devices": int(t.size), "rms_error_uS": float(np.sqrt(np.mean(e**2)))}
+        start += t.size
+    budget = getattr(method, "max_pulses", None)
     report = DeployReport(
-        method=method, n_devices=int(flat.size), tolerance_uS=tolerance, max_pulses=max_pulses,
+        method=method.name, n_devices=int(flat.size), tolerance_uS=tolerance, max_pulses=budget,
         rms_error_uS=float(np.sqrt(np.mean(error**2))), max_error_uS=float(np.abs(error).max()),
         rms_weight_error=float(np.sqrt(np.mean(w_err**2))), max_weight_error=float(np.abs(w_err).max()),
         fraction_within_tolerance=float(np.mean(np.abs(error) <= tolerance)),
         pulses_mean=float(pulses.mean()), pulses_p50=float(np.percentile(pulses, 50)),
         pulses_p99=float(np.percentile(pulses, 99)), pulses_max=int(pulses.max()),
-        devices_at_budget=int(np.sum(pulses >= max_pulses)) if method == "write-verify" else 0,
-        deploy_time_s=elapsed, devices_per_s=float(flat.size / elapsed),
+        devices_at_budget=int(np.sum(pulses >= budget)) if method.has_budget else 0,
+        deploy_time_s=elapsed, devices_per_s=float(flat.size / elapsed), layers=per_layer,
     )
     arrays = {"target": np.asarray(flat), "programmed": np.asarray(result.state.g_prog), "pulses": pulses}
     return array, report, arrays
 
 
-def save_array(path: Path, array: DeployedArray) -> None:
-    buf = io.BytesIO()
-    eqx.tree_serialise_leaves(buf, array)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def array_like(params: Conductances) -> DeployedArray:
+def array_like(network: AbstractNetwork) -> DeployedArray:
     def state(g):
         return DeviceState(jnp.zeros(g.shape), jnp.zeros(g.shape), jnp.zeros(g.shape), jnp.zeros(g.shape, jnp.int32))
 
-    return DeployedArray(*(state(getattr(params, n)) for n in LAYERS), reference=jnp.zeros(3))
+    return DeployedArray({n: state(g) for n, g in network.layers.items()}, {n: jnp.zeros(()) for n in network.layers})
 
 
-def load_array(path: Path, params: Conductances) -> DeployedArray:
-    with open(path, "rb") as fh:
-        return eqx.tree_deserialise_leaves(io.BytesIO(fh.read()), array_like(params))
+def save_array(path: Path, array: DeployedArray) -> None:
+    save_eqx(path, array)
 
 
-class ChipResult(eqx.Module):
-    loss_before: Float[Array, " tasks"]  # query MSE at time t, no adaptation (all time steps)
-    loss_after: Float[Array, " tasks"]  # after the pulse rounds (equal to before when adapt=False)
-    loss_before_last: Float[Array, " tasks"]  # the same at the last time step only
-    loss_after_last: Float[Array, " tasks"]
-    pulses: Float[Array, " tasks"]  # SET pulses spent
-    devices_pulsed: Float[Array, " tasks"]
-    out_state: DeviceState  # the output layer afterwards, per task
+def load_array(path: Path, network: AbstractNetwork) -> DeployedArray:
+    return load_eqx(path, array_like(network), "deployed array")
 
 
-def chip_config(config: MAMLConfig, t: float | Array, pulses: int, adapt: bool) -> MAMLConfig:
-    """The MAML configuration with its clock moved to time t on the deployed chip: read at t,
-    pulse rounds at t + 1 s (+ Δ per round), query read `t_wait` after the last round."""
-    t = jnp.asarray(t, jnp.float32)
-    return dataclasses.replace(config, mode="pcm" if adapt else "no-adapt", inner_steps=max(pulses, 1), t_read=t, t_prog=t + 1.0)
-
-
-def _on_chip(key, array: DeployedArray, tasks: TaskBatch, family, config: MAMLConfig, t, adapt: bool, pulses: int, compensate: bool):
-    cfg = chip_config(config, t, pulses, adapt and pulses > 0)
-    n = tasks.y_query.shape[0]
+# ------------------------------------------------------------------------ on the chip
+def _on_chip(key, array: DeployedArray, tasks: TaskBatch, family, network: AbstractNetwork, meta: MetaConfig, t, adapt: bool, steps: int, compensate: bool):
+    """Every task on the same deployed chip at time t: body reads, head adaptation."""
+    clock = ChipClock.on_deployed_chip(t, meta.clock.t_wait, max(steps, 1))
+    cfg = meta.with_clock(clock, PCM() if adapt else NoAdapt())
+    names, body = network.layer_names, network.body
 
     def one_chip(k):
         k_s, k_q, k_c, k_out = jax.random.split(k, 4)
-        w_s, w_q = read_weights(k_s, array, cfg.t_read, cfg), read_weights(k_q, array, cfg.t_query, cfg)
-        alpha = array.reference / probe_response(read_weights(k_c, array, cfg.t_read, cfg)) if compensate else jnp.ones(3)
-        w_in = jnp.stack([w_s[0], w_q[0]]) * alpha[0]
-        w_hid = jnp.stack([w_s[1], w_q[1]]) * alpha[1]
-        return ChipState(w_in, w_hid, array.g_out, k_out, alpha[2])
+        w_s = read_weights(k_s, array, clock.t_read, network, meta.device)
+        w_q = read_weights(k_q, array, clock.t_query, network, meta.device)
+        if compensate:
+            now = probe_response(read_weights(k_c, array, clock.t_read, network, meta.device), names)
+            alpha = {n: array.reference[n] / now[n] for n in names}
+        else:
+            alpha = {n: jnp.ones(()) for n in names}
+        weights = {n: jnp.stack([w_s[n], w_q[n]]) * alpha[n] for n in body}
+        return ChipState(weights, {n: array.layers[n] for n in network.head}, k_out, {n: alpha[n] for n in network.head})
 
-    chips = jax.vmap(one_chip)(jax.random.split(key, n))
-    z, out = adapt_chips(chips, tasks, family, cfg)
-    return cfg, chips, z, out
+    chips = jax.vmap(one_chip)(jax.random.split(key, tasks.n_tasks))
+    features, adaptations = adapt_chips(network, chips, tasks, family, cfg)
+    return chips, features, adaptations
 
 
 @eqx.filter_jit
@@ -194,49 +173,152 @@ def run_on_chip(
     array: DeployedArray,
     tasks: TaskBatch,
     family: AbstractTaskFamily,
-    config: MAMLConfig,
+    network: AbstractNetwork,
+    meta: MetaConfig,
     t: float | Array,
     adapt: bool = True,
-    pulses: int = 1,
+    steps: int = 1,
     compensate: bool = False,
-) -> ChipResult:
+) -> tuple[TaskResult, dict[str, DeviceState]]:
     """Every task on the same deployed chip at time t (s since deployment; each task its own
-    read noise): query MSE before and after `pulses` rounds of blind pulses on the output layer
-    (if `adapt`), with or without global drift compensation."""
-    cfg, _, z, out = _on_chip(key, array, tasks, family, config, t, adapt, pulses, compensate)
-    r = query_losses(z, tasks, out)
-    if cfg.mode != "pcm":  # not adapted: "after" is the network as read at t
-        r = TaskResult(r.loss_before, r.loss_before, r.loss_before_last, r.loss_before_last, r.pulses)
-    return ChipResult(r.loss_before, r.loss_after, r.loss_before_last, r.loss_after_last, out.pulses, out.devices_pulsed, out.state)
+    read noise): the family's metrics before and after `steps` inner steps of the recipe's
+    rule on the head (if `adapt`; otherwise "after" is the network as read at t), with or
+    without global drift compensation. Also the head's devices afterwards, per task."""
+    _, features, adaptations = _on_chip(key, array, tasks, family, network, meta, t, adapt and steps > 0, steps, compensate)
+    r = results_of(network, features, tasks, adaptations, family)
+    if not (adapt and steps > 0):
+        r = TaskResult(r.loss_before, r.loss_before, {k: v[:, :1] for k, v in r.metrics.items()}, r.pulses, r.devices_pulsed)
+    return r, adaptations.state
 
 
 @eqx.filter_jit
-def predict_on_chip(key, array: DeployedArray, tasks: TaskBatch, family, config: MAMLConfig, t, pulses: int, x: Float[Array, "points in"]):
-    """Time-averaged readout of the first task at inputs x, before and after adaptation, with
-    the same draws as `run_on_chip` for this key (for plots)."""
-    _, chips, _, out = _on_chip(key, array, tasks, family, config, t, True, pulses, False)
-    before, after = grid_readout(config, chips, out, family, x)
-    return before[0], after[0]
+def outputs_on_chip(key, array, tasks, family, network, meta, t, steps: int, x):
+    """Head outputs of every task at raw inputs x after 0 … steps inner steps, with the same
+    draws as `run_on_chip` for this key (plots, per-class reports)."""
+    chips, _, adaptations = _on_chip(key, array, tasks, family, network, meta, t, True, steps, False)
+    return head_outputs(network, chips, adaptations, family, x)
 
 
-def drift_table(exp, array: DeployedArray, hours: list[float], n_tasks: int, pulses: int, seed: int, conditions, progress=None) -> list[dict]:
-    """Held-out query MSE at each time for each (name, adapt, compensate) condition.
+def drift_table(exp, network: AbstractNetwork, array: DeployedArray, hours: list[float], n_tasks: int, steps: int, seed: int, conditions, progress=None) -> list[dict]:
+    """Held-out metrics at each time for each (name, adapt, compensate) condition.
 
     The same tasks and the same read-noise keys serve every time and condition, so differences
     come from drift, adaptation and compensation, not from sampling.
     """
+    from .train import mean_sem
+
     key = jax.random.key(seed)
-    tasks = exp.family.sample(jax.random.fold_in(key, 0), n_tasks)
+    family = exp.eval_family
+    tasks = family.sample(jax.random.fold_in(key, 0), n_tasks)
     rows = []
     for h in sorted(hours):
         for name, adapt, compensate in conditions:
-            res = run_on_chip(jax.random.fold_in(key, 1), array, tasks, exp.family, exp.config, jnp.asarray(h * 3600.0), adapt, pulses, compensate)
-            mse = np.asarray(res.loss_after)
-            rows.append({
-                "hours": h, "condition": name, "mse": float(mse.mean()),
-                "sem": float(mse.std(ddof=1) / np.sqrt(len(mse))) if len(mse) > 1 else float("nan"),
-                "mse_last": float(np.asarray(res.loss_after_last).mean()), "pulses_per_task": float(np.asarray(res.pulses).mean()),
-            })
+            res, _ = run_on_chip(jax.random.fold_in(key, 1), array, tasks, family, network, exp.meta, jnp.asarray(h * 3600.0), adapt, steps, compensate)
+            row = {"hours": h, "condition": name}
+            for metric, per_step in res.metrics.items():
+                row[metric] = float(np.asarray(per_step[:, -1]).mean())
+            row["sem"] = mean_sem(np.asarray(res.metrics[family.metric][:, -1]))[1]
+            row["pulses_per_task"] = float(np.asarray(res.pulses).mean())
+            rows.append(row)
             if progress:
                 progress()
     return rows
+
+
+# ---------------------------------------------------------------------------- adapt
+@dataclasses.dataclass
+class AdaptReport:
+    adapted_array: Path
+    at_hours: float
+    steps: int
+    task: dict  # seed and family parameters, or the support file
+    shots: int
+    metric: str
+    set_name: str  # "query" (a sampled task) or "support" (a user's file: the query is the support)
+    before: dict[str, float]  # the family's metrics before adaptation
+    after: dict[str, float]
+    per_step: list[float]  # the primary metric after 0 … steps inner steps
+    breakdown: dict  # family-specific detail (per-class accuracy)
+    devices_pulsed: int
+    total_pulses: int
+    energy_pJ: float
+    energy_per_pulse_pJ: float
+    seed: int
+
+    def to_json(self) -> dict:
+        body = dataclasses.asdict(self)
+        body["adapted_array"] = str(self.adapted_array)
+        return body
+
+
+def claim_unique_path(folder: Path, stem: str, suffix: str) -> Path:
+    """`folder/stem{suffix}`, or `stem-1`, `stem-2`, … — claimed atomically (O_EXCL), so two
+    processes never get the same name."""
+    i = 0
+    while True:
+        path = folder / (f"{stem}{suffix}" if i == 0 else f"{stem}-{i}{suffix}")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return path
+        except FileExistsError:
+            i += 1
+
+
+def adapt(
+    run_dir: Path,
+    exp,
+    network: AbstractNetwork,
+    array: DeployedArray,
+    *,
+    steps: int | None = None,
+    at_hours: float = 1.0,
+    task_seed: int = 0,
+    shots: int | None = None,
+    support: Path | None = None,
+    energy_pj: float = SET_PULSE_ENERGY_J * 1e12,
+    seed: int = 0,
+    plot: Path | None = None,
+) -> AdaptReport:
+    """Adapt the deployed array to one new task — sampled from the held-out family with
+    `task_seed`, or read from a user's `support` file or folder — at `at_hours` after deployment,
+    with the recipe's inner rule (`steps` overrides its step count). Saves the adapted array
+    beside `deployed.eqx` under a new name (never overwriting) and returns the report."""
+    family = exp.eval_family
+    if shots is not None:
+        family = family.with_shots(shots)
+    task = family.task_from_file(support) if support is not None else family.sample(jax.random.key(task_seed), 1)
+    steps = exp.meta.rule.steps if steps is None else steps
+    t = at_hours * 3600.0
+    key = jax.random.key(seed)
+    result, head_state = run_on_chip(key, array, task, family, network, exp.meta, t, True, steps)
+    outputs = np.asarray(outputs_on_chip(key, array, task, family, network, exp.meta, t, steps, task.x_query))
+    new_layers = dict(array.layers)
+    new_layers.update({n: jax.tree.map(lambda a: a[0], s) for n, s in head_state.items()})
+    stem = f"adapted-task{task_seed}-{at_hours:g}h" if support is None else f"adapted-{Path(support).stem}-{at_hours:g}h"
+    out_path = claim_unique_path(run_dir, stem, ".eqx")
+    try:
+        save_array(out_path, DeployedArray(new_layers, array.reference))
+    except BaseException:
+        out_path.unlink(missing_ok=True)
+        raise
+    if plot is not None:
+        x_plot = family.plot_inputs(task)
+        plot_out = np.asarray(outputs_on_chip(key, array, task, family, network, exp.meta, t, steps, x_plot))
+        family.plot(plot, f"on-chip adaptation at {at_hours:g} h ({exp.meta.rule.name}, {steps} steps)", task, plot_out,
+                    [{"step": i, "mean": float(v), "sem": float("nan")} for i, v in enumerate(np.asarray(result.metrics[family.metric][0]))])
+    n_pulses = float(result.pulses[0])
+    return AdaptReport(
+        adapted_array=out_path, at_hours=at_hours, steps=steps,
+        task={"support": str(support)} if support is not None else {"seed": task_seed, **family.describe(task, 0)},
+        shots=family_shots(task), metric=family.metric, set_name="support" if support is not None else "query",
+        before={k: float(v[0, 0]) for k, v in result.metrics.items()},
+        after={k: float(v[0, -1]) for k, v in result.metrics.items()},
+        per_step=[float(v) for v in np.asarray(result.metrics[family.metric][0])],
+        breakdown=family.breakdown(outputs[0, -1], np.asarray(task.y_query[0])),
+        devices_pulsed=int(result.devices_pulsed[0]), total_pulses=int(n_pulses),
+        energy_pJ=n_pulses * energy_pj, energy_per_pulse_pJ=energy_pj, seed=seed,
+    )
+
+
+def family_shots(task: TaskBatch) -> int:
+    return int(task.y_support.shape[1])

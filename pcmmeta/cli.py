@@ -145,12 +145,23 @@ def simulate_measurements_cmd(
 
 
 def _evaluation_table(title: str, ev: dict) -> Table:
+    """Every metric of the family before adaptation and after each inner step (± s.e.)."""
+    metrics = [k[: -len("_per_step")] for k in ev if k.endswith("_per_step") and not k.startswith("sem_")]
     table = Table(title=title)
-    for column in ("query MSE", "all time steps", "last time step"):
-        table.add_column(column, justify="right" if column != "query MSE" else "left")
-    table.add_row("before the pulse", f"{ev['mse_before']:.3f} ± {ev['sem_before']:.3f}", f"{ev['mse_before_last']:.3f}")
-    table.add_row("after the pulse", f"{ev['mse_after']:.3f} ± {ev['sem_after']:.3f}", f"{ev['mse_after_last']:.3f}")
-    table.add_row("zero predictor", f"{ev['mse_zero']:.3f}", f"{ev['mse_zero_last']:.3f}")
+    table.add_column("held-out " + ev["metric"])
+    for name in metrics:
+        table.add_column(name, justify="right")
+    steps = len(ev[f"{ev['metric']}_per_step"])
+    for s in range(steps):
+        label = "before adaptation" if s == 0 else (f"after step {s}" if s < steps - 1 else f"after adaptation ({s} step{'s' if s > 1 else ''})")
+        cells = []
+        for name in metrics:
+            mean, sem = ev[f"{name}_per_step"][s], ev[f"sem_{name}_per_step"][s]
+            cells.append(f"{mean:.4g}" + (f" ± {sem:.2g}" if sem is not None else ""))
+        table.add_row(label, *cells)
+    for key in ("mse_zero", "chance"):
+        if key in ev:
+            table.add_row("zero predictor" if key == "mse_zero" else "chance", f"{ev[key]:.4g}", *[""] * (len(metrics) - 1))
     return table
 
 
@@ -162,31 +173,32 @@ def meta_train_cmd(
     run: Annotated[Optional[Path], typer.Option(help="Run directory to resume.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final evaluation as JSON.")] = False,
 ) -> None:
-    """Meta-train a spiking network on PCM synapses with MAML (blind-pulse inner loop)."""
+    """Meta-train a network on PCM synapses with MAML (the recipe names network, task family,
+    inner rule and mode)."""
     import yaml
 
     from .recipe import load_recipe, validate
-    from .runs import resolve_run
-    from .train import NaNLossError, start_run, train
+    from .runs import check_run_format, resolve_run
+    from .train import NaNLossError, build_experiment, start_run, train
 
     try:
         if resume:
             run_dir = resolve_run(run, runs_dir)
+            check_run_format(run_dir)
             recipe_dict = validate(yaml.safe_load((run_dir / "recipe.yaml").read_text()), str(run_dir / "recipe.yaml"))
         else:
             if recipe is None:
                 fail("give a recipe (e.g. recipes/sine-quick.yaml), or --resume")
             recipe_dict = load_recipe(recipe)
-            from .device import load_device
-
-            load_device(recipe_dict["device"])
+        experiment = build_experiment(recipe_dict)  # loads the device and the data: errors before any file is written
     except UserInputError as err:
         fail(str(err))
     if not resume:
         run_dir = start_run(recipe_dict, runs_dir)
-    total = recipe_dict["train"]["iterations"]
+    total = experiment.train.iterations
     err_console.print(f"run directory: {run_dir}", highlight=False)
     bar = progress_bar(transient=False)
+    metric = experiment.family.metric
     with bar:
         task = bar.add_task("meta-train", total=total, info="compiling…")
         t_last = [None, 0]
@@ -198,10 +210,11 @@ def meta_train_cmd(
             if t_last[0] is None:
                 t_last[0], t_last[1] = now, it
             rate = (it - t_last[1]) / (now - t_last[0]) if now > t_last[0] else 0.0
-            bar.update(task, completed=it, info=f"loss {loss:.3f} (before pulse {record['loss_before']:.3f})  {rate:.2f} it/s")
+            info = f"loss {loss:.3f}  {metric} {record[metric + '_before']:.3f} → {record[metric + '_after']:.3f}  {rate:.2f} it/s"
+            bar.update(task, completed=it, info=info)
 
         try:
-            outcome = train(recipe_dict, run_dir, resume=resume, on_iteration=on_iteration)
+            outcome = train(recipe_dict, run_dir, resume=resume, on_iteration=on_iteration, experiment=experiment)
         except NaNLossError as err:
             bar.stop()
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
@@ -213,7 +226,8 @@ def meta_train_cmd(
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), **ev}, indent=2))
         return
-    console.print(_evaluation_table(f"held-out evaluation: {ev['n_tasks']} tasks, {ev['pulses_per_task']:.1f} pulses per task", ev))
+    title = f"held-out evaluation: {ev['n_tasks']} tasks ({experiment.meta.mode.name}, {experiment.meta.rule.name}), {ev['pulses_per_task']:.1f} pulses per task"
+    console.print(_evaluation_table(title, ev))
     console.print(f"run directory: {run_dir} (training-curve.png, evaluation.png, evaluation.json)", highlight=False)
 
 
@@ -238,22 +252,26 @@ def _load_trained(run: Optional[Path], runs_dir: Path):
 
     try:
         run_dir = resolve_run(run, runs_dir)
+        if not (run_dir / "checkpoint.eqx").is_file():
+            fail(f"{run_dir}: no checkpoint; run `pcmmeta meta-train --resume --run {run_dir}` first")
+        exp, state = load_run(run_dir)
     except UserInputError as err:
         fail(str(err))
-    if not (run_dir / "checkpoint.eqx").is_file():
-        fail(f"{run_dir}: no checkpoint; run `pcmmeta meta-train --resume --run {run_dir}` first")
-    exp, state = load_run(run_dir)
-    return run_dir, exp, state.params
+    return run_dir, exp, state.network
 
 
 def _load_deployed(run: Optional[Path], runs_dir: Path):
     from .chip import load_array
 
-    run_dir, exp, params = _load_trained(run, runs_dir)
+    run_dir, exp, network = _load_trained(run, runs_dir)
     path = run_dir / "deployed.eqx"
     if not path.is_file():
         fail(f"{run_dir}: not deployed yet; run `pcmmeta deploy --run {run_dir}` first")
-    return run_dir, exp, params, load_array(path, params)
+    try:
+        array = load_array(path, network)
+    except UserInputError as err:
+        fail(str(err))
+    return run_dir, exp, network, array
 
 
 @app.command("deploy")
@@ -267,19 +285,21 @@ def deploy_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="PNG: target vs programmed, pulse-count histogram.")] = None,
 ) -> None:
-    """Program the run's trained conductances into a simulated PCM array."""
+    """Program the run's trained conductances (every layer) into a simulated PCM array."""
     import dataclasses
 
     import jax
 
     from .chip import deploy, save_array
+    from .program import PROGRAMMING_METHODS, SingleShot, WriteVerify
     from .runs import write_json
 
-    if method not in ("write-verify", "single-shot"):
-        fail(f"--method: must be write-verify or single-shot, got {method!r}")
-    run_dir, exp, params = _load_trained(run, runs_dir)
-    with err_console.status(f"programming {sum(x.size for x in jax.tree.leaves(params)):,} devices ({method})…"):
-        array, report, arrays = deploy(jax.random.key(seed), params, exp.config, method, tolerance, max_pulses)
+    if method not in PROGRAMMING_METHODS:
+        fail(f"--method: must be {' or '.join(PROGRAMMING_METHODS)}, got {method!r}")
+    programming = WriteVerify(tolerance, max_pulses) if method == WriteVerify.name else SingleShot()
+    run_dir, exp, network = _load_trained(run, runs_dir)
+    with err_console.status(f"programming {network.n_devices():,} devices ({method})…"):
+        array, report, arrays = deploy(jax.random.key(seed), network, exp.meta.device, programming, tolerance)
     save_array(run_dir / "deployed.eqx", array)
     body = {"run_dir": str(run_dir), "seed": seed, **dataclasses.asdict(report)}
     write_json(run_dir / "deploy.json", body)
@@ -291,7 +311,7 @@ def deploy_cmd(
         print(json.dumps(body, indent=2))
         return
     rows = [
-        ("devices", f"{report.n_devices:,}"),
+        ("devices", f"{report.n_devices:,} (" + ", ".join(f"{n} {v['devices']:,}" for n, v in report.layers.items()) + ")"),
         ("RMS / max error (µS)", f"{report.rms_error_uS:.3f} / {report.max_error_uS:.3f}"),
         ("RMS / max weight error", f"{report.rms_weight_error:.4f} / {report.max_weight_error:.4f}"),
         (f"within ±{tolerance} µS", f"{100 * report.fraction_within_tolerance:.1f}%"),
@@ -303,111 +323,49 @@ def deploy_cmd(
     console.print(f"saved {run_dir / 'deployed.eqx'} and deploy.json; t = 0 is the end of deployment", highlight=False)
 
 
-def _read_support_csv(path: Path):
-    import csv
-    import io
-    import math
-
-    if not path.is_file():
-        fail(f"{path}: no such file")
-    text = path.read_bytes().decode("utf-8-sig", errors="replace")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in next(reader, [])]
-    for col in ("x", "y"):
-        if col not in header:
-            fail(f"{path}:1: missing column '{col}' (found: {', '.join(header) or 'nothing'})")
-    ix, iy = header.index("x"), header.index("y")
-    xs, ys = [], []
-    for row in reader:
-        if not any(c.strip() for c in row):
-            continue
-        line = reader.line_num
-        for col, idx, out in (("x", ix, xs), ("y", iy, ys)):
-            try:
-                value = float(row[idx])
-            except (ValueError, IndexError):
-                fail(f"{path}:{line}: column '{col}' is not a number")
-            if not math.isfinite(value):
-                fail(f"{path}:{line}: column '{col}' must be finite")
-            out.append(value)
-    if not xs:
-        fail(f"{path}: no support points after the header")
-    return xs, ys
-
-
 @app.command("adapt")
 def adapt_cmd(
     run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
-    pulses: Annotated[int, typer.Option(min=1, max=10, help="Rounds of single blind SET pulses.")] = 1,
+    steps: Annotated[Optional[int], typer.Option("--steps", "--pulses", min=1, max=20, help="Inner steps on chip: pulse rounds (blind-pulse) or SGD steps (quantized-sgd). Default: the recipe's.")] = None,
     at_hours: Annotated[float, typer.Option(min=0.0, help="Time since deployment of the adaptation, h.")] = 1.0,
-    task_seed: Annotated[int, typer.Option(help="Seed of the new task (sampled from the recipe's family).")] = 0,
-    shots: Annotated[Optional[int], typer.Option(min=1, help="Support points (default: the recipe's K).")] = None,
-    support: Annotated[Optional[Path], typer.Option(help="CSV with columns x,y: your own support points (the query is then the support).")] = None,
+    task_seed: Annotated[int, typer.Option(help="Seed of the new task (sampled from the recipe's held-out tasks).")] = 0,
+    shots: Annotated[Optional[int], typer.Option(min=1, help="Support examples K, per class for classification (default: the recipe's).")] = None,
+    support: Annotated[Optional[Path], typer.Option(help="Your own support set: a CSV with columns x,y (regression) or a folder of N class folders of images (classification). The query set is then the support set.")] = None,
     energy_pj: Annotated[float, typer.Option(min=0.0, help="Energy per SET pulse, pJ.")] = 10.0,
     seed: Annotated[int, typer.Option(help="PRNG seed of reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="PNG: target, before and after.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="PNG of the task before and after adaptation.")] = None,
 ) -> None:
-    """Adapt the deployed array to one new task with blind SET pulses on the output layer."""
-    import dataclasses
+    """Adapt the deployed array to one new task with the recipe's inner rule on the head."""
+    from .chip import adapt
 
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from .chip import DeployedArray, predict_on_chip, run_on_chip, save_array
-    from .tasks import TaskBatch
-
-    support_points = _read_support_csv(support) if support is not None else None
-    run_dir, exp, params, array = _load_deployed(run, runs_dir)
-    family = dataclasses.replace(exp.family, shots=shots) if shots else exp.family
-    if support_points is not None:
-        x = jnp.asarray(support_points[0], jnp.float32)[None, :, None]
-        y = jnp.asarray(support_points[1], jnp.float32)[None]
-        task = TaskBatch(x, y, x, y, jnp.full((1, 2), jnp.nan))
-    else:
-        task = family.sample(jax.random.key(task_seed), 1)
-    t = at_hours * 3600.0
-    result = run_on_chip(jax.random.key(seed), array, task, family, exp.config, t, adapt=True, pulses=pulses)
-    new_array = DeployedArray(array.g_in, array.g_hidden, jax.tree.map(lambda a: a[0], result.out_state), array.reference)
-    name = f"adapted-task{task_seed if support is None else 'csv'}-{at_hours:g}h"
-    out_path, i = run_dir / f"{name}.eqx", 1
-    while out_path.exists():
-        out_path, i = run_dir / f"{name}-{i}.eqx", i + 1
-    save_array(out_path, new_array)
-    n_pulses = float(result.pulses[0])
-    body = {
-        "run_dir": str(run_dir), "adapted_array": str(out_path), "at_hours": at_hours, "pulse_rounds": pulses,
-        "task": "support CSV" if support is not None else {"seed": task_seed, "amplitude": float(task.params[0, 0]), "phase": float(task.params[0, 1])},
-        "shots": int(task.y_support.shape[1]),
-        ("support_mse_before" if support is not None else "query_mse_before"): float(result.loss_before[0]),
-        ("support_mse_after" if support is not None else "query_mse_after"): float(result.loss_after[0]),
-        "devices_pulsed": int(result.devices_pulsed[0]), "total_pulses": int(n_pulses),
-        "energy_pJ": n_pulses * energy_pj, "energy_per_pulse_pJ": energy_pj, "seed": seed,
-    }
-    if plot is not None:
-        from .plots import plot_task_predictions
-
-        lo, hi = family.x_range
-        grid = jnp.linspace(lo, hi, 100)[:, None]
-        before, after = map(np.asarray, predict_on_chip(jax.random.key(seed), array, task, family, exp.config, t, pulses, grid))
-        target = np.asarray(family.target(task.params[0], grid)) if support is None else np.full(100, np.nan)
-        plot_task_predictions(
-            [dict(x=np.asarray(grid[:, 0]), target=target, before=before, after=after,
-                  x_support=np.asarray(task.x_support[0, :, 0]), y_support=np.asarray(task.y_support[0]))],
-            plot, title=f"on-chip adaptation at {at_hours:g} h: {int(n_pulses)} pulses",
+    run_dir, exp, network, array = _load_deployed(run, runs_dir)
+    try:
+        report = adapt(
+            run_dir, exp, network, array, steps=steps, at_hours=at_hours, task_seed=task_seed, shots=shots,
+            support=support, energy_pj=energy_pj, seed=seed, plot=plot,
         )
+    except UserInputError as err:
+        fail(str(err))
+    body = {"run_dir": str(run_dir), **report.to_json()}
     if as_json:
         print(json.dumps(body, indent=2))
         return
-    rows = [
-        (key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value))
-        for key, value in body.items()
-        if key not in ("run_dir", "task", "adapted_array")
+    which = report.set_name
+    rows = [(f"{which} {k} before → after", f"{report.before[k]:.4g} → {report.after[k]:.4g}") for k in report.before]
+    if len(report.per_step) > 2:
+        rows.append((f"{report.metric} per inner step", ", ".join(f"{v:.4g}" for v in report.per_step)))
+    for label, value in report.breakdown.items():
+        rows.append((label, value if isinstance(value, str) else f"{value:.4g}"))
+    rows += [
+        ("task", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.task.items())),
+        ("support examples", str(report.shots)),
+        ("devices pulsed / pulses", f"{report.devices_pulsed} / {report.total_pulses}"),
+        ("energy", f"{report.energy_pJ:.4g} pJ ({report.energy_per_pulse_pJ:g} pJ per pulse)"),
     ]
-    console.print(_figure_table(f"on-chip adaptation, {run_dir.name}, at {at_hours:g} h", rows))
-    console.print(f"adapted array saved to {out_path} (deployed.eqx unchanged)", highlight=False)
+    console.print(_figure_table(f"on-chip adaptation, {run_dir.name}, at {at_hours:g} h, {report.steps} inner step(s)", rows))
+    console.print(f"adapted array saved to {report.adapted_array} (deployed.eqx unchanged)", highlight=False)
 
 
 def _parse_hours(text: str) -> list[float]:
@@ -430,9 +388,9 @@ def _parse_hours(text: str) -> list[float]:
 
 CONDITIONS = (
     ("deployed", False, False),
-    ("one pulse round", True, False),
+    ("adapted", True, False),
     ("drift compensation", False, True),
-    ("compensation + pulse", True, True),
+    ("compensation + adapted", True, True),
 )
 
 
@@ -442,42 +400,43 @@ def drift_eval_cmd(
     run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     tasks: Annotated[int, typer.Option(min=1, help="Held-out tasks per time.")] = 300,
-    pulses: Annotated[int, typer.Option(min=1, max=10, help="Pulse rounds of the adapted conditions.")] = 1,
+    steps: Annotated[Optional[int], typer.Option("--steps", "--pulses", min=1, max=20, help="Inner steps of the adapted conditions (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option(help="PRNG seed of tasks, reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the results as CSV.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="PNG of MSE vs time (log axis), one line per condition.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="PNG of the metric vs time (log axis), one line per condition.")] = None,
 ) -> None:
-    """Held-out MSE of the deployed network as its conductances drift, with and without
+    """The deployed network's held-out metric as its conductances drift, with and without
     on-chip adaptation and global drift compensation."""
     from .chip import drift_table
 
     hour_list = _parse_hours(hours)
-    run_dir, exp, params, array = _load_deployed(run, runs_dir)
+    run_dir, exp, network, array = _load_deployed(run, runs_dir)
+    n_steps = steps if steps is not None else exp.meta.rule.steps
+    metric = exp.family.metric
     with progress_bar() as bar:
         task = bar.add_task("drift-eval", total=len(hour_list) * len(CONDITIONS), info="")
-        rows = drift_table(exp, array, hour_list, tasks, pulses, seed, CONDITIONS, progress=lambda: bar.advance(task))
-    body = {"run_dir": str(run_dir), "tasks": tasks, "pulse_rounds": pulses, "seed": seed, "results": rows}
+        rows = drift_table(exp, network, array, hour_list, tasks, n_steps, seed, CONDITIONS, progress=lambda: bar.advance(task))
+    body = {"run_dir": str(run_dir), "metric": metric, "tasks": tasks, "inner_steps": n_steps, "seed": seed, "results": rows}
     if csv_path is not None:
         from .runs import atomic_write_text
 
-        lines = ["hours,condition,mse,sem,mse_last,pulses_per_task"] + [
-            f"{r['hours']:g},{r['condition']},{r['mse']:.6f},{r['sem']:.6f},{r['mse_last']:.6f},{r['pulses_per_task']:.3f}" for r in rows
-        ]
+        columns = list(rows[0])
+        lines = [",".join(columns)] + [",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in columns) for r in rows]
         atomic_write_text(csv_path, "\n".join(lines) + "\n")
     if plot is not None:
         from .plots import plot_drift
 
-        plot_drift(rows, plot, f"{run_dir.name}: {tasks} held-out tasks per point (± s.e.)")
+        plot_drift(rows, plot, f"{run_dir.name}: {tasks} held-out tasks per point (± s.e.)", metric)
     if as_json:
         print(json.dumps(body, indent=2))
         return
-    table = Table(title=f"query MSE under drift, {run_dir.name}, {tasks} tasks (± s.e.)")
+    table = Table(title=f"held-out {metric} under drift, {run_dir.name}, {tasks} tasks (± s.e.)")
     table.add_column("hours", justify="right")
     for name, _, _ in CONDITIONS:
         table.add_column(name, justify="right")
     for h in hour_list:
-        cells = [f"{r['mse']:.3f} ± {r['sem']:.3f}" for r in rows if r["hours"] == h]
+        cells = [f"{r[metric]:.4g} ± {r['sem']:.2g}" for r in rows if r["hours"] == h]
         table.add_row(f"{h:g}", *cells)
     console.print(table)
 

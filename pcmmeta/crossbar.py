@@ -30,3 +30,18 @@ def conductances_from_weights(
     g_plus = device.g_min + jnp.maximum(w_norm, 0.0) * span
     g_minus = device.g_min + jnp.maximum(-w_norm, 0.0) * span
     return g_plus, g_minus
+
+
+def pair_weights(g: Float[Array, "2 ..."], device: PCMDevice, scale: float | Array = 1.0) -> Float[Array, "..."]:
+    """Weights of a layer stored as pairs on axis 0: g[0] = G⁺, g[1] = G⁻ (µS)."""
+    return weights_from_conductances(g[0], g[1], device, scale)
+
+
+def layer_keys(key, names: tuple[str, ...]) -> dict:
+    """One key per named layer: the key itself for a single layer, else `split(key, n)` in the
+    order given. (A fixed convention: the same key gives the same draws per layer.)"""
+    import jax
+
+    if len(names) == 1:
+        return {names[0]: key}
+    return dict(zip(names, jax.random.split(key, len(names))))

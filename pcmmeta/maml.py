@@ -1,299 +1,166 @@
-"""MAML through the chip: offline programming, a blind SET-pulse inner step, the outer loss.
+"""MAML through the chip, for any network, task family, inner rule and mode.
 
 Per task (all noise drawn per task, keys split explicitly):
-1. offline programming at t = 0: meta-conductances + N(0, σ_prog²), clipped to [g_min, g_max];
-   the noise and the clip pass gradients straight through;
-2. at `t_read`: read every layer (drift since programming + read noise);
-3. inner step (output layer only): the readout is linear in the output weights, so the support
-   loss gradient is closed-form, 2·mean((W·z − y) z); a device gets one SET pulse where the gradient
-   passes `pulse_threshold` — G⁺ where the weight should grow, G⁻ where it should shrink —
-   with the device model's stochastic increment, no verify. The threshold is a Heaviside with a
-   fast-sigmoid surrogate (`snn.spike`) so the outer gradient sees it;
-4. at `t_prog + t_wait` (after the last pulse round): read again, query loss;
-5. the outer loss is the mean query loss over the task batch.
+1. offline programming at t = 0 of every layer (`mode.program_offline`: for `pcm`, the
+   meta-conductances + N(0, σ_prog²), clipped to [g_min, g_max], straight-through);
+2. the body is read twice — at `clock.t_read` for the support set and at `clock.t_query` for
+   the query set — and computes each set's features once (only the head adapts);
+3. the inner rule adapts the head from the support loss's gradient (`mode.adapt` → the rule's
+   chip operations; plain SGD in the `ideal` mode; nothing in `no-adapt`);
+4. the head read at `clock.t_query` scores the query set: the family's loss and metrics;
+5. the outer loss is the mean query loss after adaptation over the task batch.
 
-Round r of `inner_steps` reads at t_read + r·Δ and pulses at t_prog + r·Δ, Δ = t_prog + t_wait −
-t_read. Hidden layers are read once for the support set (at t_read) and once for the query set.
-Modes: `pcm` (above), `quantized` (no noise or drift, each pulse a fixed step g_max/2^bits),
-`ideal` (float weights, one SGD step on the output layer), `no-adapt` (`pcm` without step 3).
+Keys: a task's key is split into 2L + 2 (L layers, in `network.layer_names` order): L for
+offline programming, L for the programmed states' drift exponents, one for the body's reads
+(split 2 per body layer: support, query), one for the head (`inner.base.AbstractInnerRule`).
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .crossbar import weights_from_conductances
+from .clock import ChipClock
+from .crossbar import pair_weights
 from .device import DeviceState, PCMDevice
-from .snn import LIFConfig, readout_traces, spike
+from .inner import AbstractInnerRule, HeadAdaptation, HeadChip
+from .modes import AbstractMode
+from .networks import AbstractNetwork
 from .tasks import AbstractTaskFamily, TaskBatch
 
-Mode = Literal["pcm", "quantized", "ideal", "no-adapt"]
-MODES: tuple[str, ...] = ("pcm", "quantized", "ideal", "no-adapt")
 
+class MetaConfig(eqx.Module):
+    """Everything the bi-level objective needs besides the network and the tasks."""
 
-class Conductances(eqx.Module):
-    """Meta-parameters: the offline-programmed differential pairs of every layer, µS.
-
-    Axis 0 of each array is the pair: [G⁺, G⁻].
-    """
-
-    g_in: Float[Array, "2 channels hidden1"]
-    g_hidden: Float[Array, "2 hidden1 hidden2"]
-    g_out: Float[Array, "2 hidden2"]
-
-    def clip(self, device: PCMDevice) -> "Conductances":
-        return jax.tree.map(device.clip, self)
-
-
-class MAMLConfig(eqx.Module):
     device: PCMDevice
-    lif: LIFConfig
-    mode: str = eqx.field(static=True, default="pcm")
-    inner_steps: int = eqx.field(static=True, default=1)
-    pulse_threshold: float = eqx.field(static=True, default=0.02)
-    mask_surrogate_beta: float = eqx.field(static=True, default=50.0)
-    programming_noise: float = eqx.field(static=True, default=0.5)  # µS
-    # Times (s after offline programming) are data, not static: the chip commands move the
-    # clock to hours after deployment without recompiling.
-    t_read: float | Array = 100.0
-    t_prog: float | Array = 101.0
-    t_wait: float | Array = 50.0
-    quantized_bits: int = eqx.field(static=True, default=2)
-    ideal_lr: float = eqx.field(static=True, default=0.3)
-    scale_in: float = eqx.field(static=True, default=5.0)
-    scale_hidden: float = eqx.field(static=True, default=1.0)
-    scale_out: float = eqx.field(static=True, default=1.0)
+    mode: AbstractMode
+    rule: AbstractInnerRule
+    clock: ChipClock  # `clock.steps` equals `rule.steps`
+    programming_noise: float = eqx.field(static=True, default=0.5)  # µS, std of offline-programming noise
 
-    @property
-    def noisy(self) -> bool:
-        return self.mode in ("pcm", "no-adapt")
-
-    @property
-    def round_period(self) -> float:
-        return self.t_prog + self.t_wait - self.t_read
-
-    @property
-    def t_query(self) -> float:
-        return self.t_prog + (self.inner_steps - 1) * self.round_period + self.t_wait
-
-
-def init_conductances(key: PRNGKeyArray, channels: int, hidden: tuple[int, int], config: MAMLConfig, g_base: float) -> Conductances:
-    """Pairs around `g_base` µS whose weights start at ±gain/√fan_in (uniform)."""
-    dev = config.device
-    span = dev.g_max - dev.g_min
-
-    def pair(k, shape, scale, fan_in):
-        w = jax.random.uniform(k, shape, minval=-1.0, maxval=1.0) * (1.0 / jnp.sqrt(fan_in))
-        dg = 0.5 * w * span / scale
-        return dev.clip(jnp.stack([g_base + dg, g_base - dg]))
-
-    k1, k2, k3 = jax.random.split(key, 3)
-    return Conductances(
-        g_in=pair(k1, (channels, hidden[0]), config.scale_in, 1.0),
-        g_hidden=pair(k2, (hidden[0], hidden[1]), config.scale_hidden, hidden[0] / 4.0),
-        g_out=pair(k3, (hidden[1],), config.scale_out, hidden[1]),
-    )
-
-
-def _straight_through(forward: Array, identity: Array) -> Array:
-    """Value of `forward`, gradient of `identity`."""
-    return identity + jax.lax.stop_gradient(forward - identity)
-
-
-def program_offline(key: PRNGKeyArray, g: Float[Array, "..."], config: MAMLConfig) -> Float[Array, "..."]:
-    """Offline programming: injected Normal noise and the clip, straight-through."""
-    dev = config.device
-    if config.mode == "ideal":
-        return g
-    noise = config.programming_noise * jax.random.normal(key, g.shape) if config.noisy else 0.0
-    return _straight_through(dev.clip(g + noise), g)
-
-
-def read_layer(key: PRNGKeyArray, state: DeviceState, t: float, config: MAMLConfig) -> Float[Array, "..."]:
-    if config.noisy:
-        return config.device.read(key, state, t)
-    return state.g_prog  # quantized and ideal: no drift, no read noise
-
-
-def _pair_weights(g: Float[Array, "2 ..."], device: PCMDevice, scale: float) -> Float[Array, "..."]:
-    return weights_from_conductances(g[0], g[1], device, scale)
-
-
-class ReadoutLoss(eqx.Module):
-    """MSE of the readout y_t = W·z_t against targets held over time, as a function of the
-    output weights W, averaged over samples and time steps. Linear in W inside the square, so
-    its gradient is closed-form: 2·mean((W·z − y) z)."""
-
-    z: Float[Array, "time samples hidden"]
-    y: Float[Array, " samples"]
-
-    def residual(self, w: Float[Array, " hidden"]) -> Float[Array, "time samples"]:
-        return self.z @ w - self.y
-
-    def __call__(self, w: Float[Array, " hidden"]) -> Float[Array, ""]:
-        return jnp.mean(self.residual(w) ** 2)
-
-    def grad(self, w: Float[Array, " hidden"]) -> Float[Array, " hidden"]:
-        r = self.residual(w)
-        return 2.0 * jnp.einsum("ts,tsh->h", r, self.z) / r.size
-
-
-def _soft_pulse(state: DeviceState, outcome: DeviceState, mask: Float[Array, "..."]) -> DeviceState:
-    """Pulsed where mask = 1: exact forward; the gradient reaches the mask through g_prog."""
-    hard = mask > 0.5
-    return DeviceState(
-        g_prog=state.g_prog + mask * (outcome.g_prog - state.g_prog),
-        t_prog=jnp.where(hard, outcome.t_prog, state.t_prog),
-        nu=jnp.where(hard, outcome.nu, state.nu),
-        n_set=jnp.where(hard, outcome.n_set, state.n_set),
-    )
-
-
-def pulse_masks(grad: Float[Array, " hidden"], config: MAMLConfig) -> Float[Array, "2 hidden"]:
-    """[pulse G⁺ (weight should grow), pulse G⁻ (should shrink)], 0/1 with surrogate gradients."""
-    thr, beta = config.pulse_threshold, config.mask_surrogate_beta
-    return jnp.stack([spike(-grad - thr, beta), spike(grad - thr, beta)])
-
-
-def inner_update(
-    key: PRNGKeyArray, state: DeviceState, support: ReadoutLoss, config: MAMLConfig, out_scale: Array | float = 1.0
-) -> tuple[DeviceState, Float[Array, "2 hidden"]]:
-    """`inner_steps` rounds of blind single pulses on the output pairs; returns the new state and
-    the number of pulses each device received."""
-    dev = config.device
-    pulses = jnp.zeros(state.shape)
-    for r in range(config.inner_steps):
-        k_read, k_pulse, key = jax.random.split(key, 3)
-        g_read = read_layer(k_read, state, config.t_read + r * config.round_period, config)
-        grad = support.grad(_pair_weights(g_read, dev, config.scale_out * out_scale))
-        mask = pulse_masks(grad, config)
-        t_pulse = config.t_prog + r * config.round_period
-        if config.mode == "quantized":
-            step = dev.g_max / 2**config.quantized_bits
-            outcome = DeviceState(dev.clip(state.g_prog + step), jnp.full(state.shape, t_pulse), state.nu, state.n_set + 1)
-        else:
-            outcome = dev.set_pulse_outcome(k_pulse, state, t_pulse)
-        state = _soft_pulse(state, outcome, mask)
-        pulses = pulses + jax.lax.stop_gradient(mask)
-    return state, pulses
-
-
-class TaskResult(eqx.Module):
-    loss_before: Float[Array, ""]  # query MSE with the weights read before adaptation
-    loss_after: Float[Array, ""]  # query MSE after the inner update (all time steps)
-    loss_before_last: Float[Array, ""]  # same, readout at the last time step only
-    loss_after_last: Float[Array, ""]
-    pulses: Float[Array, ""]  # SET pulses applied to the output layer
+    def with_clock(self, clock: ChipClock, mode: AbstractMode | None = None) -> "MetaConfig":
+        """The same configuration on another schedule (and mode), e.g. hours after deployment."""
+        rule = self.rule.with_steps(clock.steps)
+        return MetaConfig(self.device, self.mode if mode is None else mode, rule, clock, self.programming_noise)
 
 
 class ChipState(eqx.Module):
-    """One task's chip after offline programming: the hidden layers as read for the support
-    (index 0) and the query (index 1) phase, and the output layer's devices."""
+    """One task's chip after offline programming."""
 
-    w_in: Float[Array, "2 channels hidden1"]
-    w_hidden: Float[Array, "2 hidden1 hidden2"]
-    out: DeviceState  # output-layer pairs, shape (2, hidden2)
-    key: PRNGKeyArray  # for the output layer's reads and pulses
-    out_scale: Float[Array, ""] | float = 1.0  # drift compensation of the output layer (chip.py)
+    body: dict[str, Float[Array, "2 ..."]]  # body weights as read for the support (0) and query (1) set
+    head: dict[str, DeviceState]  # the head's devices
+    key: PRNGKeyArray  # for the head's reads and pulses
+    head_scale: dict[str, Float[Array, ""]]  # drift compensation per head layer (1: none)
 
 
-def program_and_read_hidden(params: Conductances, key: PRNGKeyArray, config: MAMLConfig) -> ChipState:
-    """Steps 1–2 for one task: program offline at t = 0, read the hidden layers."""
-    dev = config.device
-    keys = jax.random.split(key, 8)
-    g_in, g_hidden, g_out = (program_offline(k, g, config) for k, g in zip(keys[:3], (params.g_in, params.g_hidden, params.g_out)))
-    state_in, state_hidden, state_out = (dev.programmed_state(k, g, 0.0) for k, g in zip(keys[3:6], (g_in, g_hidden, g_out)))
-    hidden_keys = jax.random.split(keys[6], 4)
-    t_phase = (config.t_read, config.t_query)
-    w_in = jnp.stack([_pair_weights(read_layer(hidden_keys[i], state_in, t_phase[i], config), dev, config.scale_in) for i in range(2)])
-    w_hid = jnp.stack([_pair_weights(read_layer(hidden_keys[2 + i], state_hidden, t_phase[i], config), dev, config.scale_hidden) for i in range(2)])
-    return ChipState(w_in, w_hid, state_out, keys[7], jnp.ones(()))
+def program_and_read(network: AbstractNetwork, key: PRNGKeyArray, cfg: MetaConfig) -> ChipState:
+    """Steps 1–2 for one task: program every layer offline at t = 0, read the body."""
+    dev, mode = cfg.device, cfg.mode
+    names = network.layer_names
+    n = len(names)
+    keys = jax.random.split(key, 2 * n + 2)
+    programmed = {name: mode.program_offline(keys[i], network.layers[name], dev, cfg.programming_noise) for i, name in enumerate(names)}
+    states = {name: dev.programmed_state(keys[n + i], programmed[name], 0.0) for i, name in enumerate(names)}
+    body = network.body
+    read_keys = jax.random.split(keys[2 * n], 2 * len(body))
+    times = (cfg.clock.t_read, cfg.clock.t_query)
+    scales = network.scales
+    weights = {
+        name: jnp.stack([pair_weights(mode.read(read_keys[2 * i + p], states[name], times[p], dev), dev, scales[name]) for p in range(2)])
+        for i, name in enumerate(body)
+    }
+    head = {name: states[name] for name in network.head}
+    return ChipState(weights, head, keys[2 * n + 1], {name: jnp.ones(()) for name in network.head})
 
 
-class OutputWeights(eqx.Module):
-    before: Float[Array, " hidden2"]  # read at t_read
-    after: Float[Array, " hidden2"]  # read at t_query, after the inner update
-    pulses: Float[Array, ""]  # SET pulses applied
-    devices_pulsed: Float[Array, ""]  # devices that received at least one
-    state: DeviceState  # the output layer's devices afterwards
+def task_features(network: AbstractNetwork, body: dict[str, Array], x_support: Array, x_query: Array) -> tuple[Array, Array]:
+    """The support and query features of one task, each set with its own read of the body.
+    Sets of equal shape run as one batched call."""
+    if x_support.shape == x_query.shape:
+        both = jax.vmap(network.features)(body, jnp.stack([x_support, x_query]))
+        return both[0], both[1]
+    support = network.features({n: w[0] for n, w in body.items()}, x_support)
+    query = network.features({n: w[1] for n, w in body.items()}, x_query)
+    return support, query
 
 
-def adapt_output(chip: ChipState, support: ReadoutLoss, config: MAMLConfig) -> OutputWeights:
-    """Steps 2–4 on the output layer of one task: read, blind pulses, read again."""
-    dev = config.device
-    k_before, k_inner, k_after = jax.random.split(chip.key, 3)
-    scale = config.scale_out * chip.out_scale
-    w_before = _pair_weights(read_layer(k_before, chip.out, config.t_read, config), dev, scale)
-    none = jnp.zeros(())
-    if config.mode == "ideal":
-        return OutputWeights(w_before, w_before - config.ideal_lr * support.grad(w_before), none, none, chip.out)
-    if config.mode == "no-adapt":
-        w_after = _pair_weights(read_layer(k_after, chip.out, config.t_query, config), dev, scale)
-        return OutputWeights(w_before, w_after, none, none, chip.out)
-    new_state, pulse_count = inner_update(k_inner, chip.out, support, config, chip.out_scale)
-    w_after = _pair_weights(read_layer(k_after, new_state, config.t_query, config), dev, scale)
-    return OutputWeights(w_before, w_after, pulse_count.sum(), (pulse_count > 0).sum().astype(jnp.float32), new_state)
+def head_chip(network: AbstractNetwork, chip: ChipState, cfg: MetaConfig) -> HeadChip:
+    scales = network.scales
+    return HeadChip(cfg.device, cfg.mode, cfg.clock, {n: scales[n] * chip.head_scale[n] for n in network.head})
 
 
-def batched_traces(config: MAMLConfig, chips: ChipState, x: Float[Array, "tasks 2 shots channels"]) -> Float[Array, "time tasks 2 shots hidden2"]:
-    """Readout traces of every task's support (phase 0) and query (phase 1) inputs, time-major."""
-    return jax.vmap(jax.vmap(readout_traces, (None, 0, 0, 0), 1), (None, 0, 0, 0), 1)(config.lif, chips.w_in, chips.w_hidden, x)
+def adapt_task(network: AbstractNetwork, chip: ChipState, features: Array, y_support: Array, family: AbstractTaskFamily, cfg: MetaConfig) -> HeadAdaptation:
+    """Step 3 for one task: the head's inner update from the support features."""
+
+    def support_loss(w):
+        return family.loss(network.head_output(w, features), y_support)
+
+    return cfg.mode.adapt(cfg.rule, chip.key, chip.head, support_loss, head_chip(network, chip, cfg))
 
 
-def adapt_chips(chips: ChipState, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig):
-    """Traces of every task's support and query inputs on its chip, and its adapted output layer."""
-    x = jnp.stack([family.encode(tasks.x_support), family.encode(tasks.x_query)], axis=1)
-    z = batched_traces(config, chips, x)
-    supports = ReadoutLoss(jnp.moveaxis(z[:, :, 0], 1, 0), tasks.y_support)  # batch axis first
-    return z, jax.vmap(adapt_output, in_axes=(0, 0, None))(chips, supports, config)
+def adapt_chips(network: AbstractNetwork, chips: ChipState, tasks: TaskBatch, family: AbstractTaskFamily, cfg: MetaConfig):
+    """Every task on its chip: query features and the adapted head (batched over tasks)."""
+    x_s, x_q = family.encode(tasks.x_support), family.encode(tasks.x_query)
+    f_s, f_q = jax.vmap(lambda b, s, q: task_features(network, b, s, q))(chips.body, x_s, x_q)
+    adaptations = jax.vmap(lambda c, f, y: adapt_task(network, c, f, y, family, cfg))(chips, f_s, tasks.y_support)
+    return f_q, adaptations
 
 
-def batch_chips(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig):
-    """Per-task chips (each task its own noise), traces, and adapted output weights."""
-    n = tasks.y_query.shape[0]
-    chips = jax.vmap(program_and_read_hidden, in_axes=(None, 0, None))(params, jax.random.split(key, n), config)
-    z, outputs = adapt_chips(chips, tasks, family, config)
-    return chips, z, outputs
+def program_chips(network: AbstractNetwork, key: PRNGKeyArray, n_tasks: int, cfg: MetaConfig) -> ChipState:
+    """One freshly programmed chip per task, each with its own noise."""
+    return jax.vmap(program_and_read, in_axes=(None, 0, None))(network, jax.random.split(key, n_tasks), cfg)
 
 
-def query_losses(z: Float[Array, "time tasks 2 shots hidden2"], tasks: TaskBatch, out: OutputWeights) -> TaskResult:
-    """Per-task query MSE (all time steps and the last) with the output weights before and after."""
-    z_query = jnp.moveaxis(z[:, :, 1], 1, 0)  # (tasks, time, shots, hidden)
+class TaskResult(eqx.Module):
+    """Per task (axis 0 when batched)."""
 
-    def losses(z_q, y_q, o):
-        query, query_last = ReadoutLoss(z_q, y_q), ReadoutLoss(z_q[-1:], y_q)
-        return TaskResult(query(o.before), query(o.after), query_last(o.before), query_last(o.after), o.pulses)
-
-    return jax.vmap(losses)(z_query, tasks.y_query, out)
-
-
-def batch_results(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig) -> TaskResult:
-    """Steps 1–4 for a batch of tasks; per-task query losses before and after adaptation."""
-    _, z, out = batch_chips(params, key, tasks, family, config)
-    return query_losses(z, tasks, out)
+    loss_before: Float[Array, ""]  # query loss with the head as read before adaptation
+    loss_after: Float[Array, ""]  # query loss after the inner update
+    metrics: dict[str, Float[Array, " steps"]]  # the family's metrics after 0, 1, … inner steps
+    pulses: Float[Array, ""]  # SET pulses applied to the head
+    devices_pulsed: Float[Array, ""]
 
 
-def outer_loss(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig):
-    """Mean query loss after adaptation over the batch (the MAML objective), with the results."""
-    results = batch_results(params, key, tasks, family, config)
+def query_results(network: AbstractNetwork, features: Array, y_query: Array, adaptation: HeadAdaptation, family: AbstractTaskFamily) -> TaskResult:
+    """Step 4 for one task: query loss before/after and the metrics after every inner step."""
+    predictions = [network.head_output(w, features) for w in adaptation.weights]
+    per_step = [family.metrics(p, y_query) for p in predictions]
+    metrics = {k: jnp.stack([m[k] for m in per_step]) for k in per_step[0]}
+    return TaskResult(
+        family.loss(predictions[0], y_query), family.loss(predictions[-1], y_query), metrics, adaptation.pulses, adaptation.devices_pulsed
+    )
+
+
+def results_of(network: AbstractNetwork, features: Array, tasks: TaskBatch, adaptations: HeadAdaptation, family: AbstractTaskFamily) -> TaskResult:
+    return jax.vmap(lambda f, y, a: query_results(network, f, y, a, family))(features, tasks.y_query, adaptations)
+
+
+def batch_results(network: AbstractNetwork, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, cfg: MetaConfig) -> TaskResult:
+    """Steps 1–4 for a batch of tasks."""
+    chips = program_chips(network, key, tasks.n_tasks, cfg)
+    features, adaptations = adapt_chips(network, chips, tasks, family, cfg)
+    return results_of(network, features, tasks, adaptations, family)
+
+
+def outer_loss(network: AbstractNetwork, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, cfg: MetaConfig):
+    """The MAML objective: mean query loss after adaptation over the batch, with the results."""
+    results = batch_results(network, key, tasks, family, cfg)
     return jnp.mean(results.loss_after), results
 
 
-def grid_readout(config: MAMLConfig, chips: ChipState, out: OutputWeights, family: AbstractTaskFamily, x: Float[Array, "points in"]):
-    """Time-averaged readout of every task at inputs x (query-phase hidden weights), with the
-    output weights before and after adaptation: two (tasks, points) arrays, for plots."""
+def head_outputs(network: AbstractNetwork, chips: ChipState, adaptations: HeadAdaptation, family: AbstractTaskFamily, x: Array) -> Array:
+    """(tasks, steps + 1, …): each task's head output at raw inputs x (tasks, points, …) after
+    0, 1, … inner steps, with the body as read for the query set (for plots)."""
     encoded = family.encode(x)
-    grid = jnp.broadcast_to(encoded, (out.before.shape[0], *encoded.shape))
-    z = jax.vmap(readout_traces, (None, 0, 0, 0))(config.lif, chips.w_in[:, 1], chips.w_hidden[:, 1], grid).mean(1)
-    return jnp.einsum("nph,nh->np", z, out.before), jnp.einsum("nph,nh->np", z, out.after)
+    features = jax.vmap(lambda b, e: network.features({n: w[1] for n, w in b.items()}, e))(chips.body, encoded)
+    outs = [jax.vmap(network.head_output)(w, features) for w in adaptations.weights]
+    return jnp.stack(outs, axis=1)
 
 
-def predict(params: Conductances, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, config: MAMLConfig, x: Float[Array, "points in"]):
-    """`grid_readout` with the same noise draws as `batch_results` for this key."""
-    chips, _, out = batch_chips(params, key, tasks, family, config)
-    return grid_readout(config, chips, out, family, x)
+def predict(network: AbstractNetwork, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, cfg: MetaConfig, x: Array) -> Array:
+    """`head_outputs` with the same noise draws as `batch_results` for this key."""
+    chips = program_chips(network, key, tasks.n_tasks, cfg)
+    _, adaptations = adapt_chips(network, chips, tasks, family, cfg)
+    return head_outputs(network, chips, adaptations, family, x)

@@ -235,3 +235,35 @@ def write_measurements(data: Measurements, path: str | Path) -> None:
             (data.device_names[data.group_device[group]], int(data.group_pulse[group]), f"{t:g}", f"{g:.5f}")
         )
     atomic_write_text(Path(path), out.getvalue())
+
+
+def read_xy_csv(path: str | Path) -> tuple[list[float], list[float]]:
+    """A user's support set for a regression task: a CSV with columns x and y (any order, other
+    columns ignored, blank lines skipped). Raises `UserInputError` naming file, line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{path}: no such file")
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in next(reader, [])]
+    for col in ("x", "y"):
+        if col not in header:
+            raise UserInputError(f"{path}:1: missing column '{col}' (found: {', '.join(header) or 'nothing'})")
+    ix, iy = header.index("x"), header.index("y")
+    xs: list[float] = []
+    ys: list[float] = []
+    for row in reader:
+        if not any(c.strip() for c in row):
+            continue
+        line = reader.line_num
+        for col, idx, out in (("x", ix, xs), ("y", iy, ys)):
+            try:
+                value = float(row[idx])
+            except (ValueError, IndexError):
+                raise UserInputError(f"{path}:{line}: column '{col}' is not a number") from None
+            if not math.isfinite(value):
+                raise UserInputError(f"{path}:{line}: column '{col}' must be finite")
+            out.append(value)
+    if not xs:
+        raise UserInputError(f"{path}: no support points after the header")
+    return xs, ys

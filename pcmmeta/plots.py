@@ -87,9 +87,9 @@ def plot_training_curve(metrics_path: Path, path: Path) -> None:
         return
     it = [r["iteration"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(it, [r["loss_before"] for r in rows], label="query MSE before the pulse")
-    ax.plot(it, [r["loss_after"] for r in rows], label="query MSE after (the MAML loss)")
-    ax.set(xlabel="meta-iteration", ylabel="MSE (training batch)", yscale="log", title="meta-training")
+    ax.plot(it, [r["loss_before"] for r in rows], label="query loss before adaptation")
+    ax.plot(it, [r["loss_after"] for r in rows], label="query loss after adaptation (the MAML loss)")
+    ax.set(xlabel="meta-iteration", ylabel="loss (training batch)", yscale="log", title="meta-training")
     ax.legend()
     save_figure(fig, path)
 
@@ -126,13 +126,13 @@ def plot_deployment(target: np.ndarray, programmed: np.ndarray, pulses: np.ndarr
     save_figure(fig, path)
 
 
-def plot_drift(rows: list[dict], path: Path, title: str) -> None:
-    """rows: one per (hours, condition) with keys hours, condition, mse, sem."""
+def plot_drift(rows: list[dict], path: Path, title: str, metric: str = "mse") -> None:
+    """rows: one per (hours, condition) with keys hours, condition, <metric>, sem."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     conditions = list(dict.fromkeys(r["condition"] for r in rows))
     for c in conditions:
         sel = [r for r in rows if r["condition"] == c]
-        ax.errorbar([r["hours"] for r in sel], [r["mse"] for r in sel], yerr=[r["sem"] for r in sel], marker="o", capsize=3, label=c)
-    ax.set(xscale="log", xlabel="time since deployment (h)", ylabel="held-out query MSE", title=title)
+        ax.errorbar([r["hours"] for r in sel], [r[metric] for r in sel], yerr=[r["sem"] for r in sel], marker="o", capsize=3, label=c)
+    ax.set(xscale="log", xlabel="time since deployment (h)", ylabel=f"held-out query {metric}", title=title)
     ax.legend(fontsize=8)
     save_figure(fig, path)

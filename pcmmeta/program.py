@@ -1,16 +1,21 @@
-"""Programming target conductances into PCM devices: iterative write-verify, and single-shot.
+"""Programming methods: how target conductances get into the devices.
 
-Write-verify (all devices in parallel, a `lax.while_loop` with masks): RESET at t = 0, then each
-iteration, one `step_s` apart: read; within `tolerance` of the target → done; below → one SET
-pulse; above (overshoot) → RESET and start again. A device stops when done or when it has spent
-`max_pulses` pulses (SET and RESET both count). Precision is bounded by read noise: a correct
-device can read out of tolerance and be pulsed or RESET again (docs/chip.md).
+A method is an `AbstractProgrammingMethod` with one operation, `program(key, device, targets)`,
+on a flat array of targets (µS), returning a `ProgramResult`:
 
-Single-shot: RESET, then the number of SET pulses that the device's *mean* trajectory needs to
-reach the target, applied blind (no verify).
+- `WriteVerify` (all devices in parallel, a `lax.while_loop` with masks): RESET at t = 0, then
+  each iteration, one `step_s` apart: read; within `tolerance` of the target → done; below → one
+  SET pulse; above (overshoot) → RESET and start again. A device stops when done or when it has
+  spent `max_pulses` pulses (SET and RESET both count). Precision is bounded by read noise: a
+  correct device can read out of tolerance and be pulsed or RESET again (docs/chip.md).
+- `SingleShot`: RESET, then the number of SET pulses that the device's *mean* trajectory needs
+  to reach the target, applied blind (no verify).
 """
 
 from __future__ import annotations
+
+import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -30,6 +35,15 @@ class ProgramResult(eqx.Module):
     @property
     def pulses(self) -> Int[Array, "..."]:
         return self.set_pulses + self.resets
+
+
+class AbstractProgrammingMethod(eqx.Module):
+    name: ClassVar[str]
+    #: Whether a pulse budget applies (devices that end at it are reported).
+    has_budget: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def program(self, key: PRNGKeyArray, device: PCMDevice, target: Float[Array, " n"]) -> ProgramResult: ...
 
 
 def write_verify(
@@ -90,3 +104,24 @@ def single_shot(key: PRNGKeyArray, device: PCMDevice, target: Float[Array, "..."
     state = jax.lax.fori_loop(0, n_max, body, state)
     t_end = (jnp.max(n_pulses) + 1).astype(jnp.float32) * step_s
     return ProgramResult(state, n_pulses, jnp.zeros_like(n_pulses), jnp.ones(target.shape, bool), t_end)
+
+
+class WriteVerify(AbstractProgrammingMethod):
+    name = "write-verify"
+    has_budget = True
+    tolerance: float = eqx.field(static=True, default=0.5)  # µS
+    max_pulses: int = eqx.field(static=True, default=100)  # per device, SET + RESET
+
+    def program(self, key, device, target):
+        return write_verify(key, device, target, self.tolerance, self.max_pulses)
+
+
+class SingleShot(AbstractProgrammingMethod):
+    name = "single-shot"
+
+    def program(self, key, device, target):
+        return single_shot(key, device, target)
+
+
+#: Programming methods by the name `deploy --method` takes.
+PROGRAMMING_METHODS: dict[str, type[AbstractProgrammingMethod]] = {m.name: m for m in (WriteVerify, SingleShot)}

@@ -46,6 +46,9 @@ import json as _json
 from .errors import UserInputError
 
 LATEST = "LATEST"
+#: Layout version of run directories (checkpoint, deployed arrays). 2: networks as plug-ins
+#: (named layers); runs without `run.json` were made by pcmmeta before that and cannot be loaded.
+RUN_FORMAT = 2
 
 
 def new_run_dir(runs_root: Path, name: str) -> Path:
@@ -57,6 +60,24 @@ def new_run_dir(runs_root: Path, name: str) -> Path:
         path, i = Path(f"{base}-{i}"), i + 1
     path.mkdir(parents=True)
     return path
+
+
+def write_run_format(run_dir: Path) -> None:
+    write_json(Path(run_dir) / "run.json", {"format": RUN_FORMAT})
+
+
+def check_run_format(run_dir: Path) -> None:
+    """A one-line error for a run directory made by an older pcmmeta."""
+    meta = Path(run_dir) / "run.json"
+    try:
+        found = _json.loads(meta.read_text())["format"]
+    except (OSError, ValueError, KeyError, TypeError):
+        found = 1
+    if found != RUN_FORMAT:
+        raise UserInputError(
+            f"{run_dir}: made by an older version of pcmmeta (run format {found}, this version reads {RUN_FORMAT}); "
+            "train it again with `pcmmeta meta-train RECIPE`"
+        )
 
 
 def set_latest(run_dir: Path) -> None:

@@ -1,13 +1,14 @@
-"""Meta-training: build the experiment from a recipe, the optax step, checkpoints, evaluation.
+"""Meta-training: the experiment a recipe describes, the optax step, checkpoints, evaluation.
 
-The PRNG key of iteration i is `fold_in(key(seed), i)`, so a resumed run follows the same
-trajectory as an uninterrupted one. With more than one JAX device the meta-batch is split
-over them (`jax.sharding`); parameters are replicated.
+`build_experiment` turns a validated recipe into typed objects once (network, task families,
+mode, inner rule, clock, training and evaluation settings); nothing downstream reads the recipe
+dict. The PRNG key of iteration i is `fold_in(key(seed), i)`, so a resumed run follows the same
+trajectory as an uninterrupted one. With more than one JAX device the meta-batch is split over
+them (`jax.sharding`); parameters are replicated.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -23,67 +24,93 @@ import optax
 import yaml
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .clock import ChipClock
 from .device import load_device
 from .distributed import is_writer
-from .maml import Conductances, MAMLConfig, batch_results, init_conductances, outer_loss, predict
-from .runs import append_jsonl, atomic_write_bytes, atomic_write_text, new_run_dir, set_latest, write_json
-from .snn import LIFConfig
-from .tasks import TASK_FAMILIES, AbstractTaskFamily
+from .inner import INNER_RULES
+from .maml import MetaConfig, batch_results, outer_loss, predict
+from .modes import MODES
+from .networks import NETWORKS, AbstractNetwork
+from .runs import append_jsonl, atomic_write_text, check_run_format, new_run_dir, set_latest, write_json, write_run_format
+from .serial import load_eqx, save_eqx
+from .tasks import TASK_FAMILIES, AbstractTaskFamily, TaskBatch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int
+    meta_batch: int
+    learning_rate: float
+    warmup: int
+    final_lr_fraction: float
+    chunk_tasks: int
+    checkpoint_every: int
+    log_every: int
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    tasks: int
+    seed: int
+    plot_tasks: int
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """Everything a recipe fixes: the task family, the MAML configuration, the network sizes."""
+    """Everything a recipe fixes, as typed objects. `recipe` is kept only to be written into
+    the run directory."""
 
+    name: str
+    seed: int
+    network: AbstractNetwork  # architecture and initial conductances
+    family: AbstractTaskFamily  # training tasks
+    eval_family: AbstractTaskFamily  # held-out tasks (classes never seen in training, where that applies)
+    meta: MetaConfig
+    train: TrainConfig
+    eval: EvalConfig
     recipe: dict
-    family: AbstractTaskFamily
-    config: MAMLConfig
-    channels: int
-    hidden: tuple[int, int]
+
+
+def init_key(seed: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(seed), -1 % (2**31))
 
 
 def build_experiment(recipe: dict) -> Experiment:
-    t, n, m = recipe["task"], recipe["network"], recipe["maml"]
-    family = TASK_FAMILIES[t["family"]](
-        shots=t["shots"], amplitude=tuple(t["amplitude"]), phase=tuple(t["phase"]), x_range=tuple(t["x_range"])
+    """The typed experiment of a validated recipe (`recipe.validate` / `load_recipe`)."""
+    device = load_device(recipe["device"])
+    family = TASK_FAMILIES[recipe["task"]["family"]].from_recipe(recipe["task"], None)
+    rule = INNER_RULES[recipe["inner"]["rule"]].from_recipe(recipe["inner"])
+    m = recipe["maml"]
+    meta = MetaConfig(
+        device=device, mode=MODES[recipe["mode"]].from_recipe(m), rule=rule,
+        clock=ChipClock(m["t_read"], m["t_prog"], m["t_wait"], rule.steps), programming_noise=m["programming_noise"],
     )
-    lif = LIFConfig(
-        time_steps=n["time_steps"], dt=n["dt"], tau_mem=n["tau_mem"], tau_out=n["tau_out"],
-        threshold=n["threshold"], surrogate_beta=n["surrogate_beta"],
+    network = NETWORKS[recipe["network"]["kind"]].init(init_key(recipe["seed"]), recipe["network"], family, device)
+    return Experiment(
+        name=recipe["name"], seed=recipe["seed"], network=network, family=family, eval_family=family.held_out(), meta=meta,
+        train=TrainConfig(**{k: v for k, v in recipe["train"].items()}), eval=EvalConfig(**recipe["eval"]), recipe=recipe,
     )
-    config = MAMLConfig(
-        device=load_device(recipe["device"]), lif=lif, mode=recipe["mode"], inner_steps=m["inner_steps"],
-        pulse_threshold=m["pulse_threshold"], mask_surrogate_beta=m["mask_surrogate_beta"],
-        programming_noise=m["programming_noise"], t_read=m["t_read"], t_prog=m["t_prog"], t_wait=m["t_wait"],
-        quantized_bits=m["quantized_bits"], ideal_lr=m["ideal_lr"],
-        scale_in=n["scale_in"], scale_hidden=n["scale_hidden"], scale_out=n["scale_out"],
-    )
-    channels = int(family.encode(jnp.zeros((1, 1))).shape[-1])
-    return Experiment(recipe, family, config, channels, tuple(n["hidden"]))
 
 
 class TrainState(eqx.Module):
-    params: Conductances
+    network: AbstractNetwork
     opt_state: optax.OptState
     iteration: jax.Array  # int32 scalar: iterations completed
 
 
-def make_optimizer(recipe: dict) -> optax.GradientTransformation:
-    tr = recipe["train"]
+def make_optimizer(train: TrainConfig) -> optax.GradientTransformation:
     schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0 if tr["warmup"] else tr["learning_rate"],
-        peak_value=tr["learning_rate"],
-        warmup_steps=tr["warmup"],
-        decay_steps=max(tr["iterations"], tr["warmup"] + 1),
-        end_value=tr["learning_rate"] * tr["final_lr_fraction"],
+        init_value=0.0 if train.warmup else train.learning_rate,
+        peak_value=train.learning_rate,
+        warmup_steps=train.warmup,
+        decay_steps=max(train.iterations, train.warmup + 1),
+        end_value=train.learning_rate * train.final_lr_fraction,
     )
     return optax.adam(schedule)
 
 
 def init_state(exp: Experiment, optimizer: optax.GradientTransformation) -> TrainState:
-    key = jax.random.fold_in(jax.random.key(exp.recipe["seed"]), -1 % (2**31))
-    params = init_conductances(key, exp.channels, exp.hidden, exp.config, exp.recipe["network"]["init_conductance"])
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return TrainState(exp.network, optimizer.init(eqx.filter(exp.network, eqx.is_array)), jnp.zeros((), jnp.int32))
 
 
 def task_sharding() -> NamedSharding | None:
@@ -95,15 +122,17 @@ def task_sharding() -> NamedSharding | None:
 
 
 def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, meta_batch: int) -> Callable:
-    """jitted (state) -> (state, loss, TaskResult means).
+    """jitted (state, family) -> (state, loss, mean TaskResult).
 
-    The meta-batch is processed in chunks of `train.chunk_tasks` tasks whose gradients are
-    accumulated (a scan): the mean of equal-sized chunk means is the batch mean, and only one
-    chunk's activations are alive at a time, which bounds memory and keeps them in cache.
+    The family is an argument, not a closure: an image family carries its dataset as an array,
+    which a closure would bake into the compiled program as a constant. The meta-batch is
+    processed in chunks of `train.chunk_tasks` tasks whose gradients are accumulated (a scan):
+    the mean of equal-sized chunk means is the batch mean, and only one chunk's activations are
+    alive at a time, which bounds memory and keeps them in cache.
     """
     sharding = task_sharding()
     n_dev = len(jax.devices())
-    chunk = min(exp.recipe["train"]["chunk_tasks"], meta_batch)
+    chunk = min(exp.train.chunk_tasks, meta_batch)
     if sharding is not None:
         chunk = max(n_dev, chunk - chunk % n_dev)
         if meta_batch % n_dev:
@@ -111,117 +140,153 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, me
     while meta_batch % chunk:
         chunk -= 1
     n_chunks = meta_batch // chunk
-    base_key = jax.random.key(exp.recipe["seed"])
-    family, config = exp.family, exp.config
+    base_key = jax.random.key(exp.seed)
+    meta = exp.meta
 
     def shard(tree):
         if sharding is None:
             return tree
         return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, sharding), tree)
 
-    chunk_grad = jax.value_and_grad(lambda p, k, t: outer_loss(p, k, t, family, config), has_aux=True)
-
     @eqx.filter_jit
-    def step(state: TrainState):
+    def step(state: TrainState, family: AbstractTaskFamily):
         key = jax.random.fold_in(base_key, state.iteration)
         k_tasks, k_noise = jax.random.split(key)
         tasks = family.sample(k_tasks, meta_batch)
         split = lambda a: a.reshape(n_chunks, chunk, *a.shape[1:])
         chunks = (jax.random.split(k_noise, n_chunks), jax.tree.map(split, tasks))
+        chunk_grad = eqx.filter_value_and_grad(lambda net, k, t: outer_loss(net, k, t, family, meta), has_aux=True)
 
         def accumulate(grads, inputs):
             key_c, tasks_c = inputs
-            (loss, results), g = chunk_grad(state.params, key_c, shard(tasks_c))
-            return jax.tree.map(jnp.add, grads, g), (loss, jax.tree.map(jnp.mean, results))
+            (loss, results), g = chunk_grad(state.network, key_c, shard(tasks_c))
+            return jax.tree.map(jnp.add, grads, g), (loss, jax.tree.map(lambda a: jnp.mean(a, axis=0), results))
 
-        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        zeros = jax.tree.map(jnp.zeros_like, eqx.filter(state.network, eqx.is_array))
         grads, (losses, means) = jax.lax.scan(accumulate, zeros, chunks)
         grads = jax.tree.map(lambda g: g / n_chunks, grads)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        if config.mode != "ideal":
-            params = params.clip(config.device)  # devices cannot hold conductances outside their range
-        return TrainState(params, opt_state, state.iteration + 1), jnp.mean(losses), jax.tree.map(jnp.mean, means)
+        updates, opt_state = optimizer.update(grads, state.opt_state, eqx.filter(state.network, eqx.is_array))
+        network = eqx.apply_updates(state.network, updates)
+        if meta.mode.clips:
+            network = network.clip(meta.device)  # devices cannot hold conductances outside their range
+        return TrainState(network, opt_state, state.iteration + 1), jnp.mean(losses), jax.tree.map(lambda a: jnp.mean(a, axis=0), means)
 
     return step
 
 
+def flat_means(means) -> dict[str, float]:
+    """The training step's mean results as a flat record for metrics.jsonl."""
+    record = {"loss_before": float(means.loss_before), "loss_after": float(means.loss_after), "pulses": float(means.pulses)}
+    for name, per_step in means.metrics.items():
+        values = np.asarray(per_step)
+        record[f"{name}_before"], record[f"{name}_after"] = float(values[0]), float(values[-1])
+    return record
+
+
 # ------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(path: Path, state: TrainState) -> None:
-    buf = io.BytesIO()
-    eqx.tree_serialise_leaves(buf, state)
-    atomic_write_bytes(path, buf.getvalue())
+    save_eqx(path, state)
 
 
 def load_checkpoint(path: Path, like: TrainState) -> TrainState:
-    with open(path, "rb") as fh:
-        return eqx.tree_deserialise_leaves(io.BytesIO(fh.read()), like)
+    return load_eqx(path, like, "checkpoint")
 
 
 # ------------------------------------------------------------------------------- evaluation
+def mean_sem(values) -> tuple[float, float]:
+    """Mean and standard error of the mean (NaN s.e. for a single value: no spread to measure)."""
+    values = np.asarray(values, np.float64)
+    sem = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return float(values.mean()), sem
+
+
 @dataclass
 class Evaluation:
-    mse_before: float
-    mse_after: float
-    mse_before_last: float
-    mse_after_last: float
-    mse_zero: float
-    mse_zero_last: float
-    pulses_per_task: float
+    """Held-out results: the family's loss before/after adaptation and its metrics after every
+    inner step (index 0: before adaptation), mean and s.e. over tasks."""
+
     n_tasks: int
-    sem_before: float
-    sem_after: float
+    metric: str  # the family's primary metric
+    higher_is_better: bool
+    loss_before: float
+    loss_after: float
+    metrics: dict[str, list[float]]
+    metrics_sem: dict[str, list[float]]
+    baselines: dict[str, float]
+    pulses_per_task: float
+
+    def before(self, name: str | None = None) -> float:
+        return self.metrics[name or self.metric][0]
+
+    def after(self, name: str | None = None) -> float:
+        return self.metrics[name or self.metric][-1]
+
+    def curve(self, name: str | None = None) -> list[dict]:
+        name = name or self.metric
+        return [{"step": i, "mean": m, "sem": s} for i, (m, s) in enumerate(zip(self.metrics[name], self.metrics_sem[name]))]
 
     def to_json(self) -> dict:
-        return dict(self.__dict__)
+        """Flat: `<metric>_before`, `<metric>_after`, `sem_<metric>_before`/`_after`,
+        `<metric>_per_step` (and its s.e.) for every metric, the baselines, the loss."""
+
+        def finite(x):
+            return x if math.isfinite(x) else None  # JSON has no NaN
+
+        out: dict = {"n_tasks": self.n_tasks, "metric": self.metric, "loss_before": self.loss_before, "loss_after": self.loss_after}
+        for name, values in self.metrics.items():
+            sems = self.metrics_sem[name]
+            out[f"{name}_before"], out[f"{name}_after"] = values[0], values[-1]
+            out[f"sem_{name}_before"], out[f"sem_{name}_after"] = finite(sems[0]), finite(sems[-1])
+            out[f"{name}_per_step"], out[f"sem_{name}_per_step"] = values, [finite(s) for s in sems]
+        out.update(self.baselines)
+        out["pulses_per_task"] = self.pulses_per_task
+        return out
 
 
-def held_out_tasks(exp: Experiment, n_tasks: int | None = None, seed: int | None = None):
-    ev = exp.recipe["eval"]
-    key = jax.random.key(ev["seed"] if seed is None else seed)
-    return exp.family.sample(key, n_tasks or ev["tasks"]), jax.random.fold_in(key, 1)
+def held_out_tasks(exp: Experiment, n_tasks: int | None = None, seed: int | None = None) -> tuple[TaskBatch, jax.Array]:
+    key = jax.random.key(exp.eval.seed if seed is None else seed)
+    return exp.eval_family.sample(key, n_tasks or exp.eval.tasks), jax.random.fold_in(key, 1)
 
 
-def evaluate(exp: Experiment, params: Conductances, n_tasks: int | None = None, seed: int | None = None, chunk: int = 50) -> Evaluation:
-    """Query MSE on a fixed held-out set (same tasks and noise for every run of this recipe)."""
-    tasks, key = held_out_tasks(exp, n_tasks, seed)
-    n = tasks.y_query.shape[0]
-    fn = eqx.filter_jit(lambda p, k, t: batch_results(p, k, t, exp.family, exp.config))
-    parts = []
-    for i, start in enumerate(range(0, n, chunk)):
-        sub = jax.tree.map(lambda a: a[start : start + chunk], tasks)
-        parts.append(jax.tree.map(np.asarray, fn(params, jax.random.fold_in(key, i), sub)))
-    r = jax.tree.map(lambda *a: np.concatenate(a), *parts)
-    zero = float(np.mean(np.asarray(tasks.y_query) ** 2))
+@eqx.filter_jit
+def _batch_results(network, key, tasks, family, meta):
+    return batch_results(network, key, tasks, family, meta)
+
+
+def summarize(results, family: AbstractTaskFamily, tasks: TaskBatch) -> Evaluation:
+    """Mean ± s.e. over tasks of per-task results (numpy arrays, axis 0 = task)."""
+    metrics, sems = {}, {}
+    for name, per_step in results.metrics.items():
+        pairs = [mean_sem(per_step[:, s]) for s in range(per_step.shape[1])]
+        metrics[name], sems[name] = [p[0] for p in pairs], [p[1] for p in pairs]
     return Evaluation(
-        mse_before=float(r.loss_before.mean()), mse_after=float(r.loss_after.mean()),
-        mse_before_last=float(r.loss_before_last.mean()), mse_after_last=float(r.loss_after_last.mean()),
-        mse_zero=zero, mse_zero_last=zero, pulses_per_task=float(r.pulses.mean()), n_tasks=n,
-        sem_before=float(r.loss_before.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
-        sem_after=float(r.loss_after.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        n_tasks=int(results.loss_before.shape[0]), metric=family.metric, higher_is_better=family.higher_is_better,
+        loss_before=float(results.loss_before.mean()), loss_after=float(results.loss_after.mean()),
+        metrics=metrics, metrics_sem=sems, baselines=family.baselines(tasks), pulses_per_task=float(results.pulses.mean()),
     )
 
 
-def plot_evaluation(exp: Experiment, params: Conductances, path: Path) -> None:
-    from .plots import plot_task_predictions
+def evaluate(exp: Experiment, network: AbstractNetwork, n_tasks: int | None = None, seed: int | None = None, chunk: int = 50) -> Evaluation:
+    """Metrics on a fixed held-out set (same tasks and noise for every run of this recipe)."""
+    tasks, key = held_out_tasks(exp, n_tasks, seed)
+    parts = []
+    for i, start in enumerate(range(0, tasks.n_tasks, chunk)):
+        sub = jax.tree.map(lambda a: a[start : start + chunk], tasks)
+        parts.append(jax.tree.map(np.asarray, _batch_results(network, jax.random.fold_in(key, i), sub, exp.eval_family, exp.meta)))
+    results = jax.tree.map(lambda *a: np.concatenate(a), *parts)
+    return summarize(results, exp.eval_family, tasks)
 
-    n_plot = exp.recipe["eval"]["plot_tasks"]
+
+def plot_evaluation(exp: Experiment, network: AbstractNetwork, path: Path, evaluation: Evaluation | None = None) -> None:
+    n_plot = exp.eval.plot_tasks
     if n_plot == 0:
         return
     tasks, key = held_out_tasks(exp)
-    lo, hi = exp.family.x_range
-    grid = jnp.linspace(lo, hi, 100)[:, None]
     sub = jax.tree.map(lambda a: a[:n_plot], tasks)
-    before, after = predict(params, jax.random.fold_in(key, 10_000), sub, exp.family, exp.config, grid)
-    rows = [
-        dict(
-            x=np.asarray(grid[:, 0]), target=np.asarray(exp.family.target(sub.params[i], grid)),
-            before=np.asarray(before[i]), after=np.asarray(after[i]),
-            x_support=np.asarray(sub.x_support[i, :, 0]), y_support=np.asarray(sub.y_support[i]),
-        )
-        for i in range(n_plot)
-    ]
-    plot_task_predictions(rows, path, title=f"{exp.recipe['name']} ({exp.config.mode}): time-averaged readout")
+    family = exp.eval_family
+    outputs = eqx.filter_jit(predict)(network, jax.random.fold_in(key, 10_000), sub, family, exp.meta, family.plot_inputs(sub))
+    title = f"{exp.name} ({exp.meta.mode.name}, {exp.meta.rule.name}): held-out tasks"
+    family.plot(path, title, sub, np.asarray(outputs), evaluation.curve() if evaluation else None)
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -239,6 +304,7 @@ class TrainOutcome:
 
 def start_run(recipe: dict, runs_root: Path) -> Path:
     run_dir = new_run_dir(runs_root, recipe["name"])
+    write_run_format(run_dir)
     atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
     set_latest(run_dir)
     return run_dir
@@ -250,12 +316,13 @@ def train(
     resume: bool = False,
     on_iteration: Callable[[int, float, dict], None] | None = None,
     evaluate_at_end: bool = True,
+    experiment: Experiment | None = None,
 ) -> TrainOutcome:
     """Run (or continue) meta-training in `run_dir`. Ctrl-C saves a checkpoint and returns with
     `interrupted=True`; a NaN loss raises `NaNLossError` and leaves the last good checkpoint."""
-    exp = build_experiment(recipe)
-    tr = recipe["train"]
-    optimizer = make_optimizer(recipe)
+    exp = experiment or build_experiment(recipe)
+    tr = exp.train
+    optimizer = make_optimizer(tr)
     state = init_state(exp, optimizer)
     ckpt = run_dir / "checkpoint.eqx"
     metrics = run_dir / "metrics.jsonl"
@@ -267,24 +334,24 @@ def train(
             atomic_write_text(metrics, "".join(l + "\n" for l in lines))
     elif not resume:
         save_checkpoint(ckpt, state)
-    step = make_train_step(exp, optimizer, tr["meta_batch"])
+    step = make_train_step(exp, optimizer, tr.meta_batch)
     writer = is_writer()  # with several hosts, only process 0 writes the run directory
     good = state
     interrupted = False
     t_start = time.perf_counter()
     try:
-        while int(state.iteration) < tr["iterations"]:
-            new_state, loss, means = step(state)
+        while int(state.iteration) < tr.iterations:
+            new_state, loss, means = step(state, exp.family)
             loss = float(loss)
             it = int(new_state.iteration)
             if not math.isfinite(loss):
                 save_checkpoint(ckpt, good)
                 raise NaNLossError(f"loss became {loss} at iteration {it}; the last good checkpoint (iteration {int(good.iteration)}) is kept in {ckpt}")
             state = new_state
-            record = {k: float(v) for k, v in means.__dict__.items()}
-            if writer and (it % tr["log_every"] == 0 or it == tr["iterations"]):
+            record = flat_means(means)
+            if writer and (it % tr.log_every == 0 or it == tr.iterations):
                 append_jsonl(metrics, {"iteration": it, "loss": loss, **record, "elapsed_s": time.perf_counter() - t_start})
-            if writer and (it % tr["checkpoint_every"] == 0 or it == tr["iterations"]):
+            if writer and (it % tr.checkpoint_every == 0 or it == tr.iterations):
                 save_checkpoint(ckpt, state)
                 good = state
             if on_iteration:
@@ -294,23 +361,27 @@ def train(
         interrupted = True
     evaluation = None
     if not interrupted and evaluate_at_end:
-        evaluation = finish_run(exp, state.params, run_dir)
+        evaluation = finish_run(exp, state.network, run_dir)
     return TrainOutcome(run_dir, state, interrupted, evaluation)
 
 
-def finish_run(exp: Experiment, params: Conductances, run_dir: Path) -> Evaluation:
+def finish_run(exp: Experiment, network: AbstractNetwork, run_dir: Path) -> Evaluation:
     from .plots import plot_training_curve
 
-    evaluation = evaluate(exp, params)
-    write_json(run_dir / "evaluation.json", {"recipe": exp.recipe["name"], "mode": exp.config.mode, **evaluation.to_json()})
+    evaluation = evaluate(exp, network)
+    write_json(run_dir / "evaluation.json", {"recipe": exp.name, "mode": exp.meta.mode.name, "inner": exp.meta.rule.name, **evaluation.to_json()})
     plot_training_curve(run_dir / "metrics.jsonl", run_dir / "training-curve.png")
-    plot_evaluation(exp, params, run_dir / "evaluation.png")
+    plot_evaluation(exp, network, run_dir / "evaluation.png", evaluation)
     return evaluation
 
 
 def load_run(run_dir: Path) -> tuple[Experiment, TrainState]:
-    """The experiment and last checkpoint of a run directory."""
-    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    """The experiment and last checkpoint of a run directory (`UserInputError` for a run made
+    by an older pcmmeta or a damaged checkpoint)."""
+    from .recipe import validate
+
+    check_run_format(run_dir)
+    recipe = validate(yaml.safe_load((run_dir / "recipe.yaml").read_text()), str(run_dir / "recipe.yaml"))
     exp = build_experiment(recipe)
-    state = init_state(exp, make_optimizer(recipe))
+    state = init_state(exp, make_optimizer(exp.train))
     return exp, load_checkpoint(run_dir / "checkpoint.eqx", state)

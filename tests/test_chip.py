@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from pcmmeta.chip import deploy, drift_table, load_array, probe_response, read_weights
 from pcmmeta.cli import CONDITIONS, app
+from pcmmeta.program import WriteVerify
 from pcmmeta.train import load_run
 
 runner = CliRunner()
@@ -53,21 +54,22 @@ def test_adapt_changes_only_output_devices_and_only_by_set_pulses(deployed):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     exp, state = load_run(run_dir)
-    before = load_array(run_dir / "deployed.eqx", state.params)
-    after = load_array(run_dir / report["adapted_array"].split("/")[-1], state.params)
-    for layer in ("g_in", "g_hidden"):
-        for a, b in zip(jax.tree.leaves(getattr(before, layer)), jax.tree.leaves(getattr(after, layer))):
+    before = load_array(run_dir / "deployed.eqx", state.network)
+    after = load_array(run_dir / report["adapted_array"].split("/")[-1], state.network)
+    for layer in ("in", "hidden"):
+        for a, b in zip(jax.tree.leaves(before.layers[layer]), jax.tree.leaves(after.layers[layer])):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    dn = np.asarray(after.g_out.n_set) - np.asarray(before.g_out.n_set)
+    dn = np.asarray(after.layers["out"].n_set) - np.asarray(before.layers["out"].n_set)
     assert dn.min() >= 0 and dn.max() <= 2  # SET pulses only: counts since RESET only grow
     assert int(dn.sum()) == report["total_pulses"] > 0
     assert report["devices_pulsed"] == int((dn > 0).sum())
     assert report["energy_pJ"] == pytest.approx(10.0 * report["total_pulses"])
     changed = dn > 0
-    np.testing.assert_array_equal(np.asarray(after.g_out.g_prog)[~changed], np.asarray(before.g_out.g_prog)[~changed])
+    np.testing.assert_array_equal(np.asarray(after.layers["out"].g_prog)[~changed], np.asarray(before.layers["out"].g_prog)[~changed])
     assert (run_dir / "deployed.eqx").is_file()
     again = invoke("adapt", "--runs-dir", runs, "--pulses", 2, "--at-hours", 2, "--task-seed", 3, "--json")
-    assert json.loads(again.stdout)["query_mse_after"] == report["query_mse_after"]  # same seed, same numbers
+    assert json.loads(again.stdout)["after"] == report["after"]  # same seed, same numbers
+    assert report["set_name"] == "query" and len(report["per_step"]) == 3
     assert json.loads(again.stdout)["adapted_array"] != report["adapted_array"]  # nothing overwritten
 
 
@@ -77,7 +79,8 @@ def test_adapt_with_user_support_csv(deployed, tmp_path):
     csv.write_text("x,y\n" + "".join(f"{x},{np.sin(x):.4f}\n" for x in np.linspace(-4, 4, 9)))
     result = invoke("adapt", "--runs-dir", runs, "--support", csv, "--json")
     assert result.exit_code == 0, result.output
-    assert "support_mse_after" in json.loads(result.stdout)
+    report = json.loads(result.stdout)
+    assert report["set_name"] == "support" and report["shots"] == 9 and "mse" in report["after"]
     bad = tmp_path / "bad.csv"
     bad.write_text("x,y\n1,2\n3,oops\n")
     result = invoke("adapt", "--runs-dir", runs, "--support", bad)
@@ -93,15 +96,19 @@ def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed):
     assert [r["hours"] for r in rows][0] == 1  # sorted
     assert mse[(720, "deployed")] > mse[(1, "deployed")]
     exp, state = load_run(run_dir)
-    array = load_array(run_dir / "deployed.eqx", state.params)
+    array = load_array(run_dir / "deployed.eqx", state.network)
     t = 720 * 3600.0
-    drifted = read_weights(jax.random.key(0), array, t, exp.config)
-    ratio = np.asarray(probe_response(drifted) / array.reference)
+    net, names = state.network, state.network.layer_names
+    drifted = read_weights(jax.random.key(0), array, t, net, exp.meta.device)
+    ratio = np.array([float(probe_response(drifted, names)[n] / array.reference[n]) for n in names])
     assert np.all(ratio < 0.95)  # drift shrinks every layer
     # α from one read at 720 h, applied to another read at the same time
-    alpha = np.asarray(array.reference / probe_response(read_weights(jax.random.key(1), array, t, exp.config)))
-    restored = np.asarray(probe_response(tuple(w * a for w, a in zip(drifted, alpha))) / array.reference)
-    assert np.all(np.abs(restored - 1) < 0.1) and np.all(np.abs(restored - 1) < np.abs(ratio - 1))
+    now = probe_response(read_weights(jax.random.key(1), array, t, net, exp.meta.device), names)
+    alpha = {n: array.reference[n] / now[n] for n in names}
+    restored_w = {n: drifted[n] * alpha[n] for n in names}
+    restored = np.array([float(probe_response(restored_w, names)[n] / array.reference[n]) for n in names])
+    # one noisy read sets α: on the 2 × 16 input layer that alone is a ~10% spread
+    assert np.all(np.abs(restored - 1) < 0.15) and np.all(np.abs(restored - 1) < np.abs(ratio - 1))
     again = invoke("drift-eval", "--runs-dir", runs, "--hours", "720,1", "--tasks", 60, "--json")
     assert json.loads(again.stdout)["results"] == rows  # same seed, same numbers
 
@@ -109,11 +116,11 @@ def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed):
 def test_without_drift_or_read_noise_mse_is_the_same_at_every_hour(deployed):
     _, _, run_dir, _ = deployed
     exp, state = load_run(run_dir)
-    still = dataclasses.replace(exp.config.device, drift_nu_mean=0.0, drift_nu_std=0.0, read_std_slope=0.0, read_std_intercept=0.0)
-    exp = dataclasses.replace(exp, config=dataclasses.replace(exp.config, device=still))
-    array, _, _ = deploy(jax.random.key(0), state.params, exp.config)
-    rows = drift_table(exp, array, [1.0, 24.0, 720.0], 30, 1, 0, CONDITIONS[:2])
-    for condition in ("deployed", "one pulse round"):
+    still = dataclasses.replace(exp.meta.device, drift_nu_mean=0.0, drift_nu_std=0.0, read_std_slope=0.0, read_std_intercept=0.0)
+    exp = dataclasses.replace(exp, meta=dataclasses.replace(exp.meta, device=still))
+    array, _, _ = deploy(jax.random.key(0), state.network, still, WriteVerify())
+    rows = drift_table(exp, state.network, array, [1.0, 24.0, 720.0], 30, 1, 0, CONDITIONS[:2])
+    for condition in ("deployed", "adapted"):
         values = [r["mse"] for r in rows if r["condition"] == condition]
         assert values[0] == pytest.approx(values[1], rel=1e-6) and values[0] == pytest.approx(values[2], rel=1e-6)
 

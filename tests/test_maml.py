@@ -1,3 +1,7 @@
+"""The generic bi-level pipeline on the LIF/sinusoid plug-ins: what each inner rule and mode does."""
+
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,80 +9,159 @@ import pytest
 from tiny import tiny_recipe
 
 from pcmmeta.device import DeviceState
-from pcmmeta.maml import ReadoutLoss, batch_chips, batch_results, inner_update
-from pcmmeta.train import build_experiment, init_state, make_optimizer
+from pcmmeta.inner import HeadChip, QuantizedSGD
+from pcmmeta.maml import adapt_chips, batch_results, program_chips
+from pcmmeta.modes import PCM, Quantized
+from pcmmeta.train import build_experiment
 
 
 def setup(mode="pcm", **kw):
     exp = build_experiment(tiny_recipe(mode=mode, **kw))
-    params = init_state(exp, make_optimizer(exp.recipe)).params
     tasks = exp.family.sample(jax.random.key(1), 6)
-    return exp, params, tasks
+    return exp, exp.network, tasks
 
 
-def test_inner_update_pulses_exactly_the_selected_devices():
-    exp, params, tasks = setup(maml__programming_noise=0.0)
-    cfg = exp.config
-    chips, z, out = batch_chips(params, jax.random.key(2), tasks, exp.family, cfg)
-    for i in range(6):
-        chip = jax.tree.map(lambda a: a[i], chips)
-        support = ReadoutLoss(z[:, i, 0], tasks.y_support[i])
-        k_before, k_inner, _ = jax.random.split(chip.key, 3)
-        # the rule, by hand: read at t_read with the inner step's key, gradient, threshold
+def run(exp, net, tasks, key=2, meta=None):
+    meta = meta or exp.meta
+    chips = program_chips(net, jax.random.key(key), tasks.n_tasks, meta)
+    features, adaptations = adapt_chips(net, chips, tasks, exp.family, meta)
+    return chips, features, adaptations
+
+
+def support_features(exp, net, chips, tasks):
+    x = exp.family.encode(tasks.x_support)
+    return jax.vmap(lambda b, xs: net.features({n: w[0] for n, w in b.items()}, xs))(chips.body, x)
+
+
+def test_blind_pulse_pulses_exactly_the_selected_devices():
+    exp, net, tasks = setup(maml__programming_noise=0.0)
+    meta = exp.meta
+    chips, _, out = run(exp, net, tasks)
+    z = support_features(exp, net, chips, tasks)
+    dev, thr = meta.device, meta.rule.pulse_threshold
+    for i in range(tasks.n_tasks):
+        head = chips.head["out"]
+        state = jax.tree.map(lambda a: a[i], head)
+        # the rule, by hand: the inner step's read (keys as documented), closed-form MSE gradient
+        _, k_inner, _ = jax.random.split(chips.key[i], 3)
         k_read, _, _ = jax.random.split(k_inner, 3)
-        g = np.asarray(cfg.device.read(k_read, chip.out, cfg.t_read))
-        w = cfg.scale_out * (g[0] - g[1]) / (cfg.device.g_max - cfg.device.g_min)
-        zz, y = np.asarray(support.z, np.float64), np.asarray(support.y, np.float64)
+        g = np.asarray(dev.read(k_read, state, meta.clock.t_read))
+        w = net.scales["out"] * (g[0] - g[1]) / (dev.g_max - dev.g_min)
+        zz, y = np.asarray(z[i], np.float64), np.asarray(tasks.y_support[i], np.float64)
         grad = 2 * np.einsum("ts,tsh->h", zz @ w - y, zz) / (zz.shape[0] * zz.shape[1])
-        expect = np.stack([grad < -cfg.pulse_threshold, grad > cfg.pulse_threshold])
-        new, pulses = inner_update(k_inner, chip.out, support, cfg)
-        changed = np.asarray(new.n_set) != np.asarray(chip.out.n_set)
+        expect = np.stack([grad < -thr, grad > thr])
+        new = jax.tree.map(lambda a: a[i], out.state["out"])
+        changed = np.asarray(new.n_set) != np.asarray(state.n_set)
         np.testing.assert_array_equal(changed, expect)
-        np.testing.assert_array_equal(np.asarray(pulses), expect.astype(float))
-        assert np.all(np.asarray(new.n_set)[changed] == np.asarray(chip.out.n_set)[changed] + 1)
+        assert np.all(np.asarray(new.n_set)[changed] == np.asarray(state.n_set)[changed] + 1)
         for field in ("g_prog", "t_prog", "nu"):
-            np.testing.assert_array_equal(np.asarray(getattr(new, field))[~changed], np.asarray(getattr(chip.out, field))[~changed])
-        assert np.all(np.asarray(new.t_prog)[changed] == cfg.t_prog)
+            np.testing.assert_array_equal(np.asarray(getattr(new, field))[~changed], np.asarray(getattr(state, field))[~changed])
+        assert np.all(np.asarray(new.t_prog)[changed] == float(meta.clock.t_prog))
         assert float(out.pulses[i]) == expect.sum()
 
 
-def test_inner_update_touches_only_the_output_layer():
-    exp, params, tasks = setup()
-    adapt = batch_chips(params, jax.random.key(3), tasks, exp.family, exp.config)
-    frozen = batch_chips(params, jax.random.key(3), tasks, exp.family, build_experiment(tiny_recipe(mode="no-adapt")).config)
-    np.testing.assert_array_equal(np.asarray(adapt[0].w_in), np.asarray(frozen[0].w_in))
-    np.testing.assert_array_equal(np.asarray(adapt[0].w_hidden), np.asarray(frozen[0].w_hidden))
-    assert float(adapt[2].pulses.sum()) > 0 and float(frozen[2].pulses.sum()) == 0
+def test_inner_update_touches_only_the_head():
+    exp, net, tasks = setup()
+    chips, _, out = run(exp, net, tasks, key=3)
+    frozen_exp = build_experiment(tiny_recipe(mode="no-adapt"))
+    chips_f, _, out_f = run(frozen_exp, net, tasks, key=3)
+    for name in net.body:
+        np.testing.assert_array_equal(np.asarray(chips.body[name]), np.asarray(chips_f.body[name]))
+    assert float(out.pulses.sum()) > 0 and float(out_f.pulses.sum()) == 0
+    np.testing.assert_array_equal(np.asarray(out_f.state["out"].g_prog), np.asarray(chips_f.head["out"].g_prog))
 
 
-def test_ideal_inner_step_is_one_sgd_step():
-    exp, params, tasks = setup(mode="ideal")
-    chips, z, out = batch_chips(params, jax.random.key(4), tasks, exp.family, exp.config)
-    lr = exp.config.ideal_lr
-    for i in range(6):
-        zz, y = np.asarray(z[:, i, 0], np.float64), np.asarray(tasks.y_support[i], np.float64)
-        w = np.asarray(out.before[i], np.float64)
-        grad = 2 * np.mean((zz @ w - y)[..., None] * zz, axis=(0, 1))
-        np.testing.assert_allclose(np.asarray(out.after[i]), w - lr * grad, rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("steps", [1, 3])
+def test_ideal_inner_steps_are_sgd_steps(steps):
+    exp, net, tasks = setup(mode="ideal", inner__steps=steps)
+    chips, _, out = run(exp, net, tasks, key=4)
+    z = support_features(exp, net, chips, tasks)
+    lr = exp.meta.rule.ideal_lr
+    assert len(out.weights) == steps + 1
+    for i in range(tasks.n_tasks):
+        zz, y = np.asarray(z[i], np.float64), np.asarray(tasks.y_support[i], np.float64)
+        w = np.asarray(out.weights[0]["out"][i], np.float64)
+        for s in range(steps):
+            w = w - lr * 2 * np.mean((zz @ w - y)[..., None] * zz, axis=(0, 1))
+            np.testing.assert_allclose(np.asarray(out.weights[s + 1]["out"][i]), w, rtol=1e-4, atol=1e-5)
     # ideal mode has no device noise: the same weights whatever the key
-    again = batch_chips(params, jax.random.key(99), tasks, exp.family, exp.config)
-    np.testing.assert_array_equal(np.asarray(again[2].before), np.asarray(out.before))
+    _, _, again = run(exp, net, tasks, key=99)
+    np.testing.assert_array_equal(np.asarray(again.weights[0]["out"]), np.asarray(out.weights[0]["out"]))
 
 
 def test_quantized_pulse_is_a_fixed_step():
-    exp, params, tasks = setup(mode="quantized")
-    chips, z, out = batch_chips(params, jax.random.key(5), tasks, exp.family, exp.config)
-    step_w = exp.config.scale_out * (exp.config.device.g_max / 4) / (exp.config.device.g_max - exp.config.device.g_min)
-    dw = np.abs(np.asarray(out.after - out.before))
+    exp, net, tasks = setup(mode="quantized")
+    _, _, out = run(exp, net, tasks, key=5)
+    dev = exp.meta.device
+    step_w = net.scales["out"] * (dev.g_max / 4) / (dev.g_max - dev.g_min)
+    dw = np.abs(np.asarray(out.weights[-1]["out"] - out.weights[0]["out"]))
     moved = dw > 1e-6
     assert moved.any()
-    # unclipped moves are exactly one step (a pulse on G⁺ or G⁻ of one pair)
-    assert np.mean(np.isclose(dw[moved], step_w, rtol=1e-4)) > 0.5
+    assert np.mean(np.isclose(dw[moved], step_w, rtol=1e-4)) > 0.5  # unclipped moves are one step
     assert np.all(dw <= step_w * (1 + 1e-4))
 
 
+def test_quantized_weights_sit_on_the_grid():
+    exp, net, tasks = setup(mode="quantized", maml__quantized_bits=4, maml__quantize_weights=True)
+    dev = exp.meta.device
+    g = exp.meta.mode.program_offline(jax.random.key(0), net.layers["hidden"], dev, 0.0)
+    levels = (np.asarray(g) - dev.g_min) / (dev.g_max / 16)
+    on_grid = np.isclose(levels, np.round(levels), atol=1e-4) | np.isclose(np.asarray(g), dev.g_max)
+    assert on_grid.all()
+
+
 def test_results_have_per_task_noise():
-    exp, params, tasks = setup()
+    exp, net, tasks = setup()
     same = jax.tree.map(lambda a: jnp.broadcast_to(a[:1], a.shape), tasks)
-    r = batch_results(params, jax.random.key(6), same, exp.family, exp.config)
+    r = batch_results(net, jax.random.key(6), same, exp.family, exp.meta)
     assert len(set(np.round(np.asarray(r.loss_before), 6))) > 1  # identical tasks, different chips
+
+
+def _head_chip(mode, device, steps=1):
+    from pcmmeta.clock import ChipClock
+
+    return HeadChip(device, mode, ChipClock(100.0, 101.0, 50.0, steps), {"w": jnp.asarray(1.0)})
+
+
+def test_quantized_sgd_rounds_each_step_to_whole_pulses():
+    """Quantized mode: a wanted Δg becomes round(|Δg|/step) pulses of exactly `step` on G⁺ or G⁻."""
+    exp, _, _ = setup()
+    dev = exp.meta.device
+    mode = Quantized(bits=4)
+    step = mode.step_uS(dev)  # µS per pulse
+    span = dev.g_max - dev.g_min
+    rule = QuantizedSGD(steps=1, lr=1.0, max_pulses=15)
+    g0 = jnp.full((2, 6), 3.0)
+    state = DeviceState(g0, jnp.zeros((2, 6)), jnp.zeros((2, 6)), jnp.zeros((2, 6), jnp.int32))
+    # wanted weight changes, in pulses: +2.4 → 2 on G⁺, −1.6 → 2 on G⁻, +0.4 → 0, −3.5 → 4 on G⁻, 20 → 15 (cap)
+    want_pulses = jnp.array([2.4, -1.6, 0.4, -3.5, 20.0, 0.0])
+    grad = -want_pulses * step / span  # lr 1, scale 1: Δw = −grad, Δg = Δw·span
+    new, counts = rule.pulse(jax.random.key(0), state, g0, grad, jnp.asarray(1.0), jnp.asarray(101.0), _head_chip(mode, dev))
+    np.testing.assert_array_equal(np.asarray(counts), [[2, 0, 0, 0, 15, 0], [0, 2, 0, 4, 0, 0]])
+    expect = np.minimum(3.0 + np.asarray(counts) * step, dev.g_max)  # a device saturates at g_max
+    np.testing.assert_allclose(np.asarray(new.g_prog), expect, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(new.n_set), np.asarray(counts))
+
+
+def test_quantized_sgd_on_pcm_applies_stochastic_pulses_and_passes_gradient_straight_through():
+    exp, _, _ = setup()
+    dev = exp.meta.device
+    rule = QuantizedSGD(steps=1, lr=1.0, max_pulses=15)
+    chip = _head_chip(PCM(), dev)
+    g0 = jnp.full((2, 500), 2.0)
+    state = DeviceState(g0, jnp.zeros((2, 500)), jnp.full((2, 500), 0.04), jnp.full((2, 500), 3, jnp.int32))
+    step = float(dev.set_increment_mean(jnp.asarray(2.0), 4))
+    grad = jnp.full((500,), -3.0 * step / (dev.g_max - dev.g_min))  # 3 pulses on G⁺ each
+    new, counts = rule.pulse(jax.random.key(1), state, g0, grad, jnp.asarray(1.0), jnp.asarray(101.0), chip)
+    assert np.all(np.asarray(counts[0]) == 3) and np.all(np.asarray(counts[1]) == 0)
+    moved = np.asarray(new.g_prog[0] - g0[0])
+    assert moved.std() > 0.1  # stochastic increments
+    assert np.all(np.asarray(new.g_prog[1]) == 2.0)  # G⁻ untouched
+
+    def total(gr):
+        s, _ = rule.pulse(jax.random.key(1), state, g0, gr, jnp.asarray(1.0), jnp.asarray(101.0), chip)
+        return s.g_prog.sum()
+
+    d = jax.grad(total)(grad)
+    # straight-through: d(Σ g)/d(grad) = −lr·span/scale on G⁺ where Δg > 0
+    np.testing.assert_allclose(np.asarray(d), -(dev.g_max - dev.g_min), rtol=1e-5)

@@ -1,0 +1,74 @@
+"""Recipe fields: a default, a kind and bounds for one key, checked once where a recipe enters.
+
+Plug-ins (networks, task families, inner rules) declare their keys as a mapping of `Field`s
+(`SCHEMA` class attributes); `pcmmeta.recipe` merges them into the recipe's schema.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .errors import UserInputError
+
+
+@dataclass(frozen=True)
+class Field:
+    default: Any
+    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "range" | "ints" | "path"
+    help: str
+    low: float | None = None  # inclusive lower bound
+    high: float | None = None  # inclusive upper bound
+    positive: bool = False  # strictly > 0
+    choices: Sequence[str] = ()
+    length: int | None = 2  # "ints": how many (None: one or more)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check(field: Field, value: Any, where: str) -> Any:
+    """The value, normalised, or `UserInputError` naming `where` (file: 'key.path')."""
+    kind = field.kind
+    if kind == "path" and value is None:
+        return None
+    if kind in ("str", "path"):
+        if not isinstance(value, str) or not value:
+            raise UserInputError(f"{where}: must be a non-empty string, got {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise UserInputError(f"{where}: must be true or false, got {value!r}")
+        return value
+    if kind == "choice":
+        if value not in field.choices:
+            raise UserInputError(f"{where}: must be one of {', '.join(field.choices)}, got {value!r}")
+        return value
+    if kind == "range":
+        if not (isinstance(value, list) and len(value) == 2 and all(_number(v) for v in value) and value[0] <= value[1]):
+            raise UserInputError(f"{where}: must be [low, high] with low ≤ high, got {value!r}")
+        return [float(v) for v in value]
+    if kind == "ints":
+        n = field.length
+        ok = isinstance(value, list) and (len(value) == n if n else len(value) >= 1)
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+        if not ok:
+            count = f"{n} integers" if n else "a list of integers"
+            raise UserInputError(f"{where}: must be {count} ≥ 1, got {value!r}")
+        return list(value)
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UserInputError(f"{where}: must be an integer, got {value!r}")
+    elif kind == "float":
+        if not _number(value):
+            raise UserInputError(f"{where}: must be a finite number, got {value!r}")
+        value = float(value)
+    if field.positive and not value > 0:
+        raise UserInputError(f"{where}: must be > 0, got {value!r}")
+    if field.low is not None and value < field.low:
+        raise UserInputError(f"{where}: must be ≥ {field.low:g}, got {value!r}")
+    if field.high is not None and value > field.high:
+        raise UserInputError(f"{where}: must be ≤ {field.high:g}, got {value!r}")
+    return value

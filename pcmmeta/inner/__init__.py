@@ -1,0 +1,10 @@
+"""Inner rules: how the chip turns the head's support gradient into programming pulses."""
+
+from .base import AbstractInnerRule, HeadAdaptation, HeadChip
+from .blind_pulse import BlindPulse
+from .quantized_sgd import QuantizedSGD
+
+#: Inner rules by the name a recipe gives in `inner.rule`.
+INNER_RULES: dict[str, type[AbstractInnerRule]] = {r.name: r for r in (BlindPulse, QuantizedSGD)}
+
+__all__ = ["AbstractInnerRule", "BlindPulse", "HeadAdaptation", "HeadChip", "INNER_RULES", "QuantizedSGD"]

@@ -1,0 +1,128 @@
+"""The inner-rule interface: how the head's support gradient becomes chip operations.
+
+A rule is an `AbstractInnerRule`. The generic loop (`on_chip`) is written once: for each inner
+step r, read the head at `clock.read_time(r)`, take the gradient of the support loss with
+respect to the head's weights, and let the rule's `pulse` turn it into SET pulses at
+`clock.pulse_time(r)`. A rule also says what it becomes without a device (`in_float`: plain SGD
+with its step size, the `ideal` mode) and when the head is not adapted (`frozen`).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Callable, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..clock import ChipClock
+from ..crossbar import layer_keys, pair_weights
+from ..device import DeviceState, PCMDevice
+from ..fields import Field
+
+Weights = dict[str, Array]
+SupportLoss = Callable[[Weights], Float[Array, ""]]
+
+
+class HeadChip(eqx.Module):
+    """What the head's update needs to know about the chip."""
+
+    device: PCMDevice
+    mode: eqx.Module  # modes.AbstractMode
+    clock: ChipClock
+    scales: dict[str, Float[Array, ""]]  # weight of a full-range pair per head layer (× drift compensation)
+
+    def read(self, key: PRNGKeyArray, states: dict[str, DeviceState], t: Float[Array, ""]) -> dict[str, Array]:
+        keys = layer_keys(key, tuple(states))
+        return {n: self.mode.read(keys[n], s, t, self.device) for n, s in states.items()}
+
+    def weights(self, g: dict[str, Array]) -> Weights:
+        return {n: pair_weights(g[n], self.device, self.scales[n]) for n in g}
+
+
+class HeadAdaptation(eqx.Module):
+    weights: list[Weights]  # the head's weights after 0, 1, …, steps inner steps (0: before)
+    state: dict[str, DeviceState]  # the head's devices afterwards
+    pulses: Float[Array, ""]  # SET pulses applied
+    devices_pulsed: Float[Array, ""]  # devices that received at least one
+
+
+class AbstractInnerRule(eqx.Module):
+    #: Recipe keys of the `inner:` section besides `rule` (docs/recipes.md).
+    SCHEMA: ClassVar[dict[str, Field]] = {}
+    name: ClassVar[str]
+    steps: eqx.AbstractVar[int]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_recipe(cls, section: dict) -> "AbstractInnerRule": ...
+
+    @abc.abstractmethod
+    def float_lr(self) -> float:
+        """SGD step size of this rule in the `ideal` mode."""
+
+    @abc.abstractmethod
+    def pulse(
+        self, key: PRNGKeyArray, state: DeviceState, g_read: Array, grad: Array, scale: Array, t: Float[Array, ""], chip: HeadChip
+    ) -> tuple[DeviceState, Array]:
+        """One layer's pulses for one inner step: the new state and the pulses per device."""
+
+    def with_steps(self, steps: int) -> "AbstractInnerRule":
+        return dataclasses.replace(self, steps=steps)
+
+    # ------------------------------------------------------------------ written once
+    def on_chip(self, key: PRNGKeyArray, states: dict[str, DeviceState], support_loss: SupportLoss, chip: HeadChip) -> HeadAdaptation:
+        """Read, `steps` inner steps, read again (the query read at `clock.t_query`)."""
+        k_before, k_inner, k_after = jax.random.split(key, 3)
+        trajectory = [chip.weights(chip.read(k_before, states, chip.clock.t_read))]
+        counts = {n: jnp.zeros(s.shape) for n, s in states.items()}
+        key = k_inner
+        for r in range(chip.clock.steps):
+            k_read, k_pulse, key = jax.random.split(key, 3)
+            g_read = chip.read(k_read, states, chip.clock.read_time(r))
+            if r > 0:
+                trajectory.append(chip.weights(g_read))
+            grads = jax.grad(support_loss)(chip.weights(g_read))
+            pulse_keys = layer_keys(k_pulse, tuple(states))
+            new_states = {}
+            for n, s in states.items():
+                new_states[n], count = self.pulse(pulse_keys[n], s, g_read[n], grads[n], chip.scales[n], chip.clock.pulse_time(r), chip)
+                counts[n] = counts[n] + jax.lax.stop_gradient(count)
+            states = new_states
+        trajectory.append(chip.weights(chip.read(k_after, states, chip.clock.t_query)))
+        total = sum(c.sum() for c in counts.values())
+        pulsed = sum((c > 0).sum() for c in counts.values()).astype(jnp.float32)
+        return HeadAdaptation(trajectory, states, total, pulsed)
+
+    def in_float(self, states: dict[str, DeviceState], support_loss: SupportLoss, chip: HeadChip) -> HeadAdaptation:
+        """Plain SGD on float weights (no device): `steps` steps of size `float_lr()`."""
+        w = chip.weights({n: s.g_prog for n, s in states.items()})
+        trajectory = [w]
+        for _ in range(chip.clock.steps):
+            grads = jax.grad(support_loss)(w)
+            w = jax.tree.map(lambda a, g: a - self.float_lr() * g, w, grads)
+            trajectory.append(w)
+        none = jnp.zeros(())
+        return HeadAdaptation(trajectory, states, none, none)
+
+    def frozen(self, key: PRNGKeyArray, states: dict[str, DeviceState], chip: HeadChip) -> HeadAdaptation:
+        """No update: the head read before and at the query time."""
+        k_before, _, k_after = jax.random.split(key, 3)
+        before = chip.weights(chip.read(k_before, states, chip.clock.t_read))
+        after = chip.weights(chip.read(k_after, states, chip.clock.t_query))
+        none = jnp.zeros(())
+        return HeadAdaptation([before, after], states, none, none)
+
+
+def soft_pulse(state: DeviceState, outcome: DeviceState, mask: Float[Array, "..."]) -> DeviceState:
+    """Pulsed where mask = 1: exact forward; the gradient reaches the mask through g_prog."""
+    hard = mask > 0.5
+    return DeviceState(
+        g_prog=state.g_prog + mask * (outcome.g_prog - state.g_prog),
+        t_prog=jnp.where(hard, outcome.t_prog, state.t_prog),
+        nu=jnp.where(hard, outcome.nu, state.nu),
+        n_set=jnp.where(hard, outcome.n_set, state.n_set),
+    )

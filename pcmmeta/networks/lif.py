@@ -1,0 +1,74 @@
+"""`lif`: two LIF layers and a leaky-integrator readout (Demirag et al. 2023), see `snn.py`.
+
+Layers: `in` (channels × hidden1), `hidden` (hidden1 × hidden2) — the body — and `out`
+(hidden2 × outputs, or a vector of hidden2 for one output) — the head. The features of an input
+are the readout's filtered spike traces z (time × samples × hidden2); the head's output is
+W_out z at every time step (time × samples), so the family scores every step.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from ..fields import Field
+from ..snn import LIFConfig, readout_traces
+from .base import AbstractNetwork
+
+
+class LIFNetwork(AbstractNetwork):
+    SCHEMA = {
+        "hidden": Field([40, 40], "ints", "sizes of the two LIF layers"),
+        "time_steps": Field(100, "int", "simulation steps per input", low=1),
+        "dt": Field(1e-3, "float", "time step, s", positive=True),
+        "tau_mem": Field(1e-2, "float", "membrane time constant, s", positive=True),
+        "tau_out": Field(2e-2, "float", "readout time constant, s", positive=True),
+        "threshold": Field(1.0, "float", "spike threshold", positive=True),
+        "surrogate_beta": Field(10.0, "float", "β of the spike surrogate 1/(β|v−θ|+1)²", positive=True),
+        "scale_in": Field(5.0, "float", "weight of a full-range pair, input layer", positive=True),
+        "scale_hidden": Field(1.0, "float", "weight of a full-range pair, hidden layer", positive=True),
+        "scale_out": Field(1.0, "float", "weight of a full-range pair, output layer", positive=True),
+        "init_conductance": Field(3.0, "float", "µS around which pairs are initialised", positive=True),
+    }
+    kind = "lif"
+
+    layers: dict[str, Float[Array, "2 ..."]]
+    scale_items: tuple[tuple[str, float], ...] = eqx.field(static=True)
+    lif: LIFConfig
+    layer_names: tuple[str, ...] = eqx.field(static=True)
+    head: tuple[str, ...] = eqx.field(static=True)
+
+    @classmethod
+    def init(cls, key, section, family, device):
+        channels = int(family.encode(jnp.zeros((1, 1))).shape[-1])
+        h1, h2 = section["hidden"]
+        n_out = family.n_outputs
+        scales = {"in": section["scale_in"], "hidden": section["scale_hidden"], "out": section["scale_out"]}
+        span = device.g_max - device.g_min
+        g_base = section["init_conductance"]
+
+        def pair(k, shape, scale, fan_in):
+            """Pairs around g_base µS whose weights start at ±1/√fan_in (uniform)."""
+            w = jax.random.uniform(k, shape, minval=-1.0, maxval=1.0) * (1.0 / jnp.sqrt(fan_in))
+            dg = 0.5 * w * span / scale
+            return device.clip(jnp.stack([g_base + dg, g_base - dg]))
+
+        k1, k2, k3 = jax.random.split(key, 3)
+        layers = {
+            "in": pair(k1, (channels, h1), scales["in"], 1.0),
+            "hidden": pair(k2, (h1, h2), scales["hidden"], h1 / 4.0),
+            "out": pair(k3, (h2,) if n_out == 1 else (h2, n_out), scales["out"], h2),
+        }
+        lif = LIFConfig(
+            time_steps=section["time_steps"], dt=section["dt"], tau_mem=section["tau_mem"], tau_out=section["tau_out"],
+            threshold=section["threshold"], surrogate_beta=section["surrogate_beta"],
+        )
+        return cls(layers=layers, scale_items=tuple(scales.items()), layer_names=("in", "hidden", "out"), head=("out",), lif=lif)
+
+    def features(self, weights, x: Float[Array, "samples channels"]) -> Float[Array, "time samples hidden2"]:
+        return readout_traces(self.lif, weights["in"], weights["hidden"], x)
+
+    def head_output(self, weights, features: Float[Array, "time samples hidden2"]) -> Array:
+        return features @ weights["out"]

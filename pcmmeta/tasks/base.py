@@ -1,0 +1,103 @@
+"""The task-family interface: sample support/query sets; own the loss and the metrics.
+
+A family is an `AbstractTaskFamily`. `sample` draws a `TaskBatch` from a key (inside `jit`);
+`encode` maps raw inputs to what the network reads; `loss` is what MAML minimises (MSE for
+regression, cross-entropy for classification) and `metrics` what a user reads (MSE, accuracy).
+A family with separate held-out classes (images) returns them from `held_out()`; one whose tasks
+are all drawn from the same distribution (sinusoids) returns itself.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar
+
+import equinox as eqx
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..fields import Field
+
+
+class TaskBatch(eqx.Module):
+    """Support and query sets of a batch of tasks; axis 0 is the task."""
+
+    x_support: Array  # (tasks, n_support, *input)
+    y_support: Array  # (tasks, n_support, *target)
+    x_query: Array  # (tasks, n_query, *input)
+    y_query: Array  # (tasks, n_query, *target)
+    params: Array  # (tasks, n_params): the family's task parameters (for plots and reports)
+
+    @property
+    def n_tasks(self) -> int:
+        return self.y_query.shape[0]
+
+
+class AbstractTaskFamily(eqx.Module):
+    #: Recipe keys of the `task:` section besides `family` (docs/recipes.md).
+    SCHEMA: ClassVar[dict[str, Field]] = {}
+    name: ClassVar[str]  # the recipe's `task.family`
+    #: The primary metric's name ("mse", "accuracy") and its direction.
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_recipe(cls, section: dict, recipe_path: Path | None) -> "AbstractTaskFamily":
+        """The family described by a validated `task:` section."""
+
+    @abc.abstractmethod
+    def sample(self, key: PRNGKeyArray, n_tasks: int) -> TaskBatch:
+        """`n_tasks` tasks with their support and query sets."""
+
+    @abc.abstractmethod
+    def encode(self, x: Array) -> Array:
+        """Network inputs for raw inputs (any leading axes)."""
+
+    @property
+    @abc.abstractmethod
+    def n_outputs(self) -> int:
+        """Output units the network's head needs (1 for scalar regression, N for N-way)."""
+
+    @abc.abstractmethod
+    def loss(self, prediction: Array, y: Array) -> Float[Array, ""]:
+        """The inner and outer objective for one task's set: head output vs targets."""
+
+    @abc.abstractmethod
+    def metrics(self, prediction: Array, y: Array) -> dict[str, Float[Array, ""]]:
+        """What a user reads for one task's set; the first entry is `metric`."""
+
+    @abc.abstractmethod
+    def baselines(self, tasks: TaskBatch) -> dict[str, float]:
+        """Reference values for the metric on these tasks (zero predictor, chance level)."""
+
+    def held_out(self) -> "AbstractTaskFamily":
+        """The family of evaluation tasks (classes never seen in training, where that applies)."""
+        return self
+
+    @abc.abstractmethod
+    def task_from_file(self, path: Path) -> TaskBatch:
+        """One task whose support set comes from a user's file or folder (`adapt --support`);
+        the query set is the support set. Raises `UserInputError` naming the path."""
+
+    @abc.abstractmethod
+    def with_shots(self, shots: int) -> "AbstractTaskFamily":
+        """The same family with K support examples (per class, for classification)."""
+
+    def breakdown(self, prediction: Array, y: Array) -> dict[str, Any]:
+        """Family-specific detail of one task's result (e.g. per-class accuracy); JSON-friendly."""
+        return {}
+
+    def describe(self, tasks: TaskBatch, i: int) -> dict[str, Any]:
+        """JSON-friendly description of task i (for reports)."""
+        return {}
+
+    @abc.abstractmethod
+    def plot_inputs(self, tasks: TaskBatch) -> Array:
+        """(tasks, points, *input): raw inputs at which `plot` shows the network's predictions."""
+
+    @abc.abstractmethod
+    def plot(self, path: Path, title: str, tasks: TaskBatch, outputs: Any, curve: "list[dict] | None" = None) -> None:
+        """A figure of a few tasks. `outputs[i, s]` is the head's output for task i at
+        `plot_inputs` after s inner steps (s = 0: before adaptation); `curve`, if given, is the
+        held-out metric per inner step ({"step", "mean", "sem"})."""

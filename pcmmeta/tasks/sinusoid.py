@@ -1,0 +1,114 @@
+"""Sinusoid regression (Finn et al. 2017): y = A sin(x + φ), A ~ U[amplitude], φ ~ U[phase]."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..fields import Field
+from .base import AbstractTaskFamily, TaskBatch
+
+
+class Sinusoid(AbstractTaskFamily):
+    """K support and K query points per task, x ~ U[x_range].
+
+    The loss is the MSE of the prediction against y, over every leading axis of the prediction
+    (a time-resolved readout of shape (time, points) is scored at every time step); the metrics
+    add the MSE at the last time step.
+    """
+
+    SCHEMA = {
+        "shots": Field(20, "int", "K: support points and query points per task", low=1),
+        "amplitude": Field([0.1, 5.0], "range", "amplitude range [low, high]"),
+        "phase": Field([0.0, math.pi], "range", "phase range [low, high], rad"),
+        "x_range": Field([-5.0, 5.0], "range", "input range [low, high]"),
+    }
+    name = "sinusoid"
+    metric = "mse"
+    higher_is_better = False
+
+    shots: int = eqx.field(static=True, default=20)
+    amplitude: tuple[float, float] = eqx.field(static=True, default=(0.1, 5.0))
+    phase: tuple[float, float] = eqx.field(static=True, default=(0.0, math.pi))
+    x_range: tuple[float, float] = eqx.field(static=True, default=(-5.0, 5.0))
+
+    @classmethod
+    def from_recipe(cls, section, recipe_path=None):
+        return cls(shots=section["shots"], amplitude=tuple(section["amplitude"]), phase=tuple(section["phase"]), x_range=tuple(section["x_range"]))
+
+    def sample(self, key: PRNGKeyArray, n_tasks: int) -> TaskBatch:
+        k_a, k_p, k_x = jax.random.split(key, 3)
+        amp = jax.random.uniform(k_a, (n_tasks, 1), minval=self.amplitude[0], maxval=self.amplitude[1])
+        phase = jax.random.uniform(k_p, (n_tasks, 1), minval=self.phase[0], maxval=self.phase[1])
+        x = jax.random.uniform(k_x, (n_tasks, 2 * self.shots, 1), minval=self.x_range[0], maxval=self.x_range[1])
+        y = amp * jnp.sin(x[..., 0] + phase)
+        k = self.shots
+        return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], jnp.concatenate([amp, phase], -1))
+
+    def encode(self, x: Float[Array, "... 1"]) -> Float[Array, "... 2"]:
+        """Two channels: x scaled to [−1, 1], and a constant 1 (a bias channel)."""
+        half = (self.x_range[1] - self.x_range[0]) / 2
+        centre = (self.x_range[1] + self.x_range[0]) / 2
+        return jnp.concatenate([(x - centre) / half, jnp.ones_like(x)], -1)
+
+    @property
+    def n_outputs(self) -> int:
+        return 1
+
+    def target(self, params: Float[Array, "2"], x: Float[Array, "... 1"]) -> Float[Array, "..."]:
+        """The task's function at x."""
+        return params[0] * jnp.sin(x[..., 0] + params[1])
+
+    def loss(self, prediction: Float[Array, "*time points"], y: Float[Array, " points"]) -> Float[Array, ""]:
+        return jnp.mean((prediction - y) ** 2)
+
+    def metrics(self, prediction, y):
+        last = prediction[-1] if prediction.ndim > y.ndim else prediction
+        return {"mse": self.loss(prediction, y), "mse_last": jnp.mean((last - y) ** 2)}
+
+    def baselines(self, tasks: TaskBatch) -> dict[str, float]:
+        return {"mse_zero": float(np.mean(np.asarray(tasks.y_query) ** 2))}
+
+    def task_from_file(self, path: Path) -> TaskBatch:
+        from ..measurements import read_xy_csv
+
+        xs, ys = read_xy_csv(path)
+        x = jnp.asarray(xs, jnp.float32)[None, :, None]
+        y = jnp.asarray(ys, jnp.float32)[None]
+        return TaskBatch(x, y, x, y, jnp.full((1, 2), jnp.nan))
+
+    def with_shots(self, shots: int) -> "Sinusoid":
+        import dataclasses
+
+        return dataclasses.replace(self, shots=shots)
+
+    def describe(self, tasks: TaskBatch, i: int) -> dict:
+        amp, phase = (float(v) for v in np.asarray(tasks.params[i]))
+        return {"amplitude": amp, "phase": phase} if math.isfinite(amp) else {}
+
+    def plot_inputs(self, tasks: TaskBatch) -> Array:
+        grid = jnp.linspace(self.x_range[0], self.x_range[1], 100)[:, None]
+        return jnp.broadcast_to(grid, (tasks.n_tasks, *grid.shape))
+
+    def plot(self, path, title, tasks, outputs, curve=None) -> None:
+        from ..plots import plot_task_predictions
+
+        outputs = np.asarray(outputs)  # (tasks, steps, *time, points)
+        if outputs.ndim > 3:  # a time-resolved readout: show its time average
+            outputs = outputs.mean(axis=tuple(range(2, outputs.ndim - 1)))
+        grid = np.asarray(self.plot_inputs(tasks))
+        rows = []
+        for i in range(outputs.shape[0]):
+            params = np.asarray(tasks.params[i])
+            target = np.asarray(self.target(tasks.params[i], grid[i])) if np.all(np.isfinite(params)) else np.full(grid.shape[1], np.nan)
+            rows.append(dict(
+                x=grid[i, :, 0], target=target, before=outputs[i, 0], after=outputs[i, -1],
+                x_support=np.asarray(tasks.x_support[i, :, 0]), y_support=np.asarray(tasks.y_support[i]),
+            ))
+        plot_task_predictions(rows, path, title=title)
