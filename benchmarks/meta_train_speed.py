@@ -1,9 +1,9 @@
-"""Speed of one meta-iteration (MAML, pcm mode) at the full configuration and at meta-batch 32.
+"""Speed of one meta-iteration (MAML) of a recipe (default: recipes/sine.yaml) at given meta-batches.
 
-Usage: python benchmarks/meta_train_speed.py [META_BATCH ...] [--iterations N]
-Prints compile time, s/iteration, iterations/s, tasks/s, peak resident memory of the process,
-the model FLOPs per iteration (the layer-2 matmuls, forward and backward; XLA's cost analysis is
-printed beside it but counts each loop body once) and their fraction of a peak that you pass as
+Usage: python benchmarks/meta_train_speed.py [META_BATCH ...] [--iterations N] [--recipe R]
+Prints compile time, s/iteration, iterations/s, tasks/s, samples (images, points) through the
+body per second, peak resident memory of the process; for the LIF network also the model FLOPs
+per iteration (the layer-2 matmuls, forward and backward) and their fraction of a peak that you pass as
 --peak-gflops (default: 2 cores × 32 FLOP/cycle × 2.5 GHz = 160 GFLOP/s, a typical AVX2-FMA
 figure; give your machine's).
 Run each meta-batch in a fresh process (the script re-executes itself) so peak memory and
@@ -29,41 +29,45 @@ def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: flo
     recipe = load_recipe(recipe_path)
     recipe["train"]["meta_batch"] = meta_batch
     exp = build_experiment(recipe)
-    opt = make_optimizer(recipe)
+    opt = make_optimizer(exp.train)
     state = init_state(exp, opt)
     step = make_train_step(exp, opt, meta_batch)
     t0 = time.perf_counter()
-    state, loss, _ = step(state)
+    state, loss, _ = step(state, exp.family)
     jax.block_until_ready(loss)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(iterations):
-        state, loss, _ = step(state)
+        state, loss, _ = step(state, exp.family)
     jax.block_until_ready(loss)
     per_it = (time.perf_counter() - t0) / iterations
-    cost = step.lower(state).lowered.compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    xla_flops = float(cost.get("flops", float("nan")))
-    # XLA's cost analysis counts a loop body once, not once per trip: the scans over time and
-    # over task chunks make it an undercount. The model's own count: the layer-2 matmul per
-    # time step, forward (2·N·H1·H2) and backward (two more), N = tasks × 2K samples.
-    t, n = recipe["network"], meta_batch * 2 * recipe["task"]["shots"]
-    h1, h2 = t["hidden"]
-    flops = 6.0 * n * t["time_steps"] * h1 * h2
+    sample = exp.family.sample(jax.random.key(0), 1)
+    samples = meta_batch * (sample.y_support.shape[1] + sample.y_query.shape[1])  # inputs through the body per iteration
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
+    out = {
+        "recipe": recipe["name"],
         "meta_batch": meta_batch,
         "devices": len(jax.devices()),
         "compile_plus_first_step_s": round(compile_s, 2),
         "s_per_iteration": round(per_it, 4),
         "iterations_per_s": round(1 / per_it, 2),
         "tasks_per_s": round(meta_batch / per_it, 1),
+        "samples_per_s": round(samples / per_it, 1),
         "peak_rss_MB": round(peak_mb),
-        "model_gflop_per_iteration": round(flops / 1e9, 2),
-        "xla_cost_analysis_gflop": round(xla_flops / 1e9, 3),
-        "achieved_gflop_per_s": round(flops / per_it / 1e9, 1),
-        "fraction_of_peak": round(flops / per_it / (peak_gflops * 1e9), 4),
     }
+    if recipe["network"]["kind"] == "lif":
+        # The model's own count: the layer-2 matmul per time step, forward (2·N·H1·H2) and
+        # backward (two more), N = tasks × 2K samples. (XLA's cost analysis counts a loop body
+        # once, not once per trip, so it undercounts the scans.)
+        t = recipe["network"]
+        h1, h2 = t["hidden"]
+        flops = 6.0 * samples * t["time_steps"] * h1 * h2
+        out.update({
+            "model_gflop_per_iteration": round(flops / 1e9, 2),
+            "achieved_gflop_per_s": round(flops / per_it / 1e9, 1),
+            "fraction_of_peak": round(flops / per_it / (peak_gflops * 1e9), 4),
+        })
+    return out
 
 
 def main() -> None:

@@ -136,3 +136,43 @@ def plot_drift(rows: list[dict], path: Path, title: str, metric: str = "mse") ->
     ax.set(xscale="log", xlabel="time since deployment (h)", ylabel=f"held-out query {metric}", title=title)
     ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def plot_few_shot(path, title, x_support, y_support, x_query, y_query, outputs, curve, source: str) -> None:
+    """One task: a support image per label, query images with the prediction after adaptation
+    (green right, red wrong), and accuracy vs inner step (`curve`: held-out mean ± s.e.; else
+    this task's)."""
+    predicted = outputs[-1].argmax(-1)
+    labels = sorted(set(int(v) for v in y_support))
+    n_query = min(len(y_query), 15)
+    fig = plt.figure(figsize=(12, 4.8))
+    grid = fig.add_gridspec(3, max(len(labels), 5) + 5)
+    for i, label in enumerate(labels):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(x_support[list(y_support).index(label)], cmap="gray_r")
+        ax.set_title(f"support {label}", fontsize=8)
+        ax.axis("off")
+    order = np.random.default_rng(0).permutation(len(y_query))[:n_query]
+    cols = max(len(labels), 5)
+    for j, idx in enumerate(order[: 2 * cols]):
+        ax = fig.add_subplot(grid[1 + j // cols, j % cols])
+        ax.imshow(x_query[idx], cmap="gray_r")
+        ok = predicted[idx] == y_query[idx]
+        ax.set_title(f"→ {predicted[idx]} (is {y_query[idx]})", fontsize=7, color="green" if ok else "red")
+        ax.axis("off")
+    ax = fig.add_subplot(grid[:, cols + 1 :])
+    if curve:
+        steps = [c["step"] for c in curve]
+        means = [c["mean"] for c in curve]
+        sems = [0.0 if c["sem"] is None or not np.isfinite(c["sem"]) else c["sem"] for c in curve]
+        ax.errorbar(steps, means, yerr=sems, marker="o", capsize=3)
+        ax.set_ylabel("accuracy")
+    else:
+        acc = (outputs.argmax(-1) == y_query[None]).mean(-1)
+        ax.plot(range(len(acc)), acc, marker="o")
+        ax.set_ylabel("accuracy (this task)")
+    ax.set(xlabel="inner step (0 = before adaptation)", ylim=(0, 1.02))
+    ax.set_xticks(range(len(curve) if curve else outputs.shape[0]))
+    ax.grid(alpha=0.3)
+    fig.suptitle(f"{title}\ndata: {source}", fontsize=9)
+    save_figure(fig, path)

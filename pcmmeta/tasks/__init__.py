@@ -1,9 +1,10 @@
 """Task families: sample support/query sets; own the loss and the metrics."""
 
 from .base import AbstractTaskFamily, TaskBatch
+from .images import FewShotImages
 from .sinusoid import Sinusoid
 
 #: Task families by the name a recipe gives in `task.family`.
-TASK_FAMILIES: dict[str, type[AbstractTaskFamily]] = {f.name: f for f in (Sinusoid,)}
+TASK_FAMILIES: dict[str, type[AbstractTaskFamily]] = {f.name: f for f in (Sinusoid, FewShotImages)}
 
-__all__ = ["AbstractTaskFamily", "Sinusoid", "TASK_FAMILIES", "TaskBatch"]
+__all__ = ["AbstractTaskFamily", "FewShotImages", "Sinusoid", "TASK_FAMILIES", "TaskBatch"]

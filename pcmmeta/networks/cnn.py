@@ -1,0 +1,100 @@
+"""`cnn`: convolutional blocks and a dense head for few-shot image classification.
+
+After Ortner et al. (Nat. Commun. 16, 2025) and MAML's Omniglot model: `blocks` blocks of 3×3
+convolution (`channels` filters, same padding) + ReLU + 2×2 max-pooling, then a dense layer to
+the N classes — the head, the only layer the chip adapts. No batch normalisation (it has no
+crossbar form).
+
+Every layer is a crossbar of PCM pairs. A convolution is a matrix-vector product on the im2col
+view of its input: the crossbar `conv<i>` holds a (9·c_in + 1) × c_out matrix (rows: the 3×3×c_in
+patch, then a bias row driven by a constant input of 1), and every output pixel is that matrix
+times its patch — the same conductances a chip would hold, so deploy, adapt and drift treat
+them like any layer. The head `out` is (features + 1) × N, with a bias row too.
+
+Weight scales: a full-range pair carries `weight_range` × √(2/fan_in) (He's standard deviation)
+in the body and `head_range` in the head; weights start He-normal (body) or at zero (head).
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from ..fields import Field
+from .base import AbstractNetwork
+
+
+def im2col(x: Float[Array, "n h w c"]) -> Float[Array, "n h w 9c"]:
+    """3×3 patches with zero padding ('same'): the input rows of a crossbar convolution."""
+    h, w = x.shape[1], x.shape[2]
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = [padded[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)]
+    return jnp.concatenate(patches, axis=-1)
+
+
+def crossbar_conv(x: Float[Array, "n h w c_in"], w: Float[Array, "rows c_out"]) -> Float[Array, "n h w c_out"]:
+    """im2col(x) · W[:-1] + W[-1] (the bias row)."""
+    return im2col(x) @ w[:-1] + w[-1]
+
+
+def max_pool(x: Float[Array, "n h w c"]) -> Float[Array, "n h//2 w//2 c"]:
+    n, h, w, c = x.shape
+    h2, w2 = h // 2, w // 2
+    return x[:, : 2 * h2, : 2 * w2].reshape(n, h2, 2, w2, 2, c).max(axis=(2, 4))
+
+
+class ConvNet(AbstractNetwork):
+    SCHEMA = {
+        "channels": Field(32, "int", "filters per convolution (Ortner et al. / MAML: 64; 32 trains faster on a CPU)", low=1),
+        "blocks": Field(4, "int", "convolution blocks (each halves the image)", low=1, high=5),
+        "weight_range": Field(3.0, "float", "body: weight of a full-range pair, in units of √(2/fan_in)", positive=True),
+        "head_range": Field(1.0, "float", "head: weight of a full-range pair", positive=True),
+        "init_conductance": Field(3.0, "float", "µS around which pairs are initialised", positive=True),
+    }
+    kind = "cnn"
+
+    layers: dict[str, Float[Array, "2 ..."]]
+    scale_items: tuple[tuple[str, float], ...] = eqx.field(static=True)
+    layer_names: tuple[str, ...] = eqx.field(static=True)
+    head: tuple[str, ...] = eqx.field(static=True)
+
+    @classmethod
+    def init(cls, key, section, family, device):
+        example = family.encode(jnp.zeros((1, 28, 28), jnp.uint8))
+        h, w, c_in = example.shape[1:]
+        c, blocks = section["channels"], section["blocks"]
+        span = device.g_max - device.g_min
+        g_base = section["init_conductance"]
+        keys = jax.random.split(key, blocks + 1)
+        layers, scales = {}, {}
+        for b in range(blocks):
+            fan_in = 9 * c_in
+            scale = section["weight_range"] * math.sqrt(2.0 / fan_in)
+            weights = jax.random.normal(keys[b], (fan_in, c)) * math.sqrt(2.0 / fan_in)
+            weights = jnp.concatenate([weights, jnp.zeros((1, c))])  # bias row starts at 0
+            name = f"conv{b + 1}"
+            layers[name], scales[name] = cls._pair(weights, scale, span, g_base, device), scale
+            c_in, h, w = c, h // 2, w // 2
+        features = h * w * c_in
+        layers["out"] = cls._pair(jnp.zeros((features + 1, family.n_outputs)), section["head_range"], span, g_base, device)
+        scales["out"] = section["head_range"]
+        names = tuple(layers)
+        return cls(layers=layers, scale_items=tuple(scales.items()), layer_names=names, head=("out",))
+
+    @staticmethod
+    def _pair(w, scale, span, g_base, device):
+        dg = 0.5 * w * span / scale
+        return device.clip(jnp.stack([g_base + dg, g_base - dg]))
+
+    def features(self, weights, x: Float[Array, "n 28 28 1"]) -> Float[Array, "n features"]:
+        for name in self.body:
+            x = max_pool(jax.nn.relu(crossbar_conv(x, weights[name])))
+        return x.reshape(x.shape[0], -1)
+
+    def head_output(self, weights, features: Float[Array, "n features"]) -> Float[Array, "n ways"]:
+        w = weights["out"]
+        return features @ w[:-1] + w[-1]
