@@ -199,7 +199,16 @@ def outputs_on_chip(key, array, tasks, family, network, meta, t, steps: int, x):
     return head_outputs(network, chips, adaptations, family, x)
 
 
-def drift_table(exp, network: AbstractNetwork, array: DeployedArray, hours: list[float], n_tasks: int, steps: int, seed: int, conditions, progress=None) -> list[dict]:
+#: drift-eval's conditions: (name, adapt, compensate).
+CONDITIONS = (
+    ("deployed", False, False),
+    ("adapted", True, False),
+    ("drift compensation", False, True),
+    ("compensation + adapted", True, True),
+)
+
+
+def drift_table(exp, network: AbstractNetwork, array: DeployedArray, hours: list[float], n_tasks: int, steps: int, seed: int, conditions=CONDITIONS, progress=None) -> list[dict]:
     """Held-out metrics at each time for each (name, adapt, compensate) condition.
 
     The same tasks and the same read-noise keys serve every time and condition, so differences
@@ -310,7 +319,7 @@ def adapt(
     return AdaptReport(
         adapted_array=out_path, at_hours=at_hours, steps=steps,
         task={"support": str(support)} if support is not None else {"seed": task_seed, **family.describe(task, 0)},
-        shots=family_shots(task), metric=family.metric, set_name="support" if support is not None else "query",
+        shots=family.shots_of(task), metric=family.metric, set_name="support" if support is not None else "query",
         before={k: float(v[0, 0]) for k, v in result.metrics.items()},
         after={k: float(v[0, -1]) for k, v in result.metrics.items()},
         per_step=[float(v) for v in np.asarray(result.metrics[family.metric][0])],
@@ -319,6 +328,3 @@ def adapt(
         energy_pJ=n_pulses * energy_pj, energy_per_pulse_pJ=energy_pj, seed=seed,
     )
 
-
-def family_shots(task: TaskBatch) -> int:
-    return int(task.y_support.shape[1])

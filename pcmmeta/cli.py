@@ -17,7 +17,7 @@ from .errors import UserInputError
 
 app = typer.Typer(
     name="pcmmeta",
-    help="Meta-learning for spiking networks on simulated phase-change-memory synapses.",
+    help="Meta-learning for networks on simulated phase-change-memory synapses: spiking regression, few-shot image classification.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -197,6 +197,8 @@ def meta_train_cmd(
         run_dir = start_run(recipe_dict, runs_dir)
     total = experiment.train.iterations
     err_console.print(f"run directory: {run_dir}", highlight=False)
+    if experiment.family.data_description():
+        err_console.print(f"data: {experiment.family.data_description()}", highlight=False, markup=False)
     bar = progress_bar(transient=False)
     metric = experiment.family.metric
     with bar:
@@ -291,12 +293,12 @@ def deploy_cmd(
     import jax
 
     from .chip import deploy, save_array
-    from .program import PROGRAMMING_METHODS, SingleShot, WriteVerify
+    from .program import PROGRAMMING_METHODS
     from .runs import write_json
 
     if method not in PROGRAMMING_METHODS:
         fail(f"--method: must be {' or '.join(PROGRAMMING_METHODS)}, got {method!r}")
-    programming = WriteVerify(tolerance, max_pulses) if method == WriteVerify.name else SingleShot()
+    programming = PROGRAMMING_METHODS[method].from_options(tolerance, max_pulses)
     run_dir, exp, network = _load_trained(run, runs_dir)
     with err_console.status(f"programming {network.n_devices():,} devices ({method})…"):
         array, report, arrays = deploy(jax.random.key(seed), network, exp.meta.device, programming, tolerance)
@@ -386,14 +388,6 @@ def _parse_hours(text: str) -> list[float]:
     return sorted(set(hours))
 
 
-CONDITIONS = (
-    ("deployed", False, False),
-    ("adapted", True, False),
-    ("drift compensation", False, True),
-    ("compensation + adapted", True, True),
-)
-
-
 @app.command("drift-eval")
 def drift_eval_cmd(
     hours: Annotated[str, typer.Option(help="Times since deployment, h, comma-separated (any order).")] = "1,24,720",
@@ -408,7 +402,7 @@ def drift_eval_cmd(
 ) -> None:
     """The deployed network's held-out metric as its conductances drift, with and without
     on-chip adaptation and global drift compensation."""
-    from .chip import drift_table
+    from .chip import CONDITIONS, drift_table
 
     hour_list = _parse_hours(hours)
     run_dir, exp, network, array = _load_deployed(run, runs_dir)

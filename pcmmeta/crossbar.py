@@ -45,3 +45,13 @@ def layer_keys(key, names: tuple[str, ...]) -> dict:
     if len(names) == 1:
         return {names[0]: key}
     return dict(zip(names, jax.random.split(key, len(names))))
+
+
+def pairs_around(w: Float[Array, "..."], device: PCMDevice, scale: float, g_base: float) -> Float[Array, "2 ..."]:
+    """Pairs [G⁺, G⁻] centred on `g_base` µS that carry weights w: G± = g_base ± ½·w·span/scale,
+    clipped to the device's range (an initialisation: both devices start mid-range, so either
+    can move)."""
+    import jax.numpy as jnp
+
+    dg = 0.5 * w * (device.g_max - device.g_min) / scale
+    return device.clip(jnp.stack([g_base + dg, g_base - dg]))

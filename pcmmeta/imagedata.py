@@ -410,6 +410,9 @@ def _write_cache(path: Path, images: np.ndarray) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as f:
             tmp = Path(f.name)
             np.savez_compressed(f, images=images)
+        from .runs import default_file_mode
+
+        os.chmod(tmp, default_file_mode())  # a shared cache stays readable
         os.replace(tmp, path)
     except OSError:
         if tmp is not None:

@@ -42,6 +42,11 @@ class AbstractProgrammingMethod(eqx.Module):
     #: Whether a pulse budget applies (devices that end at it are reported).
     has_budget: ClassVar[bool] = False
 
+    @classmethod
+    def from_options(cls, tolerance: float, max_pulses: int) -> "AbstractProgrammingMethod":
+        """The method from `deploy`'s options (each takes what applies to it)."""
+        return cls()
+
     @abc.abstractmethod
     def program(self, key: PRNGKeyArray, device: PCMDevice, target: Float[Array, " n"]) -> ProgramResult: ...
 
@@ -111,6 +116,10 @@ class WriteVerify(AbstractProgrammingMethod):
     has_budget = True
     tolerance: float = eqx.field(static=True, default=0.5)  # µS
     max_pulses: int = eqx.field(static=True, default=100)  # per device, SET + RESET
+
+    @classmethod
+    def from_options(cls, tolerance, max_pulses):
+        return cls(tolerance, max_pulses)
 
     def program(self, key, device, target):
         return write_verify(key, device, target, self.tolerance, self.max_pulses)

@@ -134,8 +134,8 @@ def validate(user: dict | None, origin: str = "recipe") -> dict:
 
 
 def load_recipe(path: str | Path) -> dict:
-    """A validated recipe from a YAML file; relative device and data paths become relative to
-    the recipe's folder when they exist there."""
+    """A validated recipe from a YAML file; a relative device or data path is looked up beside
+    the recipe first, then in the current folder."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"{path}: no such recipe file")
@@ -146,7 +146,7 @@ def load_recipe(path: str | Path) -> dict:
         recipe["device"] = str(candidate if candidate.exists() else Path(device))
     for key in ("data", "eval_data"):
         value = recipe["task"].get(key)
-        if value and not Path(value).is_absolute() and not Path(value).exists() and (path.parent / value).exists():
+        if value and not Path(value).is_absolute() and (path.parent / value).exists():
             recipe["task"][key] = str(path.parent / value)
     return recipe
 

@@ -369,7 +369,10 @@ def finish_run(exp: Experiment, network: AbstractNetwork, run_dir: Path) -> Eval
     from .plots import plot_training_curve
 
     evaluation = evaluate(exp, network)
-    write_json(run_dir / "evaluation.json", {"recipe": exp.name, "mode": exp.meta.mode.name, "inner": exp.meta.rule.name, **evaluation.to_json()})
+    write_json(run_dir / "evaluation.json", {
+        "recipe": exp.name, "mode": exp.meta.mode.name, "inner": exp.meta.rule.name,
+        "data": exp.family.data_description() or None, **evaluation.to_json(),
+    })
     plot_training_curve(run_dir / "metrics.jsonl", run_dir / "training-curve.png")
     plot_evaluation(exp, network, run_dir / "evaluation.png", evaluation)
     return evaluation

@@ -10,7 +10,8 @@ from tiny import tiny_recipe
 from typer.testing import CliRunner
 
 from pcmmeta.chip import deploy, drift_table, load_array, probe_response, read_weights
-from pcmmeta.cli import CONDITIONS, app
+from pcmmeta.chip import CONDITIONS
+from pcmmeta.cli import app
 from pcmmeta.program import WriteVerify
 from pcmmeta.train import load_run
 

@@ -144,7 +144,7 @@ def test_adapt_with_a_support_folder(deployed_cnn, tmp_path):
     result = invoke("adapt", "--runs-dir", runs, "--support", support, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["set_name"] == "support" and report["shots"] == 6
+    assert report["set_name"] == "support" and report["shots"] == 2  # per class
     wrong = write_class_folders(tmp_path / "four", 4, 2)
     result = invoke("adapt", "--runs-dir", runs, "--support", wrong)
     assert result.exit_code == 2 and "4 class folders, this network classifies 3" in result.output

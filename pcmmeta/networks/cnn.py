@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ..crossbar import pairs_around
+from ..errors import UserInputError
 from ..fields import Field
 from .base import AbstractNetwork
 
@@ -50,7 +52,7 @@ def max_pool(x: Float[Array, "n h w c"]) -> Float[Array, "n h//2 w//2 c"]:
 class ConvNet(AbstractNetwork):
     SCHEMA = {
         "channels": Field(32, "int", "filters per convolution (Ortner et al. / MAML: 64; 32 trains faster on a CPU)", low=1),
-        "blocks": Field(4, "int", "convolution blocks (each halves the image)", low=1, high=5),
+        "blocks": Field(4, "int", "convolution blocks (each halves the image: 28 → 14 → 7 → 3 → 1)", low=1, high=4),
         "weight_range": Field(3.0, "float", "body: weight of a full-range pair, in units of √(2/fan_in)", positive=True),
         "head_range": Field(1.0, "float", "head: weight of a full-range pair", positive=True),
         "init_conductance": Field(3.0, "float", "µS around which pairs are initialised", positive=True),
@@ -64,10 +66,11 @@ class ConvNet(AbstractNetwork):
 
     @classmethod
     def init(cls, key, section, family, device):
+        if family.name != "images":
+            raise UserInputError(f"'network.kind': cnn reads images, but task family '{family.name}' does not give images (use network.kind: lif)")
         example = family.encode(jnp.zeros((1, 28, 28), jnp.uint8))
         h, w, c_in = example.shape[1:]
         c, blocks = section["channels"], section["blocks"]
-        span = device.g_max - device.g_min
         g_base = section["init_conductance"]
         keys = jax.random.split(key, blocks + 1)
         layers, scales = {}, {}
@@ -77,18 +80,13 @@ class ConvNet(AbstractNetwork):
             weights = jax.random.normal(keys[b], (fan_in, c)) * math.sqrt(2.0 / fan_in)
             weights = jnp.concatenate([weights, jnp.zeros((1, c))])  # bias row starts at 0
             name = f"conv{b + 1}"
-            layers[name], scales[name] = cls._pair(weights, scale, span, g_base, device), scale
+            layers[name], scales[name] = pairs_around(weights, device, scale, g_base), scale
             c_in, h, w = c, h // 2, w // 2
         features = h * w * c_in
-        layers["out"] = cls._pair(jnp.zeros((features + 1, family.n_outputs)), section["head_range"], span, g_base, device)
+        layers["out"] = pairs_around(jnp.zeros((features + 1, family.n_outputs)), device, section["head_range"], g_base)
         scales["out"] = section["head_range"]
         names = tuple(layers)
         return cls(layers=layers, scale_items=tuple(scales.items()), layer_names=names, head=("out",))
-
-    @staticmethod
-    def _pair(w, scale, span, g_base, device):
-        dg = 0.5 * w * span / scale
-        return device.clip(jnp.stack([g_base + dg, g_base - dg]))
 
     def features(self, weights, x: Float[Array, "n 28 28 1"]) -> Float[Array, "n features"]:
         for name in self.body:

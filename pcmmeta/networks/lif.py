@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ..crossbar import pairs_around
+from ..errors import UserInputError
 from ..fields import Field
 from ..snn import LIFConfig, readout_traces
 from .base import AbstractNetwork
@@ -42,18 +44,17 @@ class LIFNetwork(AbstractNetwork):
 
     @classmethod
     def init(cls, key, section, family, device):
+        if family.name == "images":
+            raise UserInputError("'network.kind': lif reads a vector of input currents, but task family 'images' gives images (use network.kind: cnn)")
         channels = int(family.encode(jnp.zeros((1, 1))).shape[-1])
         h1, h2 = section["hidden"]
         n_out = family.n_outputs
         scales = {"in": section["scale_in"], "hidden": section["scale_hidden"], "out": section["scale_out"]}
-        span = device.g_max - device.g_min
-        g_base = section["init_conductance"]
 
         def pair(k, shape, scale, fan_in):
-            """Pairs around g_base µS whose weights start at ±1/√fan_in (uniform)."""
+            """Weights uniform in ±1/√fan_in."""
             w = jax.random.uniform(k, shape, minval=-1.0, maxval=1.0) * (1.0 / jnp.sqrt(fan_in))
-            dg = 0.5 * w * span / scale
-            return device.clip(jnp.stack([g_base + dg, g_base - dg]))
+            return pairs_around(w, device, scale, section["init_conductance"])
 
         k1, k2, k3 = jax.random.split(key, 3)
         layers = {

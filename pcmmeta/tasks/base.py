@@ -84,6 +84,14 @@ class AbstractTaskFamily(eqx.Module):
     def with_shots(self, shots: int) -> "AbstractTaskFamily":
         """The same family with K support examples (per class, for classification)."""
 
+    def data_description(self) -> str:
+        """Where the tasks come from, for reports ("" when the family is analytic)."""
+        return ""
+
+    def shots_of(self, tasks: TaskBatch) -> int:
+        """K of these tasks: support examples per task (per class for classification)."""
+        return int(tasks.y_support.shape[1])
+
     def breakdown(self, prediction: Array, y: Array) -> dict[str, Any]:
         """Family-specific detail of one task's result (e.g. per-class accuracy); JSON-friendly."""
         return {}

@@ -100,7 +100,7 @@ class FewShotImages(AbstractTaskFamily):
             train_images=jnp.asarray(np.round(train.images * 255).astype(np.uint8)),
             test_images=jnp.asarray(np.round(test.images * 255).astype(np.uint8)),
             ways=section["ways"], shots=section["shots"], queries=section["queries"], rotations=section["rotations"],
-            source=train.source,
+            source=train.source + (f" ({train.skipped + test.skipped} unreadable files skipped)" if train.skipped + test.skipped else ""),
         )
 
     @property
@@ -173,6 +173,14 @@ class FewShotImages(AbstractTaskFamily):
         xs = jnp.asarray(x.reshape(self.ways * m, *x.shape[2:]))[None]
         ys = jnp.asarray(y, jnp.int32)[None]
         return TaskBatch(xs, ys, xs, ys, jnp.full((1, self.ways), -1))
+
+    def data_description(self) -> str:
+        return f"{self.source}: {self.train_images.shape[0]} training and {self.test_images.shape[0]} held-out classes" + (
+            " (×4 with rotations)" if self.rotations else ""
+        )
+
+    def shots_of(self, tasks: TaskBatch) -> int:
+        return int(tasks.y_support.shape[1]) // self.ways
 
     def describe(self, tasks: TaskBatch, i: int) -> dict:
         return {"classes": [int(c) for c in np.asarray(tasks.params[i])]}
