@@ -10,7 +10,6 @@ compensation).
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from .maml import ChipState, MetaConfig, TaskResult, adapt_chips, head_outputs, 
 from .modes import PCM, NoAdapt
 from .networks import AbstractNetwork
 from .program import AbstractProgrammingMethod, ProgramResult
-from .serial import load_eqx, save_eqx
+from .runs import atomic_write_unique
+from .serial import eqx_bytes, load_eqx, save_eqx
 from .tasks import AbstractTaskFamily, TaskBatch
 
 #: Energy of one SET pulse, J: the order of magnitude reported for PCM SET pulses (~10 pJ).
@@ -260,19 +260,6 @@ class AdaptReport:
         return body
 
 
-def claim_unique_path(folder: Path, stem: str, suffix: str) -> Path:
-    """`folder/stem{suffix}`, or `stem-1`, `stem-2`, … — claimed atomically (O_EXCL), so two
-    processes never get the same name."""
-    i = 0
-    while True:
-        path = folder / (f"{stem}{suffix}" if i == 0 else f"{stem}-{i}{suffix}")
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-            return path
-        except FileExistsError:
-            i += 1
-
-
 def adapt(
     run_dir: Path,
     exp,
@@ -304,12 +291,7 @@ def adapt(
     new_layers = dict(array.layers)
     new_layers.update({n: jax.tree.map(lambda a: a[0], s) for n, s in head_state.items()})
     stem = f"adapted-task{task_seed}-{at_hours:g}h" if support is None else f"adapted-{Path(support).stem}-{at_hours:g}h"
-    out_path = claim_unique_path(run_dir, stem, ".eqx")
-    try:
-        save_array(out_path, DeployedArray(new_layers, array.reference))
-    except BaseException:
-        out_path.unlink(missing_ok=True)
-        raise
+    out_path = atomic_write_unique(run_dir, stem, ".eqx", eqx_bytes(DeployedArray(new_layers, array.reference)))
     if plot is not None:
         x_plot = family.plot_inputs(task)
         plot_out = np.asarray(outputs_on_chip(key, array, task, family, network, exp.meta, t, steps, x_plot))

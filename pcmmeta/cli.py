@@ -1,8 +1,9 @@
-"""The `pcmmeta` command line: parse, call the library, print. User errors: one line, exit 2."""
+"""The `pcmmeta` command line: parse, call the library, print. User errors: one line, exit 2;
+an output that cannot be written (disk full, file-size limit): one line, exit 1; SIGINT/SIGTERM:
+one line, exit 130/143 (`pcmmeta.interrupts`)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,7 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import UserInputError
+from .errors import OutputError, UserInputError, safe_text
+from .runs import json_text
 
 app = typer.Typer(
     name="pcmmeta",
@@ -27,7 +29,7 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(safe_text(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -91,7 +93,7 @@ def fit_device_cmd(
     report = result.to_json()
     report.update(device_file=str(out), ignored_columns=measurements.ignored_columns, files=[str(p) for p in data])
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json_text(report, indent=2))
         return
     table = Table(title=f"PCM device fit → {out}")
     for column in ("parameter", "estimate", "± s.e.", "status"):
@@ -193,8 +195,22 @@ def meta_train_cmd(
         experiment = build_experiment(recipe_dict)  # loads the device and the data: errors before any file is written
     except UserInputError as err:
         fail(str(err))
+    from . import interrupts
+
+    kept = {"iteration": None}
     if not resume:
         run_dir = start_run(recipe_dict, runs_dir)
+
+    def describe_interrupt() -> str:
+        if kept["iteration"] is None and not resume:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing resumable in it
+            return f"nothing written (removed {run_dir})"
+        at = kept["iteration"] if kept["iteration"] is not None else "the last checkpoint"
+        return f"checkpoint at iteration {at} kept; resume with `pcmmeta meta-train --resume --run {run_dir}`"
+
+    interrupts.on_interrupt(describe_interrupt)
     total = experiment.train.iterations
     err_console.print(f"run directory: {run_dir}", highlight=False)
     if experiment.family.data_description():
@@ -208,6 +224,7 @@ def meta_train_cmd(
         def on_iteration(it, loss, record):
             import time
 
+            interrupts.set_deferred(True)  # compiled: a signal now stops at the end of this iteration
             now = time.perf_counter()
             if t_last[0] is None:
                 t_last[0], t_last[1] = now, it
@@ -216,17 +233,27 @@ def meta_train_cmd(
             bar.update(task, completed=it, info=info)
 
         try:
-            outcome = train(recipe_dict, run_dir, resume=resume, on_iteration=on_iteration, experiment=experiment)
+            outcome = train(
+                recipe_dict, run_dir, resume=resume, on_iteration=on_iteration, experiment=experiment,
+                should_stop=lambda: interrupts.requested() is not None,
+                on_checkpoint=lambda i: kept.update(iteration=i),
+            )
         except NaNLossError as err:
             bar.stop()
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
+    interrupts.set_deferred(False)
+    interrupts.on_interrupt(lambda: f"training finished; checkpoint kept in {run_dir}")
     if outcome.interrupted:
-        err_console.print(f"interrupted at iteration {int(outcome.state.iteration)}; checkpoint saved. Continue with: pcmmeta meta-train --resume --run {run_dir}", highlight=False)
-        raise typer.Exit(130)
+        import signal
+
+        signum = interrupts.requested() or signal.SIGINT
+        name = "interrupted" if signum == signal.SIGINT else "terminated"
+        err_console.print(f"{name} at iteration {int(outcome.state.iteration)}; checkpoint saved; resume with `pcmmeta meta-train --resume --run {run_dir}`", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(interrupts.EXIT_CODES.get(signum, 130))
     ev = outcome.evaluation.to_json()
     if as_json:
-        print(json.dumps({"run_dir": str(run_dir), **ev}, indent=2))
+        print(json_text({"run_dir": str(run_dir), **ev}, indent=2))
         return
     title = f"held-out evaluation: {ev['n_tasks']} tasks ({experiment.meta.mode.name}, {experiment.meta.rule.name}), {ev['pulses_per_task']:.1f} pulses per task"
     console.print(_evaluation_table(title, ev))
@@ -310,7 +337,7 @@ def deploy_cmd(
 
         plot_deployment(arrays["target"], arrays["programmed"], arrays["pulses"], tolerance, plot, f"{method}: {report.n_devices} devices")
     if as_json:
-        print(json.dumps(body, indent=2))
+        print(json_text(body, indent=2))
         return
     rows = [
         ("devices", f"{report.n_devices:,} (" + ", ".join(f"{n} {v['devices']:,}" for n, v in report.layers.items()) + ")"),
@@ -352,7 +379,7 @@ def adapt_cmd(
         fail(str(err))
     body = {"run_dir": str(run_dir), **report.to_json()}
     if as_json:
-        print(json.dumps(body, indent=2))
+        print(json_text(body, indent=2))
         return
     which = report.set_name
     rows = [(f"{which} {k} before → after", f"{report.before[k]:.4g} → {report.after[k]:.4g}") for k in report.before]
@@ -416,14 +443,14 @@ def drift_eval_cmd(
         from .runs import atomic_write_text
 
         columns = list(rows[0])
-        lines = [",".join(columns)] + [",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in columns) for r in rows]
+        lines = [",".join(columns)] + [",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in columns) for r in rows]
         atomic_write_text(csv_path, "\n".join(lines) + "\n")
     if plot is not None:
         from .plots import plot_drift
 
         plot_drift(rows, plot, f"{run_dir.name}: {tasks} held-out tasks per point (± s.e.)", metric)
     if as_json:
-        print(json.dumps(body, indent=2))
+        print(json_text(body, indent=2))
         return
     table = Table(title=f"held-out {metric} under drift, {run_dir.name}, {tasks} tasks (± s.e.)")
     table.add_column("hours", justify="right")
@@ -453,13 +480,41 @@ def main() -> None:
     except CommandLineError as err:  # a bad flag or value: one line, not a box
         ctx = getattr(err, "ctx", None)
         command = ctx.command_path if ctx is not None else "pcmmeta"
-        err_console.print(f"error: {command}: {err.format_message()}", highlight=False, soft_wrap=True, markup=False)
-        sys.exit(getattr(err, "exit_code", 2))
-    except (KeyboardInterrupt, typer.Abort):
-        err_console.print("interrupted")
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        err_console.print(f"error: {safe_text(command)}: {safe_text(err.format_message())}", highlight=False, soft_wrap=True, markup=False)
+        _exit(getattr(err, "exit_code", 2))
+    except OutputError as err:  # not a usage error: the input was fine, the disk was not
+        err_console.print(f"error: {safe_text(str(err))}", highlight=False, soft_wrap=True, markup=False)
+        _exit(1)
+    except (KeyboardInterrupt, typer.Abort):  # Ctrl-C reached Python before our handler (e.g. in a test)
+        err_console.print("interrupted; nothing written", highlight=False)
+        _exit(130)
+    _exit(code if isinstance(code, int) else 0)
+
+
+def _exit(code: int) -> None:
+    """Flush and leave without interpreter teardown (see `pcmmeta.interrupts`) when running as
+    the `pcmmeta` process; raise SystemExit when called in-process (tests, notebooks)."""
+    import os
+
+    if _IN_PROCESS:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+_IN_PROCESS = True
+
+
+def entry() -> None:
+    """The `pcmmeta` process: the interrupt policy (`pcmmeta.interrupts`), exits without teardown."""
+    from . import interrupts
+
+    interrupts.install()
+    global _IN_PROCESS
+    _IN_PROCESS = False
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    entry()

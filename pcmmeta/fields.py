@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .errors import UserInputError
+from .errors import UserInputError, short_repr
 
 
 @dataclass(frozen=True)
@@ -36,19 +36,19 @@ def check(field: Field, value: Any, where: str) -> Any:
         return None
     if kind in ("str", "path"):
         if not isinstance(value, str) or not value:
-            raise UserInputError(f"{where}: must be a non-empty string, got {value!r}")
+            raise UserInputError(f"{where}: must be a non-empty string, got {short_repr(value)}")
         return value
     if kind == "bool":
         if not isinstance(value, bool):
-            raise UserInputError(f"{where}: must be true or false, got {value!r}")
+            raise UserInputError(f"{where}: must be true or false, got {short_repr(value)}")
         return value
     if kind == "choice":
         if value not in field.choices:
-            raise UserInputError(f"{where}: must be one of {', '.join(field.choices)}, got {value!r}")
+            raise UserInputError(f"{where}: must be one of {', '.join(field.choices)}, got {short_repr(value)}")
         return value
     if kind == "range":
         if not (isinstance(value, list) and len(value) == 2 and all(_number(v) for v in value) and value[0] <= value[1]):
-            raise UserInputError(f"{where}: must be [low, high] with low ≤ high, got {value!r}")
+            raise UserInputError(f"{where}: must be [low, high] with low ≤ high, got {short_repr(value)}")
         return [float(v) for v in value]
     if kind == "ints":
         n = field.length
@@ -56,19 +56,19 @@ def check(field: Field, value: Any, where: str) -> Any:
         ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
         if not ok:
             count = f"{n} integers" if n else "a list of integers"
-            raise UserInputError(f"{where}: must be {count} ≥ 1, got {value!r}")
+            raise UserInputError(f"{where}: must be {count} ≥ 1, got {short_repr(value)}")
         return list(value)
     if kind == "int":
         if not isinstance(value, int) or isinstance(value, bool):
-            raise UserInputError(f"{where}: must be an integer, got {value!r}")
+            raise UserInputError(f"{where}: must be an integer, got {short_repr(value)}")
     elif kind == "float":
         if not _number(value):
-            raise UserInputError(f"{where}: must be a finite number, got {value!r}")
+            raise UserInputError(f"{where}: must be a finite number, got {short_repr(value)}")
         value = float(value)
     if field.positive and not value > 0:
-        raise UserInputError(f"{where}: must be > 0, got {value!r}")
+        raise UserInputError(f"{where}: must be > 0, got {short_repr(value)}")
     if field.low is not None and value < field.low:
-        raise UserInputError(f"{where}: must be ≥ {field.low:g}, got {value!r}")
+        raise UserInputError(f"{where}: must be ≥ {field.low:g}, got {short_repr(value)}")
     if field.high is not None and value > field.high:
-        raise UserInputError(f"{where}: must be ≤ {field.high:g}, got {value!r}")
+        raise UserInputError(f"{where}: must be ≤ {field.high:g}, got {short_repr(value)}")
     return value

@@ -226,13 +226,14 @@ def simulate_measurements(
 
 
 def write_measurements(data: Measurements, path: str | Path) -> None:
-    """Write measurements in the long CSV format (atomically)."""
+    """Write measurements in the long CSV format (atomically). Numbers are written with
+    `repr`: the shortest text that reads back to the same float, bit for bit."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for group, t, g in zip(data.group, data.t_s, data.g_uS):
         writer.writerow(
-            (data.device_names[data.group_device[group]], int(data.group_pulse[group]), f"{t:g}", f"{g:.5f}")
+            (data.device_names[data.group_device[group]], int(data.group_pulse[group]), repr(float(t)), repr(float(g)))
         )
     atomic_write_text(Path(path), out.getvalue())
 

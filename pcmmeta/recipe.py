@@ -15,7 +15,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from .errors import UserInputError
+from .errors import UserInputError, safe_text, short_repr
 from .fields import Field, check
 from .inner import INNER_RULES
 from .modes import MODES
@@ -97,9 +97,9 @@ def _merge(schema: dict, user: Any, prefix: str, origin: str) -> dict:
         raise UserInputError(f"{origin}: '{prefix or 'recipe'}' must be a mapping")
     for key in user:
         if key not in schema:
-            close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1)
+            close = difflib.get_close_matches(str(key)[:100], [str(k) for k in schema], n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise UserInputError(f"{origin}: unknown key '{prefix}{key}'{hint}")
+            raise UserInputError(f"{origin}: unknown key '{prefix}{safe_text(str(key), 80)}'{hint}")
     out = {}
     for key, spec in schema.items():
         where = f"{prefix}{key}"
@@ -120,7 +120,7 @@ def _merge_plugin(section: str, user: Any, origin: str) -> dict:
         raise UserInputError(f"{origin}: '{section}.' must be a mapping")
     name = user.get(key, default)
     if name not in registry:
-        raise UserInputError(f"{origin}: '{section}.{key}': must be one of {', '.join(registry)}, got {name!r}")
+        raise UserInputError(f"{origin}: '{section}.{key}': must be one of {', '.join(registry)}, got {short_repr(name)}")
     return _merge(plugin_schema(section, name), user, f"{section}.", origin)
 
 

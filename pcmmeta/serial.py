@@ -19,11 +19,16 @@ from .runs import atomic_write_bytes
 T = TypeVar("T")
 
 
-def save_eqx(path: str | Path, tree) -> None:
-    """Write the pytree's leaves to `path` atomically."""
+def eqx_bytes(tree) -> bytes:
+    """The pytree's leaves as the bytes of an Equinox file."""
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, tree)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    return buf.getvalue()
+
+
+def save_eqx(path: str | Path, tree) -> None:
+    """Write the pytree's leaves to `path` atomically."""
+    atomic_write_bytes(Path(path), eqx_bytes(tree))
 
 
 def load_eqx(path: str | Path, like: T, what: str = "file") -> T:

@@ -303,10 +303,11 @@ class TrainOutcome:
 
 
 def start_run(recipe: dict, runs_root: Path) -> Path:
+    """A new run directory with the recipe. `runs_root/LATEST` points to it once `train` has
+    written its first checkpoint (a run with nothing resumable is never the latest)."""
     run_dir = new_run_dir(runs_root, recipe["name"])
     write_run_format(run_dir)
     atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
-    set_latest(run_dir)
     return run_dir
 
 
@@ -317,9 +318,13 @@ def train(
     on_iteration: Callable[[int, float, dict], None] | None = None,
     evaluate_at_end: bool = True,
     experiment: Experiment | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> TrainOutcome:
-    """Run (or continue) meta-training in `run_dir`. Ctrl-C saves a checkpoint and returns with
-    `interrupted=True`; a NaN loss raises `NaNLossError` and leaves the last good checkpoint."""
+    """Run (or continue) meta-training in `run_dir`. Ctrl-C (or `should_stop()` turning true,
+    checked after every iteration) saves a checkpoint and returns with `interrupted=True`; a
+    NaN loss raises `NaNLossError` and leaves the last good checkpoint. `on_checkpoint(i)` is
+    called after each checkpoint is written (i = its iteration)."""
     exp = experiment or build_experiment(recipe)
     tr = exp.train
     optimizer = make_optimizer(tr)
@@ -334,6 +339,10 @@ def train(
             atomic_write_text(metrics, "".join(l + "\n" for l in lines))
     elif not resume:
         save_checkpoint(ckpt, state)
+    if is_writer():
+        set_latest(run_dir)
+    if on_checkpoint:
+        on_checkpoint(int(state.iteration))
     step = make_train_step(exp, optimizer, tr.meta_batch)
     writer = is_writer()  # with several hosts, only process 0 writes the run directory
     good = state
@@ -354,10 +363,16 @@ def train(
             if writer and (it % tr.checkpoint_every == 0 or it == tr.iterations):
                 save_checkpoint(ckpt, state)
                 good = state
+                if on_checkpoint:
+                    on_checkpoint(it)
             if on_iteration:
                 on_iteration(it, loss, record)
+            if should_stop and should_stop():
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         save_checkpoint(ckpt, state)
+        if on_checkpoint:
+            on_checkpoint(int(state.iteration))
         interrupted = True
     evaluation = None
     if not interrupted and evaluate_at_end:
