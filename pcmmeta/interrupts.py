@@ -52,8 +52,10 @@ def _handler(signum, frame) -> None:
 def install() -> None:
     """SIGINT/SIGTERM → the policy above; SIGXFSZ ignored, so a file-size limit surfaces as an
     `OSError` (EFBIG) on the write, which the CLI reports in one line, instead of killing us."""
-    signal.signal(signal.SIGINT, _handler)
-    signal.signal(signal.SIGTERM, _handler)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # an inherited SIG_IGN stays (a background job of a script must not be stopped by Ctrl-C)
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _handler)
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
