@@ -161,9 +161,10 @@ def _evaluation_table(title: str, ev: dict) -> Table:
             mean, sem = ev[f"{name}_per_step"][s], ev[f"sem_{name}_per_step"][s]
             cells.append(f"{mean:.4g}" + (f" ± {sem:.2g}" if sem is not None else ""))
         table.add_row(label, *cells)
-    for key in ("mse_zero", "chance"):
+    labels = {"mse_zero": "zero predictor", "chance": "chance", "pixel_nn_accuracy": "raw-pixel nearest neighbour"}
+    for key, label in labels.items():
         if key in ev:
-            table.add_row("zero predictor" if key == "mse_zero" else "chance", f"{ev[key]:.4g}", *[""] * (len(metrics) - 1))
+            table.add_row(label, f"{ev[key]:.4g}", *[""] * (len(metrics) - 1))
     return table
 
 
