@@ -282,10 +282,11 @@ def adapt(
     family = exp.eval_family
     if shots is not None:
         family = family.with_shots(shots)
-    task = family.task_from_file(support) if support is not None else family.sample(jax.random.key(task_seed), 1)
+    # tasks and chip noise from separate streams (equal seeds must not give equal draws)
+    task = family.task_from_file(support) if support is not None else family.sample(jax.random.fold_in(jax.random.key(task_seed), 0), 1)
     steps = exp.meta.rule.steps if steps is None else steps
     t = at_hours * 3600.0
-    key = jax.random.key(seed)
+    key = jax.random.fold_in(jax.random.key(seed), 1)
     result, head_state = run_on_chip(key, array, task, family, network, exp.meta, t, True, steps)
     outputs = np.asarray(outputs_on_chip(key, array, task, family, network, exp.meta, t, steps, task.x_query))
     new_layers = dict(array.layers)

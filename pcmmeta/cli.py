@@ -238,6 +238,10 @@ def meta_train_cmd(
                 recipe_dict, run_dir, resume=resume, on_iteration=on_iteration, experiment=experiment,
                 should_stop=lambda: interrupts.requested() is not None,
                 on_checkpoint=lambda i: kept.update(iteration=i),
+                before_evaluation=lambda: (
+                    interrupts.set_deferred(False),  # the evaluation can take minutes: a signal ends it at once
+                    interrupts.on_interrupt(lambda: f"training finished, checkpoint kept, evaluation not written; `pcmmeta meta-train --resume --run {run_dir}` evaluates it"),
+                ),
             )
         except NaNLossError as err:
             bar.stop()
@@ -330,7 +334,10 @@ def deploy_cmd(
     run_dir, exp, network = _load_trained(run, runs_dir)
     with err_console.status(f"programming {network.n_devices():,} devices ({method})…"):
         array, report, arrays = deploy(jax.random.key(seed), network, exp.meta.device, programming, tolerance)
+    from . import interrupts
+
     save_array(run_dir / "deployed.eqx", array)
+    interrupts.on_interrupt(lambda: f"{run_dir / 'deployed.eqx'} written, deploy.json not")
     body = {"run_dir": str(run_dir), "seed": seed, **dataclasses.asdict(report)}
     write_json(run_dir / "deploy.json", body)
     if plot is not None:

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import interrupts
 from .errors import UserInputError
 
 IMAGE_SIZE = 28
@@ -407,16 +408,20 @@ def _write_cache(path: Path, images: np.ndarray) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as f:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
             tmp = Path(f.name)
+            interrupts.track(str(tmp))
             np.savez_compressed(f, images=images)
         from .runs import default_file_mode
 
         os.chmod(tmp, default_file_mode())  # a shared cache stays readable
         os.replace(tmp, path)
     except OSError:
+        pass
+    finally:
         if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)  # gone already after a successful replace
+            interrupts.untrack(str(tmp))
 
 
 def cached_glyphs(

@@ -26,6 +26,16 @@ from typing import Callable
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 _state = {"describe": lambda: "nothing written", "deferred": False, "requested": None}
+_temporaries: set[str] = set()  # temporary files being written: removed before an immediate exit
+
+
+def track(path: str) -> None:
+    """A temporary file to remove if the process is ended while it exists."""
+    _temporaries.add(str(path))
+
+
+def untrack(path: str) -> None:
+    _temporaries.discard(str(path))
 
 
 def _say(line: str) -> None:
@@ -44,6 +54,11 @@ def _handler(signum, frame) -> None:
         what = _state["describe"]()
     except BaseException as err:  # the cleanup itself failed: say so, exit anyway
         what = f"cleanup failed: {err}"
+    for path in list(_temporaries):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
     name = "interrupted" if signum == signal.SIGINT else "terminated"
     _say(f"{name}; {what}")
     os._exit(EXIT_CODES.get(signum, 128 + signum))

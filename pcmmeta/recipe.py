@@ -141,14 +141,21 @@ def load_recipe(path: str | Path) -> dict:
         raise UserInputError(f"{path}: no such recipe file")
     recipe = validate(read_yaml(path) or {}, str(path))
     device = recipe["device"]
-    if device.endswith((".yaml", ".yml")) and not Path(device).is_absolute():
-        candidate = path.parent / device
-        recipe["device"] = str(candidate if candidate.exists() else Path(device))
+    if device.endswith((".yaml", ".yml")):
+        recipe["device"] = _beside(path, device)
     for key in ("data", "eval_data"):
-        value = recipe["task"].get(key)
-        if value and not Path(value).is_absolute() and (path.parent / value).exists():
-            recipe["task"][key] = str(path.parent / value)
+        if recipe["task"].get(key):
+            recipe["task"][key] = _beside(path, recipe["task"][key])
     return recipe
+
+
+def _beside(recipe_path: Path, value: str) -> str:
+    """A relative path beside the recipe if it exists there, else as given; made absolute when
+    it exists, so the run's recipe.yaml works from any folder later."""
+    candidate = Path(value)
+    if not candidate.is_absolute() and (recipe_path.parent / value).exists():
+        candidate = recipe_path.parent / value
+    return str(candidate.resolve()) if candidate.exists() else value
 
 
 def keys_table() -> str:

@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from . import interrupts
 from .errors import OutputError, UserInputError
 
 
@@ -27,6 +28,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write: {err.strerror}") from None
+    finally:
+        interrupts.untrack(tmp)
 
 
 def _write_temporary(path: Path, data: bytes) -> str:
@@ -36,12 +39,14 @@ def _write_temporary(path: Path, data: bytes) -> str:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
         raise OutputError(f"{path}: cannot write: {err.strerror}") from None
+    interrupts.track(tmp)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; outputs get the usual mode
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        interrupts.untrack(tmp)
         if isinstance(err, OSError):
             raise OutputError(f"{path}: cannot write: {err.strerror or err}") from None
         raise
@@ -67,6 +72,7 @@ def atomic_write_unique(folder: Path, stem: str, suffix: str, data: bytes) -> Pa
         raise OutputError(f"{folder / (stem + suffix)}: cannot write: {err.strerror}") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+        interrupts.untrack(tmp)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

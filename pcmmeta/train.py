@@ -320,6 +320,7 @@ def train(
     experiment: Experiment | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
+    before_evaluation: Callable[[], None] | None = None,
 ) -> TrainOutcome:
     """Run (or continue) meta-training in `run_dir`. Ctrl-C (or `should_stop()` turning true,
     checked after every iteration) saves a checkpoint and returns with `interrupted=True`; a
@@ -335,14 +336,14 @@ def train(
         state = load_checkpoint(ckpt, state)
         done = int(state.iteration)
         if metrics.exists():  # drop lines written after the checkpoint: the resumed run rewrites them
-            lines = [l for l in metrics.read_text().splitlines() if l and json.loads(l)["iteration"] <= done]
+            lines = [l for l in metrics.read_text().splitlines() if _iteration_of(l) is not None and _iteration_of(l) <= done]
             atomic_write_text(metrics, "".join(l + "\n" for l in lines))
     elif not resume:
         save_checkpoint(ckpt, state)
-    if is_writer():
-        set_latest(run_dir)
     if on_checkpoint:
         on_checkpoint(int(state.iteration))
+    if is_writer():
+        set_latest(run_dir)
     step = make_train_step(exp, optimizer, tr.meta_batch)
     writer = is_writer()  # with several hosts, only process 0 writes the run directory
     good = state
@@ -376,8 +377,19 @@ def train(
         interrupted = True
     evaluation = None
     if not interrupted and evaluate_at_end:
+        if before_evaluation:
+            before_evaluation()
         evaluation = finish_run(exp, state.network, run_dir)
     return TrainOutcome(run_dir, state, interrupted, evaluation)
+
+
+def _iteration_of(line: str) -> int | None:
+    """The iteration of a metrics.jsonl line; None for a blank or cut-off line (a process that
+    died mid-write)."""
+    try:
+        return int(json.loads(line)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def finish_run(exp: Experiment, network: AbstractNetwork, run_dir: Path) -> Evaluation:

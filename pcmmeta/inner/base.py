@@ -114,7 +114,8 @@ class AbstractInnerRule(eqx.Module):
         before = chip.weights(chip.read(k_before, states, chip.clock.t_read))
         after = chip.weights(chip.read(k_after, states, chip.clock.t_query))
         none = jnp.zeros(())
-        return HeadAdaptation([before, after], states, none, none)
+        # as long as an adapted trajectory, so per-step reports line up across modes
+        return HeadAdaptation([before] + [after] * chip.clock.steps, states, none, none)
 
 
 def soft_pulse(state: DeviceState, outcome: DeviceState, mask: Float[Array, "..."]) -> DeviceState:
