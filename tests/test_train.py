@@ -179,3 +179,18 @@ def test_docs_list_every_recipe_key():
     text = (Path(__file__).parent.parent / "docs" / "recipes.md").read_text()
     missing = [k for k in all_keys() if f"`{k}`" not in text]
     assert not missing
+
+
+def test_resume_skips_a_cut_off_metrics_line(tmp_path):
+    run = start_run(tiny_recipe(), tmp_path)
+
+    def stop_after_two(it, loss, record):
+        if it == 2:
+            raise KeyboardInterrupt
+    train(tiny_recipe(), run, on_iteration=stop_after_two, evaluate_at_end=False)
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"iteration": 3, "lo')  # a process killed mid-write
+    resumed = train(tiny_recipe(), run, resume=True, evaluate_at_end=False).state
+    assert int(resumed.iteration) == 6
+    iterations = [json.loads(l)["iteration"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert iterations == [1, 2, 3, 4, 5, 6]
