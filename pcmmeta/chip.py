@@ -192,11 +192,13 @@ def run_on_chip(
 
 
 @eqx.filter_jit
-def outputs_on_chip(key, array, tasks, family, network, meta, t, steps: int, x):
-    """Head outputs of every task at raw inputs x after 0 … steps inner steps, with the same
-    draws as `run_on_chip` for this key (plots, per-class reports)."""
-    chips, _, adaptations = _on_chip(key, array, tasks, family, network, meta, t, True, steps, False)
-    return head_outputs(network, chips, adaptations, family, x)
+def adapt_on_chip(key, array, tasks, family, network, meta, t, steps: int, x_plot):
+    """`run_on_chip` with adaptation, in one pass that also returns the head's outputs on the
+    query set and at raw inputs `x_plot` (tasks, points, …) after 0 … steps inner steps."""
+    chips, features, adaptations = _on_chip(key, array, tasks, family, network, meta, t, True, steps, False)
+    results = results_of(network, features, tasks, adaptations, family)
+    query = jnp.stack([jax.vmap(network.head_output)(w, features) for w in adaptations.weights], axis=1)
+    return results, adaptations.state, query, head_outputs(network, chips, adaptations, family, x_plot)
 
 
 #: drift-eval's conditions: (name, adapt, compensate).
@@ -287,16 +289,14 @@ def adapt(
     steps = exp.meta.rule.steps if steps is None else steps
     t = at_hours * 3600.0
     key = jax.random.fold_in(jax.random.key(seed), 1)
-    result, head_state = run_on_chip(key, array, task, family, network, exp.meta, t, True, steps)
-    outputs = np.asarray(outputs_on_chip(key, array, task, family, network, exp.meta, t, steps, task.x_query))
+    result, head_state, outputs, plot_out = adapt_on_chip(key, array, task, family, network, exp.meta, t, steps, family.plot_inputs(task))
+    outputs = np.asarray(outputs)
     new_layers = dict(array.layers)
     new_layers.update({n: jax.tree.map(lambda a: a[0], s) for n, s in head_state.items()})
     stem = f"adapted-task{task_seed}-{at_hours:g}h" if support is None else f"adapted-{Path(support).stem}-{at_hours:g}h"
     out_path = atomic_write_unique(run_dir, stem, ".eqx", eqx_bytes(DeployedArray(new_layers, array.reference)))
     if plot is not None:
-        x_plot = family.plot_inputs(task)
-        plot_out = np.asarray(outputs_on_chip(key, array, task, family, network, exp.meta, t, steps, x_plot))
-        family.plot(plot, f"on-chip adaptation at {at_hours:g} h ({exp.meta.rule.name}, {steps} steps)", task, plot_out,
+        family.plot(plot, f"on-chip adaptation at {at_hours:g} h ({exp.meta.rule.name}, {steps} steps)", task, np.asarray(plot_out),
                     [{"step": i, "mean": float(v), "sem": float("nan")} for i, v in enumerate(np.asarray(result.metrics[family.metric][0]))])
     n_pulses = float(result.pulses[0])
     return AdaptReport(
