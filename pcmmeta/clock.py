@@ -42,9 +42,6 @@ class ChipClock(eqx.Module):
     def t_query(self) -> Float[Array, ""]:
         return self.t_prog + (self.steps - 1) * self.period + self.t_wait
 
-    def with_steps(self, steps: int) -> "ChipClock":
-        return ChipClock(self.t_read, self.t_prog, self.t_wait, steps)
-
     @classmethod
     def on_deployed_chip(cls, t: float | Array, t_wait: float | Array, steps: int) -> "ChipClock":
         """The clock of an adaptation at time t on a deployed array: read at t, the first

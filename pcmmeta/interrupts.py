@@ -7,7 +7,7 @@ XLA worker thread is still executing a computation (a crash seen as exit −11 w
 interrupted and Python exited normally). All output files are written to a temporary name and
 renamed, so stopping at any instant leaves no half-written file.
 
-Inside `deferred()` (the training loop, between compiled steps) a first signal only sets a flag
+After `set_deferred(True)` (the training loop, between compiled steps) a first signal only sets a flag
 that the loop checks after every iteration, so it can save a checkpoint first; a second signal
 ends the process at once.
 
@@ -17,7 +17,6 @@ The handlers are process state by nature; the CLI installs them once (`install`)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -87,16 +86,7 @@ def set_deferred(on: bool) -> None:
     _state["deferred"] = on
 
 
-@contextlib.contextmanager
-def deferred():
-    """`set_deferred(True)` inside the block."""
-    set_deferred(True)
-    try:
-        yield
-    finally:
-        set_deferred(False)
-
 
 def requested() -> int | None:
-    """The signal received inside `deferred()`, if any."""
+    """The signal received while deferred, if any."""
     return _state["requested"]

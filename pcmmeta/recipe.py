@@ -88,10 +88,6 @@ def all_keys() -> list[str]:
     return sorted(set(out))
 
 
-def defaults(schema: dict = SCHEMA) -> dict:
-    return {k: defaults(v) if isinstance(v, dict) else copy.deepcopy(v.default) for k, v in schema.items()}
-
-
 def _merge(schema: dict, user: Any, prefix: str, origin: str) -> dict:
     if not isinstance(user, dict):
         raise UserInputError(f"{origin}: '{prefix or 'recipe'}' must be a mapping")
