@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from pcmmeta.device import BUILTIN_DEVICES
-from pcmmeta.program import single_shot, write_verify
+from pcmmeta.programming import single_shot, write_verify
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from .errors import UserInputError
 from .maml import ChipState, MetaConfig, TaskResult, adapt_chips, head_outputs, results_of
 from .modes import PCM, NoAdapt
 from .networks import AbstractNetwork
-from .program import AbstractProgrammingMethod, ProgramResult
+from .programming import AbstractProgrammingMethod, ProgramResult, ProgrammingCost, counts_energy, counts_time
 from .runs import atomic_write_unique
 from .serial import eqx_bytes, load_eqx, save_eqx
 from .tasks import AbstractTaskFamily, TaskBatch
@@ -76,13 +76,23 @@ class DeployReport:
     pulses_p99: float
     pulses_max: int
     devices_at_budget: int
+    verify_reads_mean: float
+    resets_mean: float
+    time_us_mean: float  # programming time per device with the cost model (initial RESET included)
+    energy_pj_mean: float
+    cost: dict  # the cost model: durations (s) and energies (pJ) per SET, RESET, read
     deploy_time_s: float
     devices_per_s: float
     layers: dict  # per layer: devices and RMS error, µS
 
 
 def deploy(
-    key: PRNGKeyArray, network: AbstractNetwork, device: PCMDevice, method: AbstractProgrammingMethod, tolerance: float = 0.5
+    key: PRNGKeyArray,
+    network: AbstractNetwork,
+    device: PCMDevice,
+    method: AbstractProgrammingMethod,
+    tolerance: float = 0.5,
+    cost: ProgrammingCost = ProgrammingCost(),
 ) -> tuple[DeployedArray, DeployReport, dict]:
     """Program every device of every layer to the trained conductances, all layers at once.
     `tolerance` (µS) is what the report counts as "within" for any method."""
@@ -122,6 +132,9 @@ def deploy(
         pulses_mean=float(pulses.mean()), pulses_p50=float(np.percentile(pulses, 50)),
         pulses_p99=float(np.percentile(pulses, 99)), pulses_max=int(pulses.max()),
         devices_at_budget=int(np.sum(pulses >= budget)) if method.has_budget else 0,
+        verify_reads_mean=float(np.asarray(result.reads).mean()), resets_mean=float(np.asarray(result.resets).mean()),
+        time_us_mean=float(np.asarray(counts_time(cost, result)).mean() * 1e6),
+        energy_pj_mean=float(np.asarray(counts_energy(cost, result)).mean()), cost=cost.to_dict(),
         deploy_time_s=elapsed, devices_per_s=float(flat.size / elapsed), layers=per_layer,
     )
     arrays = {"target": np.asarray(flat), "programmed": np.asarray(result.state.g_prog), "pulses": pulses}

@@ -4,6 +4,7 @@ one line, exit 130/143 (`pcmmeta.interrupts`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -308,32 +309,180 @@ def _load_deployed(run: Optional[Path], runs_dir: Path):
     return run_dir, exp, network, array
 
 
+SetNsOption = Annotated[float, typer.Option("--set-ns", min=0.0, help="Duration of one SET pulse, ns (cost model, docs/programming.md).")]
+ResetNsOption = Annotated[float, typer.Option("--reset-ns", min=0.0, help="Duration of one RESET pulse, ns.")]
+ReadNsOption = Annotated[float, typer.Option("--read-ns", min=0.0, help="Duration of one verify read, ns.")]
+def _positive_tolerance(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"must be > 0 µS, got {value}")
+    return value
+
+
+ToleranceOption = Annotated[float, typer.Option(min=0.0, max=1e3, callback=_positive_tolerance, help="Write-verify tolerance, µS (≈ read noise at mid-range).")]
+MaxPulsesOption = Annotated[int, typer.Option(min=1, max=10_000, help="Pulse budget per device (SET + RESET).")]
+
+
+def _cost(set_ns: float, reset_ns: float, read_ns: float):
+    from .programming import ProgrammingCost
+
+    return ProgrammingCost(set_s=set_ns * 1e-9, reset_s=reset_ns * 1e-9, read_s=read_ns * 1e-9)
+
+
+def _policy_trainer(device, tolerance: float, max_pulses: int, cost, iterations: int, seed: int, pool=None, targets_label: str = "uniform"):
+    """A function that trains a policy with a progress bar (for `obtain_policy` and learn-programming)."""
+    import jax
+
+    from .programming import PolicyTraining, learn_policy
+
+    def train():
+        settings = PolicyTraining(iterations=iterations)
+        with progress_bar() as bar:
+            task = bar.add_task("learning to program", total=iterations, info="")
+
+            def on_iteration(i, value):
+                bar.update(task, completed=i + 1, info=f"cost {value:.3f} × write-verify time")
+
+            policy, info, history = learn_policy(
+                jax.random.key(seed), device, tolerance, max_pulses, cost, settings, pool, targets_label, seed, on_iteration
+            )
+        train.history = history
+        return policy, info
+
+    train.history = []
+    return train
+
+
+@app.command("learn-programming")
+def learn_programming_cmd(
+    device: Annotated[str, typer.Option(help="Built-in device name or device YAML (fit-device).")] = "nandakumar2018",
+    out: Annotated[Optional[Path], typer.Option(help="Policy file to write (default: the cache that `deploy --method learned` reads).")] = None,
+    targets: Annotated[str, typer.Option(help="Training targets: 'uniform' over [g_min, g_max], or a run folder (its trained conductances).")] = "uniform",
+    tolerance: ToleranceOption = 0.5,
+    max_pulses: MaxPulsesOption = 100,
+    iterations: Annotated[int, typer.Option(min=1, max=100_000, help="Evolution-strategies iterations.")] = 150,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the training.")] = 0,
+    set_ns: SetNsOption = 50.0,
+    reset_ns: ResetNsOption = 50.0,
+    read_ns: ReadNsOption = 200.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Train a programming policy for a device: write-verify with learned blind bursts between verify reads."""
+    import jax
+    import jax.numpy as jnp
+
+    from .device import load_device
+    from .imagedata import default_cache_dir
+    from .programming import WriteVerify, cached_policy_path, make_method, save_policy
+    from .programming.compare import compare_methods
+    from .programming.learned import sample_targets
+
+    cost = _cost(set_ns, reset_ns, read_ns)
+    try:
+        pcm = load_device(device)
+    except UserInputError as err:
+        fail(str(err))
+    pool, label = None, "uniform"
+    if targets != "uniform":
+        run_dir, _, network = _load_trained(Path(targets), Path("runs"))
+        pool = jnp.concatenate([g.ravel() for g in network.layers.values()])
+        label = f"run {run_dir.name}"
+    if out is not None and out.exists() and not out.is_file():
+        fail(f"--out: {out} is not a regular file")
+    if out is not None and not out.parent.is_dir():
+        fail(f"--out: folder {out.parent} does not exist")
+    train = _policy_trainer(pcm, tolerance, max_pulses, cost, iterations, seed, pool, label)
+    policy, info = train()
+    path = out if out is not None else cached_policy_path(pcm, tolerance, max_pulses, cost, default_cache_dir())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_policy(path, policy, info)
+    # held out: targets and noise from another seed than training's
+    held_out = sample_targets(jax.random.key(seed + 1_000_003), pcm, 100_000, pool)
+    methods = [WriteVerify(tolerance, max_pulses), make_method("learned", tolerance, max_pulses, policy)]
+    figures, _ = compare_methods(jax.random.key(seed + 2_000_003), pcm, held_out, methods, tolerance, cost)
+    body = {"policy": str(path), "info": dataclasses.asdict(info), "objective_per_iteration": train.history,
+            "held_out": [dataclasses.asdict(f) for f in figures]}
+    if as_json:
+        print(json_text(body, indent=2))
+        return
+    console.print(_comparison_table(f"learned programming on {pcm.name}: 100,000 held-out targets ({label})", figures))
+    wv, learned = figures
+    console.print(
+        f"learned / write-verify: time {learned.time_us_mean / wv.time_us_mean:.2f}×, verify reads "
+        f"{learned.verify_reads_mean / wv.verify_reads_mean:.2f}×; saved {path}", highlight=False
+    )
+
+
+def _comparison_table(title: str, figures) -> Table:
+    table = Table(title=title)
+    table.add_column("figure")
+    for f in figures:
+        table.add_column(f.method, justify="right")
+    rows = [
+        ("RMS error (µS)", lambda f: f"{f.rms_error_uS:.3f} ± {f.sem_rms_error_uS:.3f}"),
+        ("max error (µS)", lambda f: f"{f.max_error_uS:.2f}"),
+        (f"within ±{figures[0].tolerance_uS:g} µS", lambda f: f"{100 * f.fraction_within_tolerance:.2f} ± {100 * f.sem_fraction_within_tolerance:.2f}%"),
+        ("pulses mean / p50 / p99", lambda f: f"{f.pulses_mean:.1f} / {f.pulses_p50:.0f} / {f.pulses_p99:.0f}"),
+        ("verify reads (mean)", lambda f: f"{f.verify_reads_mean:.2f}"),
+        ("RESETs (mean)", lambda f: f"{f.resets_mean:.2f}"),
+        ("time per device (µs)", lambda f: f"{f.time_us_mean:.3f}"),
+        ("energy per device (pJ)", lambda f: f"{f.energy_pj_mean:.1f}"),
+        ("at the pulse budget", lambda f: f"{f.devices_at_budget:,}"),
+        ("simulation speed (devices/s)", lambda f: f"{f.devices_per_s:,.0f}"),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *[cell(f) for f in figures])
+    return table
+
+
 @app.command("deploy")
 def deploy_cmd(
     run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
-    method: Annotated[str, typer.Option(help="write-verify (iterative) or single-shot (mean pulse count, no verify).")] = "write-verify",
-    tolerance: Annotated[float, typer.Option(min=0.0, help="Write-verify tolerance, µS (≈ read noise at mid-range).")] = 0.5,
-    max_pulses: Annotated[int, typer.Option(min=1, help="Pulse budget per device (SET + RESET).")] = 100,
-    seed: Annotated[int, typer.Option(help="PRNG seed of the programming noise.")] = 0,
+    method: Annotated[str, typer.Option(help="write-verify (iterative), single-shot (mean pulse count, no verify) or learned (write-verify with a learned policy's blind bursts; `learn-programming`).")] = "write-verify",
+    tolerance: ToleranceOption = 0.5,
+    max_pulses: MaxPulsesOption = 100,
+    policy: Annotated[Optional[Path], typer.Option(help="Policy file for --method learned (default: the cached one for this device, trained on first use).")] = None,
+    force_policy: Annotated[bool, typer.Option("--force-policy", help="Use --policy even if it was trained for other device parameters, tolerance or budget.")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Program the run's targets with every method and compare them (writes no array).")] = False,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="PRNG seed of the programming noise.")] = 0,
+    set_ns: SetNsOption = 50.0,
+    reset_ns: ResetNsOption = 50.0,
+    read_ns: ReadNsOption = 200.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="PNG: target vs programmed, pulse-count histogram.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="PNG: target vs programmed and pulse-count histogram (with --compare: error vs programming time and histograms per method).")] = None,
 ) -> None:
     """Program the run's trained conductances (every layer) into a simulated PCM array."""
-    import dataclasses
-
     import jax
 
     from .chip import deploy, save_array
-    from .program import PROGRAMMING_METHODS
+    from .programming import PROGRAMMING_METHODS, make_method, obtain_policy
     from .runs import write_json
 
     if method not in PROGRAMMING_METHODS:
-        fail(f"--method: must be {' or '.join(PROGRAMMING_METHODS)}, got {method!r}")
-    programming = PROGRAMMING_METHODS[method].from_options(tolerance, max_pulses)
+        fail(f"--method: must be {', '.join(PROGRAMMING_METHODS)}, got {method!r}")
+    if policy is not None and method != "learned" and not compare:
+        fail("--policy: only used with --method learned or --compare")
+    if plot is not None and plot.suffix.lower() != ".png":
+        fail(f"--plot: {plot} must end in .png")
+    if plot is not None and not plot.parent.is_dir():
+        fail(f"--plot: folder {plot.parent} does not exist")
+    cost = _cost(set_ns, reset_ns, read_ns)
     run_dir, exp, network = _load_trained(run, runs_dir)
+    device = exp.meta.device
+    learned_policy = None
+    if method == "learned" or compare:
+        trainer = _policy_trainer(device, tolerance, max_pulses, cost, 150, 0)
+        try:
+            learned_policy, _, policy_path, trained = obtain_policy(device, tolerance, max_pulses, cost, policy, force_policy, train=trainer)
+        except UserInputError as err:
+            fail(str(err))
+        err_console.print(f"{'trained and cached' if trained else 'using'} programming policy {policy_path}", highlight=False)
+    if compare:
+        _deploy_compare(run_dir, network, device, tolerance, max_pulses, learned_policy, cost, seed, as_json, plot)
+        return
+    programming = make_method(method, tolerance, max_pulses, learned_policy)
     with err_console.status(f"programming {network.n_devices():,} devices ({method})…"):
-        array, report, arrays = deploy(jax.random.key(seed), network, exp.meta.device, programming, tolerance)
+        array, report, arrays = deploy(jax.random.key(seed), network, device, programming, tolerance, cost)
     from . import interrupts
 
     save_array(run_dir / "deployed.eqx", array)
@@ -353,11 +502,34 @@ def deploy_cmd(
         ("RMS / max weight error", f"{report.rms_weight_error:.4f} / {report.max_weight_error:.4f}"),
         (f"within ±{tolerance} µS", f"{100 * report.fraction_within_tolerance:.1f}%"),
         ("pulses per device: mean, p50, p99, max", f"{report.pulses_mean:.1f}, {report.pulses_p50:.0f}, {report.pulses_p99:.0f}, {report.pulses_max}"),
+        ("verify reads per device (mean)", f"{report.verify_reads_mean:.2f}"),
+        ("programming time, energy per device", f"{report.time_us_mean:.3f} µs, {report.energy_pj_mean:.1f} pJ"),
         ("devices at the pulse budget", f"{report.devices_at_budget}"),
-        ("programming speed", f"{report.devices_per_s:,.0f} devices/s"),
+        ("simulation speed", f"{report.devices_per_s:,.0f} devices/s"),
     ]
     console.print(_figure_table(f"deployed {run_dir.name} ({method})", rows))
     console.print(f"saved {run_dir / 'deployed.eqx'} and deploy.json; t = 0 is the end of deployment", highlight=False)
+
+
+def _deploy_compare(run_dir, network, device, tolerance, max_pulses, policy, cost, seed, as_json, plot) -> None:
+    import jax
+    import jax.numpy as jnp
+
+    from .programming import PROGRAMMING_METHODS, make_method
+    from .programming.compare import compare_methods
+
+    target = jnp.concatenate([network.layers[n].ravel() for n in network.layer_names])
+    methods = [make_method(name, tolerance, max_pulses, policy) for name in PROGRAMMING_METHODS]
+    with err_console.status(f"programming {int(target.size):,} devices with {len(methods)} methods…"):
+        figures, results = compare_methods(jax.random.key(seed), device, target, methods, tolerance, cost)
+    if plot is not None:
+        from .plots import plot_programming_comparison
+
+        plot_programming_comparison(figures, results, target, plot, f"{run_dir.name}: {int(target.size):,} devices on {device.name}")
+    if as_json:
+        print(json_text({"run_dir": str(run_dir), "seed": seed, "cost": cost.to_dict(), "methods": [dataclasses.asdict(f) for f in figures]}, indent=2))
+        return
+    console.print(_comparison_table(f"programming {run_dir.name}: {int(target.size):,} devices on {device.name}", figures))
 
 
 @app.command("adapt")

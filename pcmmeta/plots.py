@@ -176,3 +176,34 @@ def plot_few_shot(path, title, x_support, y_support, x_query, y_query, outputs, 
     ax.grid(alpha=0.3)
     fig.suptitle(f"{title}\ndata: {source}", fontsize=9)
     save_figure(fig, path)
+
+
+def plot_programming_comparison(figures, results, target, path: Path, title: str, curves: dict | None = None) -> None:
+    """Left: RMS error vs programming time per device, one point per method (and, with `curves`
+    {method: [(time_us, rms_uS, tolerance), …]}, a line over tolerances). Right: the pulse-count
+    histogram (SET + RESET) of each method, and verify reads as dashed lines."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax = axes[0]
+    colours = {}
+    for f in figures:
+        (line,) = ax.plot([f.time_us_mean], [f.rms_error_uS], "o", ms=8, label=f"{f.method}")
+        colours[f.method] = line.get_color()
+    for method, points in (curves or {}).items():
+        points = sorted(points)
+        ax.plot([p[0] for p in points], [p[1] for p in points], "-", color=colours.get(method), alpha=0.6)
+        for t_us, rms, tol in points:
+            ax.annotate(f"{tol:g}", (t_us, rms), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set(xscale="log", xlabel="programming time per device (µs, cost model)", ylabel="RMS error (µS)", title="error vs programming time")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    top = max(int(np.asarray(r.pulses).max()) for r in results.values())
+    bins = np.arange(0, top + 2) - 0.5
+    for f in figures:
+        r = results[f.method]
+        ax.hist(np.asarray(r.pulses), bins=bins, histtype="step", color=colours[f.method], label=f"{f.method}: pulses")
+        if np.asarray(r.reads).max() > 0:
+            ax.hist(np.asarray(r.reads), bins=bins, histtype="step", linestyle="--", color=colours[f.method], label=f"{f.method}: verify reads")
+    ax.set(xlabel="per device", ylabel="devices", title="pulses (SET + RESET) and verify reads", yscale="log")
+    ax.legend(fontsize=7)
+    fig.suptitle(title)
+    save_figure(fig, path)

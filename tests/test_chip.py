@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from pcmmeta.chip import deploy, drift_table, load_array, probe_response, read_weights
 from pcmmeta.chip import CONDITIONS
 from pcmmeta.cli import app
-from pcmmeta.program import WriteVerify
+from pcmmeta.programming import WriteVerify
 from pcmmeta.train import load_run
 
 runner = CliRunner()
@@ -132,7 +132,7 @@ def test_without_drift_or_read_noise_mse_is_the_same_at_every_hour(deployed):
         (["drift-eval", "--hours", ""], "--hours: give at least one time"),
         (["drift-eval", "--hours", "1,abc"], "--hours: not a number: 'abc'"),
         (["drift-eval", "--hours", "1,-5"], "--hours: times must be positive, got -5"),
-        (["deploy", "--method", "magic"], "--method: must be write-verify or single-shot"),
+        (["deploy", "--method", "magic"], "--method: must be write-verify, single-shot, learned"),
     ],
 )
 def test_bad_chip_arguments(deployed, args, message):

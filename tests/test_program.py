@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pcmmeta.device import BUILTIN_DEVICES
-from pcmmeta.program import single_shot, write_verify
+from pcmmeta.programming import single_shot, write_verify
 
 DEVICE = BUILTIN_DEVICES["nandakumar2018"]
 NOISELESS = dataclasses.replace(
