@@ -157,3 +157,43 @@ def test_not_deployed_says_to_deploy_first(tmp_path):
     for command in (["adapt"], ["drift-eval"]):
         result = invoke(*command, "--runs-dir", tmp_path / "runs")
         assert result.exit_code == 2 and "run `pcmmeta deploy --run" in result.output
+
+
+def test_learned_programming_through_the_cli(deployed):
+    """learn-programming, deploy --compare and deploy --method learned on the trained run.
+    (Last in this module: it redeploys the run with the learned method.)"""
+    root, runs, run_dir, _ = deployed
+    policy = root / "p.policy"
+    result = invoke("learn-programming", "--iterations", 2, "--out", policy, "--targets", run_dir, "--json")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert policy.is_file() and body["info"]["targets"] == f"run {run_dir.name}"
+    assert [f["method"] for f in body["held_out"]] == ["write-verify", "learned"]
+
+    before = (run_dir / "deployed.eqx").read_bytes()
+    result = invoke("deploy", "--runs-dir", runs, "--compare", "--policy", policy, "--json", "--plot", root / "cmp.png")
+    assert result.exit_code == 0, result.output
+    methods = json.loads(result.stdout)["methods"]
+    assert [m["method"] for m in methods] == ["write-verify", "single-shot", "learned"]
+    assert len({m["n_devices"] for m in methods}) == 1
+    by = {m["method"]: m for m in methods}
+    assert by["single-shot"]["verify_reads_mean"] == 0 and by["write-verify"]["verify_reads_mean"] >= 1
+    assert (run_dir / "deployed.eqx").read_bytes() == before  # --compare writes no array
+    from PIL import Image
+
+    with Image.open(root / "cmp.png") as image:
+        assert image.size[0] > 800 and np.unique(np.asarray(image.convert("L"))).size > 10
+
+    for args, message in (
+        (["--tolerance", 0.3], "trained for --tolerance 0.5 --max-pulses 100"),
+        (["--method", "write-verify"], "--policy: only used with --method learned or --compare"),
+    ):
+        result = invoke("deploy", "--runs-dir", runs, "--method", "learned", "--policy", policy, *args)
+        assert result.exit_code == 2 and message in result.output, result.output
+    result = invoke("deploy", "--runs-dir", runs, "--method", "learned", "--policy", policy, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["method"] == "learned" and report["pulses_max"] <= 100 and report["verify_reads_mean"] >= 1
+    assert (run_dir / "deployed.eqx").read_bytes() != before
+    result = invoke("deploy", "--runs-dir", runs, "--method", "learned", "--policy", policy, "--tolerance", 0.3, "--force-policy", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["tolerance_uS"] == 0.3
