@@ -1,0 +1,65 @@
+"""Network-level effect of the programming method: one trained run deployed with each method,
+then its held-out metric at 1 h after deployment (drift-eval's `deployed` and `adapted`
+conditions), the same tasks and read keys for every method.
+
+Usage: python benchmarks/programming_network.py --run runs/<dir> [--tasks 300] [--hours 1]
+       [--seeds 0,1,2] [--policy FILE]
+Without --policy the learned method uses the cached policy for the run's device (trained and
+cached on first use, as `deploy --method learned` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from pcmmeta.chip import CONDITIONS, deploy, drift_table
+from pcmmeta.programming import PROGRAMMING_METHODS, PolicyTraining, make_method, obtain_policy
+from pcmmeta.programming.learned import learn_policy
+from pcmmeta.train import load_run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--tasks", type=int, default=300)
+    parser.add_argument("--hours", type=float, default=1.0)
+    parser.add_argument("--seeds", default="0,1,2", help="programming seeds (one deployment per seed and method)")
+    parser.add_argument("--policy", type=Path, default=None)
+    args = parser.parse_args()
+    exp, state = load_run(args.run)
+    network, device = state.network, exp.meta.device
+
+    def train():
+        policy, info, _ = learn_policy(jax.random.key(0), device, 0.5, 100, settings=PolicyTraining())
+        return policy, info
+
+    policy, _, path, trained = obtain_policy(device, 0.5, 100, path=args.policy, train=train)
+    print(f"policy {path} ({'trained now' if trained else 'loaded'})")
+    metric = exp.eval_family.metric
+    conditions = [c for c in CONDITIONS if c[0] in ("deployed", "adapted")]
+    print(f"{args.run.name}: held-out {metric} at {args.hours:g} h, {args.tasks} tasks, mean over programming seeds {args.seeds}")
+    print(f"{'method':13s} {'RMS µS':>7s} {'reads':>6s} {'time µs':>8s}  " + "  ".join(f"{c[0]:>18s}" for c in conditions))
+    for name in PROGRAMMING_METHODS:
+        method = make_method(name, 0.5, 100, policy)
+        per_seed, rms, reads, times = {c[0]: [] for c in conditions}, [], [], []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            array, report, _ = deploy(jax.random.key(seed), network, device, method, 0.5)
+            rows = drift_table(exp, network, array, [args.hours], args.tasks, exp.meta.rule.steps, 0, conditions)
+            for r in rows:
+                per_seed[r["condition"]].append(r[metric])
+            rms.append(report.rms_error_uS)
+            reads.append(report.verify_reads_mean)
+            times.append(report.time_us_mean)
+        cells = []
+        for c in conditions:
+            v = np.asarray(per_seed[c[0]])
+            cells.append(f"{v.mean():9.4f} ± {v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0:.4f}")
+        print(f"{name:13s} {np.mean(rms):7.3f} {np.mean(reads):6.2f} {np.mean(times):8.3f}  " + "  ".join(f"{c:>18s}" for c in cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
