@@ -29,9 +29,10 @@ NOISELESS = dataclasses.replace(
 
 
 def fixed_burst(k: float) -> ProgrammingPolicy:
-    """A policy that always asks for k pulses (softplus(bias) = k, weights zero)."""
+    """A policy that always asks for k pulses (softplus(bias) = k, weights zero) and accepts
+    reads within the tolerance (band 0.5 + sigmoid(0) = 1)."""
     policy = ProgrammingPolicy(jax.random.key(0))
-    bias = jnp.full((1,), np.log(np.expm1(k)), jnp.float32)
+    bias = jnp.array([np.log(np.expm1(k)), 0.0], jnp.float32)
     return eqx.tree_at(lambda p: p.mlp.layers[-1].bias, policy, bias)
 
 
