@@ -63,7 +63,7 @@ def reach(device: PCMDevice) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=1_000_000)
-    parser.add_argument("--iterations", type=int, default=150)
+    parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--tolerance", type=float, default=0.5)
     parser.add_argument("--curve-tolerances", default="0.3,0.8", help="extra tolerances for the error-vs-time curve ('' for none)")
     parser.add_argument("--only", default="", help="comma-separated device names to run (default: all three)")

@@ -359,7 +359,7 @@ def learn_programming_cmd(
     targets: Annotated[str, typer.Option(help="Training targets: 'uniform' over [g_min, g_max], or a run folder (its trained conductances).")] = "uniform",
     tolerance: ToleranceOption = 0.5,
     max_pulses: MaxPulsesOption = 100,
-    iterations: Annotated[int, typer.Option(min=1, max=100_000, help="Evolution-strategies iterations.")] = 150,
+    iterations: Annotated[int, typer.Option(min=1, max=100_000, help="Evolution-strategies iterations.")] = 300,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the training.")] = 0,
     set_ns: SetNsOption = 50.0,
     reset_ns: ResetNsOption = 50.0,
@@ -455,7 +455,7 @@ def deploy_cmd(
     import jax
 
     from .chip import deploy, save_array
-    from .programming import PROGRAMMING_METHODS, make_method, obtain_policy
+    from .programming import PROGRAMMING_METHODS, PolicyTraining, make_method, obtain_policy
     from .runs import write_json
 
     if method not in PROGRAMMING_METHODS:
@@ -471,7 +471,7 @@ def deploy_cmd(
     device = exp.meta.device
     learned_policy = None
     if method == "learned" or compare:
-        trainer = _policy_trainer(device, tolerance, max_pulses, cost, 150, 0)
+        trainer = _policy_trainer(device, tolerance, max_pulses, cost, PolicyTraining().iterations, 0)
         try:
             learned_policy, _, policy_path, trained = obtain_policy(device, tolerance, max_pulses, cost, policy, force_policy, train=trainer)
         except UserInputError as err:

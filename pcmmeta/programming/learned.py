@@ -248,14 +248,14 @@ def cached_policy_path(device: PCMDevice, tolerance: float, max_pulses: int, cos
 class PolicyTraining:
     """Settings of `train_policy` (evolution strategies on the programming simulation)."""
 
-    iterations: int = 150
+    iterations: int = 300
     batch: int = 1024  # targets per iteration (the same for every perturbation: common random numbers)
     population: int = 16  # perturbations per iteration, antithetic pairs
     sigma: float = 0.2  # perturbation scale in parameter space
     learning_rate: float = 0.05
-    error_weight: float = 0.5  # per (final error / tolerance)², in units of write-verify's mean time
+    error_weight: float = 0.3  # per (final error / tolerance)², in units of write-verify's mean time
     error_cap: float = 100.0  # the largest (error / tolerance)² counted
-    miss_weight: float = 2.0  # per device left outside tolerance, in the same units
+    miss_weight: float = 1.2  # per device left outside tolerance, in the same units
     width: int = 16
     depth: int = 2
 
