@@ -178,9 +178,7 @@ def meta_train_cmd(
 ) -> None:
     """Meta-train a network on PCM synapses with MAML (the recipe names network, task family,
     inner rule and mode)."""
-    import yaml
-
-    from .recipe import load_recipe, validate
+    from .recipe import load_recipe, load_run_recipe
     from .runs import check_run_format, resolve_run
     from .train import NaNLossError, build_experiment, start_run, train
 
@@ -188,7 +186,7 @@ def meta_train_cmd(
         if resume:
             run_dir = resolve_run(run, runs_dir)
             check_run_format(run_dir)
-            recipe_dict = validate(yaml.safe_load((run_dir / "recipe.yaml").read_text()), str(run_dir / "recipe.yaml"))
+            recipe_dict = load_run_recipe(run_dir)
         else:
             if recipe is None:
                 fail("give a recipe (e.g. recipes/sine-quick.yaml), or --resume")

@@ -133,9 +133,10 @@ def load_recipe(path: str | Path) -> dict:
     """A validated recipe from a YAML file; a relative device or data path is looked up beside
     the recipe first, then in the current folder."""
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such recipe file")
-    recipe = validate(read_yaml(path) or {}, str(path))
+    user = read_yaml(path)
+    if not user:  # an empty file would otherwise train every default (a 256-task meta-batch) unasked
+        raise UserInputError(f"{path}: empty recipe; start from one in recipes/ (e.g. recipes/sine-quick.yaml, keys in docs/recipes.md)")
+    recipe = validate(user, str(path))
     device = recipe["device"]
     if device.endswith((".yaml", ".yml")):
         recipe["device"] = _beside(path, device)
@@ -143,6 +144,19 @@ def load_recipe(path: str | Path) -> dict:
         if recipe["task"].get(key):
             recipe["task"][key] = _beside(path, recipe["task"][key])
     return recipe
+
+
+def load_run_recipe(run_dir: str | Path) -> dict:
+    """The validated recipe a run directory was started with (`<run>/recipe.yaml`); a damaged
+    one is a `UserInputError` naming the file and what to do."""
+    path = Path(run_dir) / "recipe.yaml"
+    try:
+        user = read_yaml(path)
+        if not isinstance(user, dict):
+            raise UserInputError(f"{path}: not a recipe (a YAML mapping)")
+        return validate(user, str(path))
+    except UserInputError as err:
+        raise UserInputError(f"{err}; the run's recipe is damaged: restore it, or train again with `pcmmeta meta-train RECIPE`") from None
 
 
 def _beside(recipe_path: Path, value: str) -> str:

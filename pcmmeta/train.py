@@ -408,10 +408,10 @@ def finish_run(exp: Experiment, network: AbstractNetwork, run_dir: Path) -> Eval
 def load_run(run_dir: Path) -> tuple[Experiment, TrainState]:
     """The experiment and last checkpoint of a run directory (`UserInputError` for a run made
     by an older pcmmeta or a damaged checkpoint)."""
-    from .recipe import validate
+    from .recipe import load_run_recipe
 
     check_run_format(run_dir)
-    recipe = validate(yaml.safe_load((run_dir / "recipe.yaml").read_text()), str(run_dir / "recipe.yaml"))
+    recipe = load_run_recipe(run_dir)
     exp = build_experiment(recipe)
     state = init_state(exp, make_optimizer(exp.train))
     return exp, load_checkpoint(run_dir / "checkpoint.eqx", state)
