@@ -16,6 +16,7 @@ from rich.table import Table
 
 from .errors import OutputError, UserInputError, safe_text
 from .runs import json_text
+from .seeds import SEED_MAX
 
 app = typer.Typer(
     name="pcmmeta",
@@ -63,7 +64,7 @@ def fit_device_cmd(
     prior: Annotated[str, typer.Option(help="Device whose values stand for the parameters the data cannot constrain.")] = "nandakumar2018",
     name: Annotated[Optional[str], typer.Option(help="Name recorded in the device file (default: the file's stem).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples over devices for the standard errors.")] = 20,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the bootstrap.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimates as JSON instead of a table.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of data and fitted model.")] = None,
 ) -> None:
@@ -123,13 +124,12 @@ def simulate_measurements_cmd(
     read_times: Annotated[str, typer.Option(help="Read times after every programming event, s, comma-separated.")] = "2,10,30",
     drift_read_times: Annotated[str, typer.Option(help="Extra, later read times after the RESET, every --drift-every-th pulse and the last, s.")] = "100,1000,10000",
     drift_every: Annotated[int, typer.Option(min=1, help="Pulse interval of the drift reads.")] = 5,
-    seed: Annotated[int, typer.Option(help="PRNG seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed.")] = 0,
 ) -> None:
     """Write synthetic measurements from a device model, in fit-device's CSV format."""
-    import jax
-
     from .device import load_device
     from .measurements import MIN_READS_PER_PULSE, simulate_measurements, write_measurements
+    from .seeds import seed_key
 
     times = _parse_floats(read_times, "--read-times")
     if len(times) < MIN_READS_PER_PULSE or min(times) < 0:
@@ -141,7 +141,7 @@ def simulate_measurements_cmd(
         model = load_device(device)
     except UserInputError as err:
         fail(str(err))
-    data = simulate_measurements(model, jax.random.key(seed), devices, pulses, times, drift_times, drift_every)
+    data = simulate_measurements(model, seed_key(seed), devices, pulses, times, drift_times, drift_every)
     write_measurements(data, out)
     console.print(f"wrote {data.g_uS.size} simulated reads of {devices} devices ({model.name}) to {out}")
 
@@ -313,25 +313,24 @@ def deploy_cmd(
     method: Annotated[str, typer.Option(help="write-verify (iterative) or single-shot (mean pulse count, no verify).")] = "write-verify",
     tolerance: Annotated[float, typer.Option(min=0.0, help="Write-verify tolerance, µS (≈ read noise at mid-range).")] = 0.5,
     max_pulses: Annotated[int, typer.Option(min=1, help="Pulse budget per device (SET + RESET).")] = 100,
-    seed: Annotated[int, typer.Option(help="PRNG seed of the programming noise.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of the programming noise.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="PNG: target vs programmed, pulse-count histogram.")] = None,
 ) -> None:
     """Program the run's trained conductances (every layer) into a simulated PCM array."""
     import dataclasses
 
-    import jax
-
     from .chip import deploy, save_array
     from .program import PROGRAMMING_METHODS
     from .runs import write_json
+    from .seeds import seed_key
 
     if method not in PROGRAMMING_METHODS:
         fail(f"--method: must be {' or '.join(PROGRAMMING_METHODS)}, got {method!r}")
     programming = PROGRAMMING_METHODS[method].from_options(tolerance, max_pulses)
     run_dir, exp, network = _load_trained(run, runs_dir)
     with err_console.status(f"programming {network.n_devices():,} devices ({method})…"):
-        array, report, arrays = deploy(jax.random.key(seed), network, exp.meta.device, programming, tolerance)
+        array, report, arrays = deploy(seed_key(seed), network, exp.meta.device, programming, tolerance)
     from . import interrupts
 
     save_array(run_dir / "deployed.eqx", array)
@@ -364,11 +363,11 @@ def adapt_cmd(
     runs_dir: RunsDirOption = Path("runs"),
     steps: Annotated[Optional[int], typer.Option("--steps", "--pulses", min=1, max=20, help="Inner steps on chip: pulse rounds (blind-pulse) or SGD steps (quantized-sgd). Default: the recipe's.")] = None,
     at_hours: Annotated[float, typer.Option(min=0.0, help="Time since deployment of the adaptation, h.")] = 1.0,
-    task_seed: Annotated[int, typer.Option(help="Seed of the new task (sampled from the recipe's held-out tasks).")] = 0,
+    task_seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the new task (sampled from the recipe's held-out tasks).")] = 0,
     shots: Annotated[Optional[int], typer.Option(min=1, help="Support examples K, per class for classification (default: the recipe's).")] = None,
     support: Annotated[Optional[Path], typer.Option(help="Your own support set: a CSV with columns x,y (regression) or a folder of N class folders of images (classification). The query set is then the support set.")] = None,
     energy_pj: Annotated[float, typer.Option(min=0.0, help="Energy per SET pulse, pJ.")] = 10.0,
-    seed: Annotated[int, typer.Option(help="PRNG seed of reads and pulses.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="PNG of the task before and after adaptation.")] = None,
 ) -> None:
@@ -428,7 +427,7 @@ def drift_eval_cmd(
     runs_dir: RunsDirOption = Path("runs"),
     tasks: Annotated[int, typer.Option(min=1, help="Held-out tasks per time.")] = 300,
     steps: Annotated[Optional[int], typer.Option("--steps", "--pulses", min=1, max=20, help="Inner steps of the adapted conditions (default: the recipe's).")] = None,
-    seed: Annotated[int, typer.Option(help="PRNG seed of tasks, reads and pulses.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of tasks, reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the results as CSV.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="PNG of the metric vs time (log axis), one line per condition.")] = None,

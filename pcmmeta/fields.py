@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import UserInputError, short_repr
+from .seeds import check_seed
 
 
 @dataclass(frozen=True)
 class Field:
     default: Any
-    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "range" | "ints" | "path"
+    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "range" | "ints" | "path" | "seed"
     help: str
     low: float | None = None  # inclusive lower bound
     high: float | None = None  # inclusive upper bound
@@ -58,6 +59,8 @@ def check(field: Field, value: Any, where: str) -> Any:
             count = f"{n} integers" if n else "a list of integers"
             raise UserInputError(f"{where}: must be {count} ≥ 1, got {short_repr(value)}")
         return list(value)
+    if kind == "seed":
+        return check_seed(value, where)
     if kind == "int":
         if not isinstance(value, int) or isinstance(value, bool):
             raise UserInputError(f"{where}: must be an integer, got {short_repr(value)}")

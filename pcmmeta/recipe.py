@@ -32,7 +32,7 @@ PLUGIN_SECTIONS: dict[str, tuple[str, dict, str]] = {
 
 SCHEMA: dict[str, Any] = {
     "name": Field("sine", "str", "run name; run directories are runs/<name>-<timestamp>/"),
-    "seed": Field(0, "int", "PRNG seed of initialisation, task sampling and device noise", low=0),
+    "seed": Field(0, "seed", "PRNG seed of initialisation, task sampling and device noise (0 … 2^64−1)"),
     "device": Field("nandakumar2018", "str", "built-in device name or a device YAML (relative to the recipe)"),
     "mode": Field("pcm", "choice", "pcm | quantized | ideal | no-adapt", choices=tuple(MODES)),
     "network": {},  # plug-in section
@@ -58,7 +58,7 @@ SCHEMA: dict[str, Any] = {
     },
     "eval": {
         "tasks": Field(200, "int", "held-out tasks of the final evaluation", low=1),
-        "seed": Field(12345, "int", "seed of the held-out tasks (fixed across runs)", low=0),
+        "seed": Field(12345, "seed", "seed of the held-out tasks (fixed across runs; 0 … 2^64−1)"),
         "plot_tasks": Field(4, "int", "tasks drawn in the evaluation PNG", low=0, high=16),
     },
 }

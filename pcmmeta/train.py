@@ -31,6 +31,7 @@ from .inner import INNER_RULES
 from .maml import MetaConfig, batch_results, outer_loss, predict
 from .modes import MODES
 from .networks import NETWORKS, AbstractNetwork
+from .seeds import seed_key
 from .runs import append_jsonl, atomic_write_text, check_run_format, new_run_dir, set_latest, write_json, write_run_format
 from .serial import load_eqx, save_eqx
 from .tasks import TASK_FAMILIES, AbstractTaskFamily, TaskBatch
@@ -72,7 +73,7 @@ class Experiment:
 
 
 def init_key(seed: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(seed), -1 % (2**31))
+    return jax.random.fold_in(seed_key(seed), -1 % (2**31))
 
 
 def build_experiment(recipe: dict) -> Experiment:
@@ -140,7 +141,7 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, me
     while meta_batch % chunk:
         chunk -= 1
     n_chunks = meta_batch // chunk
-    base_key = jax.random.key(exp.seed)
+    base_key = seed_key(exp.seed)
     meta = exp.meta
 
     def shard(tree):
@@ -244,7 +245,7 @@ class Evaluation:
 
 
 def held_out_tasks(exp: Experiment, n_tasks: int | None = None, seed: int | None = None) -> tuple[TaskBatch, jax.Array]:
-    key = jax.random.key(exp.eval.seed if seed is None else seed)
+    key = seed_key(exp.eval.seed if seed is None else seed)
     return exp.eval_family.sample(key, n_tasks or exp.eval.tasks), jax.random.fold_in(key, 1)
 
 

@@ -71,3 +71,50 @@ def test_a_folder_given_as_the_recipe_is_named_as_a_folder(tmp_path):
     (tmp_path / "r.yaml").mkdir()
     with pytest.raises(UserInputError, match="r.yaml: is a folder, expected a file"):
         load_recipe(tmp_path / "r.yaml")
+
+
+# --------------------------------------------------------------------------------- seeds
+def test_seeds_span_0_to_2_to_the_64_and_each_has_its_own_key():
+    import jax
+    import numpy as np
+
+    from pcmmeta.seeds import SEED_MAX, seed_key
+
+    data = lambda seed: np.asarray(jax.random.key_data(seed_key(seed)))
+    for small in (0, 7, 2**31, 2**32 - 1):  # below 2^32: the key jax.random.key gives (old runs keep their numbers)
+        np.testing.assert_array_equal(data(small), np.asarray(jax.random.key_data(jax.random.key(small))))
+    big = [2**32, 2**33 + 7, 2**63, SEED_MAX]
+    keys = {tuple(data(s)) for s in [0, 7, *big]}
+    assert len(keys) == 6, "jax.random.key alone maps 2^32 to the key of 0"
+    for bad in (-1, SEED_MAX + 1, 2**200, 1.5, True, "3"):
+        with pytest.raises(UserInputError, match="must be a whole number from 0 to 2\\^64-1"):
+            seed_key(bad)
+
+
+@pytest.mark.parametrize("key", ["seed", "eval.seed"])
+@pytest.mark.parametrize("value, ok", [(2**64 - 1, True), (2**64, False), (-1, False), (2**100, False)])
+def test_recipe_seeds_are_checked_where_they_enter(key, value, ok):
+    from pcmmeta.recipe import validate
+
+    user = {"seed": value} if key == "seed" else {"eval": {"seed": value}}
+    if ok:
+        section = validate(user)
+        assert (section["seed"] if key == "seed" else section["eval"]["seed"]) == value
+    else:
+        with pytest.raises(UserInputError, match=f"'{key}': must be a whole number from 0 to 2\\^64-1"):
+            validate(user)
+
+
+@pytest.mark.parametrize("argv", [["deploy", "--seed", str(2**64)], ["adapt", "--task-seed", str(2**64)], ["drift-eval", "--seed", "-1"],
+                                  ["simulate-measurements", "--seed", str(2**70)]])
+def test_seed_flags_beyond_64_bits_are_refused_before_any_work(tmp_path, argv, monkeypatch, capsys):
+    from pcmmeta import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["pcmmeta", *argv])
+    with pytest.raises(SystemExit) as code:
+        cli.main()
+    assert code.value.code == 2
+    err = capsys.readouterr().err
+    assert "Invalid value for '--" in err and "seed" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
