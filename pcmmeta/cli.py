@@ -183,6 +183,10 @@ def meta_train_cmd(
     from .train import NaNLossError, build_experiment, start_run, train
 
     try:
+        if resume and recipe is not None:
+            fail(f"give a recipe (a new run) or --resume (continue a run), not both; --resume reads the run's own recipe.yaml")
+        if run is not None and not resume:
+            fail("--run names a run to continue: add --resume (a new run goes under --runs-dir)")
         if resume:
             run_dir = resolve_run(run, runs_dir)
             check_run_format(run_dir)
@@ -198,7 +202,10 @@ def meta_train_cmd(
 
     kept = {"iteration": None}
     if not resume:
-        run_dir = start_run(recipe_dict, runs_dir)
+        try:
+            run_dir = start_run(recipe_dict, runs_dir)
+        except UserInputError as err:  # the runs root is a file, read-only, …
+            fail(str(err))
 
     def describe_interrupt() -> str:
         if kept["iteration"] is None and not resume:

@@ -31,7 +31,7 @@ PLUGIN_SECTIONS: dict[str, tuple[str, dict, str]] = {
 }
 
 SCHEMA: dict[str, Any] = {
-    "name": Field("sine", "str", "run name; run directories are runs/<name>-<timestamp>/"),
+    "name": Field("sine", "name", "run name; run directories are runs/<name>-<timestamp>/ (letters, digits, _ . + -)"),
     "seed": Field(0, "seed", "PRNG seed of initialisation, task sampling and device noise (0 … 2^64−1)"),
     "device": Field("nandakumar2018", "str", "built-in device name or a device YAML (relative to the recipe)"),
     "mode": Field("pcm", "choice", "pcm | quantized | ideal | no-adapt", choices=tuple(MODES)),

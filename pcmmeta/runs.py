@@ -199,17 +199,27 @@ RUN_FORMAT = 2
 
 
 def new_run_dir(runs_root: Path, name: str) -> Path:
-    """runs/<name>-<YYYYmmdd-HHMMSS>/ (a suffix if that exists already)."""
+    """runs/<name>-<YYYYmmdd-HHMMSS>/ (a suffix if that exists already). `name` must be a plain
+    file name (`fields.check_name`), so the directory is always inside `runs_root`; a runs root
+    that cannot hold it (a file, read-only, full) is a `UserInputError` naming it."""
+    from .fields import check_name
+
+    check_name(name, "run name")
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(runs_root) / f"{name}-{stamp}"
-    Path(runs_root).mkdir(parents=True, exist_ok=True)
-    path, i = base, 1
-    while True:  # mkdir claims the name atomically: concurrent runs get different folders
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            path, i = Path(f"{base}-{i}"), i + 1
+    try:
+        Path(runs_root).mkdir(parents=True, exist_ok=True)
+        path, i = base, 1
+        while True:  # mkdir claims the name atomically: concurrent runs get different folders
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                path, i = Path(f"{base}-{i}"), i + 1
+    except FileExistsError:
+        raise UserInputError(f"{runs_root}: not a folder; give --runs-dir a folder for run directories") from None
+    except OSError as err:
+        raise UserInputError(f"{runs_root}: cannot create a run directory there: {err.strerror}; give --runs-dir a writable folder") from None
 
 
 def write_run_format(run_dir: Path) -> None:

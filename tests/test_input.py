@@ -118,3 +118,67 @@ def test_seed_flags_beyond_64_bits_are_refused_before_any_work(tmp_path, argv, m
     err = capsys.readouterr().err
     assert "Invalid value for '--" in err and "seed" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- run names
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "..", "/tmp/abs", ".hidden", "-flag", "my run", "a\x1bb", "x" * 81])
+def test_a_run_name_can_never_place_the_run_outside_the_runs_root(tmp_path, name):
+    from pcmmeta.recipe import validate
+    from pcmmeta.runs import new_run_dir
+
+    with pytest.raises(UserInputError, match="'name': must be a file name"):
+        validate({"name": name})
+    with pytest.raises(UserInputError, match="run name: must be a file name"):
+        new_run_dir(tmp_path / "runs", name)  # the library refuses it too
+    assert not (tmp_path / "runs").exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["sine-quick", "glyphs-5way-5shot", "café_2", "v1.2+b"])
+def test_ordinary_run_names_are_kept(tmp_path, name):
+    from pcmmeta.runs import new_run_dir
+
+    run_dir = new_run_dir(tmp_path / "runs", name)
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith(name + "-")
+
+
+def test_a_runs_root_that_is_a_file_is_one_line(tmp_path):
+    from pcmmeta.runs import new_run_dir
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserInputError, match="afile: not a folder; give --runs-dir a folder"):
+        new_run_dir(tmp_path / "afile", "sine")
+    with pytest.raises(UserInputError, match="afile/sub: cannot create a run directory there: Not a directory"):
+        new_run_dir(tmp_path / "afile" / "sub", "sine")
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def cli_error(tmp_path, monkeypatch, capsys, *argv) -> str:
+    """Run the CLI in-process in an empty folder; assert exit 2, one line, nothing written."""
+    from pcmmeta import cli
+
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    monkeypatch.setattr("sys.argv", ["pcmmeta", *map(str, argv)])
+    with pytest.raises(SystemExit) as code:
+        cli.main()
+    err = capsys.readouterr().err
+    assert code.value.code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    return err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["meta-train", "tiny.yaml", "--resume"], "give a recipe (a new run) or --resume (continue a run), not both"),
+        (["meta-train", "tiny.yaml", "--run", "runs/x"], "--run names a run to continue: add --resume"),
+        (["meta-train", "tiny.yaml", "--runs-dir", "afile"], "afile: not a folder; give --runs-dir a folder"),
+    ],
+)
+def test_meta_train_flags_are_used_or_refused_never_ignored(tmp_path, monkeypatch, capsys, argv, message):
+    from tiny import tiny_recipe
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_recipe()))
+    (tmp_path / "afile").write_text("x")
+    assert message in cli_error(tmp_path, monkeypatch, capsys, *argv)
