@@ -18,6 +18,14 @@ from .errors import OutputError, UserInputError, safe_text
 from .runs import json_text
 from .seeds import SEED_MAX
 
+#: Flag bounds: write-verify never needs more than a few dozen pulses per device (docs/chip.md),
+#: and far more support examples or evaluation tasks than these cannot fit in memory.
+MAX_PULSES = 10_000
+MAX_SHOTS = 10_000
+MAX_TASKS = 100_000
+#: Times since deployment, h: a thousand years (a time in s must stay well inside float32).
+MAX_HOURS = 1e7
+
 app = typer.Typer(
     name="pcmmeta",
     help="Meta-learning for networks on simulated phase-change-memory synapses: spiking regression, few-shot image classification.",
@@ -45,6 +53,44 @@ def progress_bar(transient: bool = True) -> Progress:
         console=err_console,
         transient=transient,
     )
+
+
+# ------------------------------------------------------- flag checks (before any work starts)
+def _finite(value: Optional[float]) -> Optional[float]:
+    """typer callback: a float flag must be a finite number (typer's bounds let inf and nan by)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+def _positive_finite(value: float) -> float:
+    if not (_finite(value) > 0):
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value
+
+
+def _png_path(value: Optional[Path]) -> Optional[Path]:
+    """typer callback: a PNG to write — ends in .png, in a folder that exists, not a folder itself."""
+    if value is None:
+        return None
+    if value.suffix.lower() != ".png":
+        raise typer.BadParameter(f"{safe_text(str(value), 80)}: the plot is a PNG; give a file name ending in .png")
+    return _output_file(value)
+
+
+def _output_file(value: Optional[Path]) -> Optional[Path]:
+    """typer callback: a file to write, in a folder that exists (a typo in a folder name must
+    not create folders), and not itself a folder."""
+    if value is None:
+        return None
+    parent = value.parent
+    if not parent.is_dir():
+        raise typer.BadParameter(f"{safe_text(str(parent), 80)}: no such folder")
+    if value.is_dir():
+        raise typer.BadParameter(f"{safe_text(str(value), 80)}: is a folder, expected a file name")
+    return value
 
 
 def _parse_floats(text: str, option: str) -> list[float]:
@@ -318,11 +364,11 @@ def deploy_cmd(
     run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     method: Annotated[str, typer.Option(help="write-verify (iterative) or single-shot (mean pulse count, no verify).")] = "write-verify",
-    tolerance: Annotated[float, typer.Option(min=0.0, help="Write-verify tolerance, µS (≈ read noise at mid-range).")] = 0.5,
-    max_pulses: Annotated[int, typer.Option(min=1, help="Pulse budget per device (SET + RESET).")] = 100,
+    tolerance: Annotated[float, typer.Option(callback=_positive_finite, help="Write-verify tolerance, µS (≈ read noise at mid-range), > 0.")] = 0.5,
+    max_pulses: Annotated[int, typer.Option(min=1, max=MAX_PULSES, help="Pulse budget per device (SET + RESET).")] = 100,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of the programming noise.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="PNG: target vs programmed, pulse-count histogram.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(callback=_png_path, help="PNG: target vs programmed, pulse-count histogram.")] = None,
 ) -> None:
     """Program the run's trained conductances (every layer) into a simulated PCM array."""
     import dataclasses
@@ -369,14 +415,14 @@ def adapt_cmd(
     run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     steps: Annotated[Optional[int], typer.Option("--steps", "--pulses", min=1, max=20, help="Inner steps on chip: pulse rounds (blind-pulse) or SGD steps (quantized-sgd). Default: the recipe's.")] = None,
-    at_hours: Annotated[float, typer.Option(min=0.0, help="Time since deployment of the adaptation, h.")] = 1.0,
+    at_hours: Annotated[float, typer.Option(min=0.0, max=MAX_HOURS, callback=_finite, help="Time since deployment of the adaptation, h.")] = 1.0,
     task_seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the new task (sampled from the recipe's held-out tasks).")] = 0,
-    shots: Annotated[Optional[int], typer.Option(min=1, help="Support examples K, per class for classification (default: the recipe's).")] = None,
+    shots: Annotated[Optional[int], typer.Option(min=1, max=MAX_SHOTS, help="Support examples K, per class for classification (default: the recipe's).")] = None,
     support: Annotated[Optional[Path], typer.Option(help="Your own support set: a CSV with columns x,y (regression) or a folder of N class folders of images (classification). The query set is then the support set.")] = None,
-    energy_pj: Annotated[float, typer.Option(min=0.0, help="Energy per SET pulse, pJ.")] = 10.0,
+    energy_pj: Annotated[float, typer.Option(min=0.0, callback=_finite, help="Energy per SET pulse, pJ.")] = 10.0,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="PNG of the task before and after adaptation.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(callback=_png_path, help="PNG of the task before and after adaptation.")] = None,
 ) -> None:
     """Adapt the deployed array to one new task with the recipe's inner rule on the head."""
     from .chip import adapt
@@ -412,17 +458,19 @@ def adapt_cmd(
 def _parse_hours(text: str) -> list[float]:
     import math
 
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
+    parts = [p.strip() for p in text.split(",")]
+    if parts == [""]:
         fail("--hours: give at least one time, e.g. --hours 1,24,720")
+    if "" in parts:  # "1,,2" or "1,24,": a typo, not a request for fewer times
+        fail(f"--hours: empty item in {text!r}; give times separated by single commas, e.g. --hours 1,24,720")
     hours = []
     for p in parts:
         try:
             h = float(p)
         except ValueError:
             fail(f"--hours: not a number: {p!r}")
-        if not math.isfinite(h) or h <= 0:
-            fail(f"--hours: times must be positive, got {p}")
+        if not math.isfinite(h) or not 0 < h <= MAX_HOURS:
+            fail(f"--hours: times must be > 0 and ≤ {MAX_HOURS:g} h, got {p}")
         hours.append(h)
     return sorted(set(hours))
 
@@ -432,12 +480,12 @@ def drift_eval_cmd(
     hours: Annotated[str, typer.Option(help="Times since deployment, h, comma-separated (any order).")] = "1,24,720",
     run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
-    tasks: Annotated[int, typer.Option(min=1, help="Held-out tasks per time.")] = 300,
+    tasks: Annotated[int, typer.Option(min=1, max=MAX_TASKS, help="Held-out tasks per time.")] = 300,
     steps: Annotated[Optional[int], typer.Option("--steps", "--pulses", min=1, max=20, help="Inner steps of the adapted conditions (default: the recipe's).")] = None,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of tasks, reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the results as CSV.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="PNG of the metric vs time (log axis), one line per condition.")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", callback=_output_file, help="Write the results as CSV.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(callback=_png_path, help="PNG of the metric vs time (log axis), one line per condition.")] = None,
 ) -> None:
     """The deployed network's held-out metric as its conductances drift, with and without
     on-chip adaptation and global drift compensation."""

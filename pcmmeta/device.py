@@ -22,6 +22,7 @@ import yaml
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .errors import UserInputError
+from .fields import FLOAT32_MAX
 
 #: Number of SET pulses tabulated for `PCMDevice.pulses_to_reach`.
 _MAX_TABULATED_PULSES = 64
@@ -211,10 +212,6 @@ BUILTIN_DEVICES: dict[str, PCMDevice] = {
 DEFAULT_DEVICE = "nandakumar2018"
 
 
-#: The largest magnitude a float32 holds: every parameter is used in float32 arithmetic.
-_FLOAT32_MAX = 3.4028234663852886e38
-
-
 def _check_parameters(device: PCMDevice, where: str) -> None:
     """Parameters that describe a device at all: each a float32, g_min < g_max, noise and drift
     spreads ≥ 0 (a negative std intercept would make σ(G) negative, floored to 0 unseen)."""
@@ -223,8 +220,8 @@ def _check_parameters(device: PCMDevice, where: str) -> None:
         raise UserInputError(f"{where}: 'parameters.{key}' must be {rule}, got {getattr(device, key)!r}")
 
     for key in PARAMETER_NAMES:
-        if not abs(getattr(device, key)) <= _FLOAT32_MAX:
-            refuse(key, f"a finite float32 (|value| ≤ {_FLOAT32_MAX:.4g})")
+        if not abs(getattr(device, key)) <= FLOAT32_MAX:
+            refuse(key, f"a finite float32 (|value| ≤ {FLOAT32_MAX:.4g})")
     if device.g_min < 0:
         refuse("g_min", "≥ 0 µS")
     if not device.g_min < device.g_max:

@@ -27,6 +27,9 @@ class Field:
     length: int | None = 2  # "ints": how many (None: one or more)
 
 
+#: The largest magnitude a float32 holds: numbers from users end up in float32 arrays.
+FLOAT32_MAX = 3.4028234663852886e38
+
 #: A name that becomes part of a file name: a letter, digit or '_' first (no hidden files, no
 #: options), then letters, digits and `_ . + -` — no '/', no '..' path, nothing a shell quotes.
 NAME_PATTERN = re.compile(r"[^\W][\w.+-]{0,79}")

@@ -131,7 +131,7 @@ def test_without_drift_or_read_noise_mse_is_the_same_at_every_hour(deployed):
     [
         (["drift-eval", "--hours", ""], "--hours: give at least one time"),
         (["drift-eval", "--hours", "1,abc"], "--hours: not a number: 'abc'"),
-        (["drift-eval", "--hours", "1,-5"], "--hours: times must be positive, got -5"),
+        (["drift-eval", "--hours", "1,-5"], "--hours: times must be > 0 and ≤ 1e+07 h, got -5"),
         (["deploy", "--method", "magic"], "--method: must be write-verify or single-shot"),
     ],
 )

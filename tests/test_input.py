@@ -182,3 +182,41 @@ def test_meta_train_flags_are_used_or_refused_never_ignored(tmp_path, monkeypatc
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_recipe()))
     (tmp_path / "afile").write_text("x")
     assert message in cli_error(tmp_path, monkeypatch, capsys, *argv)
+
+
+# --------------------------------------------------------------------------------- flags
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["adapt", "--at-hours", "inf"], "Invalid value for '--at-hours'"),
+        (["adapt", "--at-hours", "1e400"], "Invalid value for '--at-hours'"),
+        (["adapt", "--at-hours", "nan"], "'--at-hours'"),
+        (["adapt", "--at-hours", "1e9"], "'--at-hours'"),
+        (["adapt", "--energy-pj", "inf"], "'--energy-pj': must be a finite number"),
+        (["deploy", "--tolerance", "0"], "'--tolerance': must be > 0"),
+        (["deploy", "--tolerance", "inf"], "'--tolerance': must be a finite number"),
+        (["deploy", "--max-pulses", "1000000000"], "'--max-pulses'"),
+        (["adapt", "--shots", "100000000"], "'--shots'"),
+        (["drift-eval", "--tasks", "1000000000"], "'--tasks'"),
+        (["drift-eval", "--hours", "1,,2"], "--hours: empty item in '1,,2'"),
+        (["drift-eval", "--hours", "1,24,"], "--hours: empty item"),
+        (["drift-eval", "--hours", "1,nan"], "--hours: times must be > 0"),
+        (["drift-eval", "--hours", "1,1e300"], "--hours: times must be > 0"),
+        (["deploy", "--plot", "missing/x.png"], "'--plot': missing: no such folder"),
+        (["deploy", "--plot", "x.xyz"], "'--plot': x.xyz: the plot is a PNG"),
+        (["adapt", "--plot", "afolder.png"], "'--plot': afolder.png: is a folder"),
+        (["drift-eval", "--csv", "missing/r.csv"], "'--csv': missing: no such folder"),
+    ],
+)
+def test_bad_flags_are_refused_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
+    (tmp_path / "afolder.png").mkdir()
+    assert message in cli_error(tmp_path, monkeypatch, capsys, *argv)
+
+
+def test_support_values_beyond_float32_are_refused(tmp_path):
+    from pcmmeta.tasks.sinusoid import Sinusoid
+
+    path = write(tmp_path, "s.csv", "x,y\n1,2\n3,1e39\n")
+    with pytest.raises(UserInputError, match="s.csv: column 'y' holds values beyond float32"):
+        Sinusoid().task_from_file(path)
+    assert Sinusoid().task_from_file(write(tmp_path, "ok.csv", "x,y\n1,2\n3,3e38\n")).y_support.shape == (1, 2)
