@@ -141,7 +141,7 @@ def save_array(path: Path, array: DeployedArray) -> None:
 
 
 def load_array(path: Path, network: AbstractNetwork) -> DeployedArray:
-    return load_eqx(path, array_like(network), "deployed array")
+    return load_eqx(path, array_like(network), "deployed array", f"deploy again with `pcmmeta deploy --run {Path(path).parent}`")
 
 
 # ------------------------------------------------------------------------ on the chip

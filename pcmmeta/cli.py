@@ -226,7 +226,7 @@ def meta_train_cmd(
     inner rule and mode)."""
     from .recipe import load_recipe, load_run_recipe
     from .runs import check_run_format, resolve_run
-    from .train import NaNLossError, build_experiment, start_run, train
+    from .train import NaNLossError, build_experiment, init_state, load_checkpoint, make_optimizer, start_run, train
 
     try:
         if resume and recipe is not None:
@@ -242,6 +242,8 @@ def meta_train_cmd(
                 fail("give a recipe (e.g. recipes/sine-quick.yaml), or --resume")
             recipe_dict = load_recipe(recipe)
         experiment = build_experiment(recipe_dict)  # loads the device and the data: errors before any file is written
+        if resume and (run_dir / "checkpoint.eqx").exists():  # a damaged checkpoint: one line before any output
+            load_checkpoint(run_dir / "checkpoint.eqx", init_state(experiment, make_optimizer(experiment.train)))
     except UserInputError as err:
         fail(str(err))
     from . import interrupts
@@ -298,6 +300,9 @@ def meta_train_cmd(
             bar.stop()
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
+        except UserInputError as err:  # a damaged checkpoint found on --resume
+            bar.stop()
+            fail(str(err))
     interrupts.set_deferred(False)
     interrupts.on_interrupt(lambda: f"training finished; checkpoint kept in {run_dir}")
     if outcome.interrupted:

@@ -229,10 +229,13 @@ def write_run_format(run_dir: Path) -> None:
 def check_run_format(run_dir: Path) -> None:
     """A one-line error for a run directory made by an older pcmmeta."""
     meta = Path(run_dir) / "run.json"
-    try:
-        found = _json.loads(meta.read_text())["format"]
-    except (OSError, ValueError, KeyError, TypeError):
-        found = 1
+    if not meta.exists():
+        found = 1  # runs from before run.json
+    else:
+        try:
+            found = _json.loads(meta.read_bytes())["format"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserInputError(f'{meta}: damaged (expected {{"format": {RUN_FORMAT}}}); restore it, or train again with `pcmmeta meta-train RECIPE`') from None
     if found != RUN_FORMAT:
         raise UserInputError(
             f"{run_dir}: made by an older version of pcmmeta (run format {found}, this version reads {RUN_FORMAT}); "
@@ -253,7 +256,10 @@ def resolve_run(run: Path | None, runs_root: Path = Path("runs")) -> Path:
     pointer = Path(runs_root) / LATEST
     if not pointer.is_file():
         raise UserInputError(f"no run found under {runs_root}/; run `pcmmeta meta-train recipes/sine-quick.yaml` first")
-    path = Path(runs_root) / pointer.read_text().strip()
+    name = read_user_file(pointer, 4096).decode("utf-8", errors="replace").strip()
+    if not name or any(c in name for c in "/\\\n\x00\ufffd") or name in (".", ".."):
+        raise UserInputError(f"{pointer}: damaged (it should hold one run directory's name); give --run DIR, or write the name of a run under {runs_root}/ into it")
+    path = Path(runs_root) / name
     if not (path / "recipe.yaml").is_file():
         raise UserInputError(f"{pointer} points to {path}, which is not a run directory; run `pcmmeta meta-train RECIPE` first")
     return path

@@ -190,7 +190,8 @@ def save_checkpoint(path: Path, state: TrainState) -> None:
 
 
 def load_checkpoint(path: Path, like: TrainState) -> TrainState:
-    return load_eqx(path, like, "checkpoint")
+    run_dir = Path(path).parent
+    return load_eqx(path, like, "checkpoint", f"nothing to resume from: train again with `pcmmeta meta-train {run_dir / 'recipe.yaml'}`")
 
 
 # ------------------------------------------------------------------------------- evaluation

@@ -220,3 +220,54 @@ def test_support_values_beyond_float32_are_refused(tmp_path):
     with pytest.raises(UserInputError, match="s.csv: column 'y' holds values beyond float32"):
         Sinusoid().task_from_file(path)
     assert Sinusoid().task_from_file(write(tmp_path, "ok.csv", "x,y\n1,2\n3,3e38\n")).y_support.shape == (1, 2)
+
+
+# -------------------------------------------------------------------- damaged run files
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run directory as meta-train and deploy leave it (initial checkpoint, a deployed array of
+    the right shape), made without training: the tests only damage and load it."""
+    from tiny import tiny_recipe
+
+    from pcmmeta.chip import array_like, load_array, save_array
+    from pcmmeta.runs import set_latest
+    from pcmmeta.train import build_experiment, init_state, load_run, make_optimizer, save_checkpoint, start_run
+
+    recipe = tiny_recipe()
+    run = start_run(recipe, tmp_path / "runs")
+    exp = build_experiment(recipe)
+    save_checkpoint(run / "checkpoint.eqx", init_state(exp, make_optimizer(exp.train)))
+    save_array(run / "deployed.eqx", array_like(exp.network))
+    set_latest(run)
+    _, state = load_run(run)  # undamaged, it loads: the refusals below come from the damage
+    load_array(run / "deployed.eqx", state.network)
+    return run
+
+
+def cut(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damage, argv, message",
+    [
+        (lambda r: cut(r / "checkpoint.eqx"), ["deploy"], "checkpoint.eqx: does not match this run's checkpoint (damaged"),
+        (lambda r: cut(r / "checkpoint.eqx"), ["meta-train", "--resume"], "nothing to resume from: train again with `pcmmeta meta-train "),
+        (lambda r: cut(r / "deployed.eqx"), ["adapt"], "deployed.eqx: does not match this run's deployed array"),
+        (lambda r: cut(r / "deployed.eqx"), ["drift-eval"], "; deploy again with `pcmmeta deploy --run "),
+        (lambda r: (r / "recipe.yaml").write_text("train: [unclosed\n"), ["deploy"], "recipe.yaml:2: not valid YAML; the run's recipe is damaged"),
+        (lambda r: (r / "recipe.yaml").write_bytes(b"\x00\xff\xfe"), ["meta-train", "--resume"], "recipe.yaml:1: not UTF-8 text"),
+        (lambda r: (r / "recipe.yaml").write_text("- a list\n"), ["adapt"], "recipe.yaml: not a recipe (a YAML mapping)"),
+        (lambda r: (r.parent / "LATEST").write_bytes(b"\x00\xff\x80\x01"), ["adapt"], "LATEST: damaged (it should hold one run directory's name)"),
+        (lambda r: (r.parent / "LATEST").write_text("../../elsewhere\n"), ["deploy"], "LATEST: damaged"),
+        (lambda r: (r / "run.json").write_text('{"format": '), ["drift-eval"], 'run.json: damaged (expected {"format": 2})'),
+    ],
+    ids=["checkpoint-deploy", "checkpoint-resume", "deployed-adapt", "deployed-drift-eval", "recipe-not-yaml", "recipe-binary",
+         "recipe-list", "latest-binary", "latest-outside", "run-json"],
+)
+def test_damaged_run_files_are_one_line_naming_the_file_and_what_to_do(run_dir, monkeypatch, capsys, damage, argv, message):
+    damage(run_dir)
+    root = run_dir.parent.parent
+    files = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert message in cli_error(root, monkeypatch, capsys, *argv)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == files, "a refused command modified the run"
