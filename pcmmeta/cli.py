@@ -259,7 +259,10 @@ def meta_train_cmd(
         if kept["iteration"] is None and not resume:
             import shutil
 
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing resumable in it
+            from .distributed import is_writer
+
+            if is_writer():  # only process 0 made it
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing resumable in it
             return f"nothing written (removed {run_dir})"
         at = kept["iteration"] if kept["iteration"] is not None else "the last checkpoint"
         return f"checkpoint at iteration {at} kept; resume with `pcmmeta meta-train --resume --run {run_dir}`"

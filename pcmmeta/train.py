@@ -306,7 +306,10 @@ class TrainOutcome:
 
 def start_run(recipe: dict, runs_root: Path) -> Path:
     """A new run directory with the recipe. `runs_root/LATEST` points to it once `train` has
-    written its first checkpoint (a run with nothing resumable is never the latest)."""
+    written its first checkpoint (a run with nothing resumable is never the latest). With
+    several hosts only process 0 creates it; the others get a path they never write to."""
+    if not is_writer():
+        return Path(runs_root) / f"{recipe['name']}-process-{jax.process_index()}-writes-nothing"
     run_dir = new_run_dir(runs_root, recipe["name"])
     write_run_format(run_dir)
     atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
@@ -334,20 +337,20 @@ def train(
     state = init_state(exp, optimizer)
     ckpt = run_dir / "checkpoint.eqx"
     metrics = run_dir / "metrics.jsonl"
+    writer = is_writer()  # with several hosts, only process 0 writes the run directory
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt, state)
         done = int(state.iteration)
-        if metrics.exists():  # drop lines written after the checkpoint: the resumed run rewrites them
+        if writer and metrics.exists():  # drop lines written after the checkpoint: the resumed run rewrites them
             lines = [l for l in metrics.read_text().splitlines() if _iteration_of(l) is not None and _iteration_of(l) <= done]
             atomic_write_text(metrics, "".join(l + "\n" for l in lines))
-    elif not resume:
+    elif writer and not resume:
         save_checkpoint(ckpt, state)
     if on_checkpoint:
         on_checkpoint(int(state.iteration))
-    if is_writer():
+    if writer:
         set_latest(run_dir)
     step = make_train_step(exp, optimizer, tr.meta_batch)
-    writer = is_writer()  # with several hosts, only process 0 writes the run directory
     good = state
     interrupted = False
     t_start = time.perf_counter()
@@ -357,7 +360,8 @@ def train(
             loss = float(loss)
             it = int(new_state.iteration)
             if not math.isfinite(loss):
-                save_checkpoint(ckpt, good)
+                if writer:
+                    save_checkpoint(ckpt, good)
                 raise NaNLossError(f"loss became {loss} at iteration {it}; the last good checkpoint (iteration {int(good.iteration)}) is kept in {ckpt}")
             state = new_state
             record = flat_means(means)
@@ -373,7 +377,8 @@ def train(
             if should_stop and should_stop():
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
-        save_checkpoint(ckpt, state)
+        if writer:
+            save_checkpoint(ckpt, state)
         if on_checkpoint:
             on_checkpoint(int(state.iteration))
         interrupted = True
@@ -398,6 +403,8 @@ def finish_run(exp: Experiment, network: AbstractNetwork, run_dir: Path) -> Eval
     from .plots import plot_training_curve
 
     evaluation = evaluate(exp, network)
+    if not is_writer():  # several hosts: process 0 writes the results
+        return evaluation
     write_json(run_dir / "evaluation.json", {
         "recipe": exp.name, "mode": exp.meta.mode.name, "inner": exp.meta.rule.name,
         "data": exp.family.data_description() or None, **evaluation.to_json(),

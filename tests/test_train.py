@@ -194,3 +194,17 @@ def test_resume_skips_a_cut_off_metrics_line(tmp_path):
     assert int(resumed.iteration) == 6
     iterations = [json.loads(l)["iteration"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert iterations == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_only_process_0_writes_the_run_directory(tmp_path, monkeypatch):
+    """With several hosts every process runs `start_run` and `train`; a process other than 0
+    must write nothing: no run directory, checkpoint, metrics, evaluation or LATEST."""
+    import pcmmeta.train as train_module
+
+    monkeypatch.setattr(train_module, "is_writer", lambda: False)
+    recipe = tiny_recipe(train__iterations=2, train__checkpoint_every=1, eval__tasks=2, eval__plot_tasks=0)
+    run = start_run(recipe, tmp_path / "runs")
+    outcome = train(recipe, run, on_checkpoint=None)
+    assert int(outcome.state.iteration) == 2 and outcome.evaluation is not None  # it did the work…
+    assert list(tmp_path.iterdir()) == []  # …and wrote nothing
