@@ -79,6 +79,13 @@ def test_read_applies_drift_before_noise():
     reads = np.asarray(DEVICE.read(jax.random.key(4), state, t))
     expected = 8.0 * (t / DEVICE.drift_t0) ** -0.04
     assert reads.mean() == pytest.approx(expected, abs=0.01)
+    # The spread tells the order apart: noise on the drifted conductance has std σ(G(t)); noise
+    # drawn at programming and then drifted would have std f·σ(G_p) (0.306 vs 0.272 µS here).
+    drift_first = float(DEVICE.read_std(expected))
+    noise_first = float(DEVICE.read_std(8.0)) * expected / 8.0
+    assert abs(drift_first - noise_first) > 0.03
+    assert reads.std() == pytest.approx(drift_first, rel=0.02)
+    assert abs(reads.std() - noise_first) > 10 * abs(reads.std() - drift_first)
 
 
 def test_clipping_holds_under_many_pulses():
