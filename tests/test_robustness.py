@@ -166,7 +166,7 @@ def test_concurrent_meta_trains_get_their_own_run_directories(tmp_path):
         ("name: [" + ", ".join(["x" * 1000] * 50) + "]\n", "bytes)"),
         ("name: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
         ("name:\n  - &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n  - &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n  - &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
-         "  - &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n  - [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n", "must be a non-empty string"),
+         "  - &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n  - [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n", "must be a file name"),
     ],
     ids=["escape", "huge-value", "deep-nesting", "alias-bomb"],
 )
