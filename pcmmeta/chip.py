@@ -28,6 +28,7 @@ from .modes import PCM, NoAdapt
 from .networks import AbstractNetwork
 from .programming import AbstractProgrammingMethod, ProgramResult, ProgrammingCost, counts_energy, counts_time
 from .runs import atomic_write_unique
+from .seeds import seed_key
 from .serial import eqx_bytes, load_eqx, save_eqx
 from .tasks import AbstractTaskFamily, TaskBatch
 
@@ -153,7 +154,7 @@ def save_array(path: Path, array: DeployedArray) -> None:
 
 
 def load_array(path: Path, network: AbstractNetwork) -> DeployedArray:
-    return load_eqx(path, array_like(network), "deployed array")
+    return load_eqx(path, array_like(network), "deployed array", f"deploy again with `pcmmeta deploy --run {Path(path).parent}`")
 
 
 # ------------------------------------------------------------------------ on the chip
@@ -231,7 +232,7 @@ def drift_table(exp, network: AbstractNetwork, array: DeployedArray, hours: list
     """
     from .train import mean_sem
 
-    key = jax.random.key(seed)
+    key = seed_key(seed)
     family = exp.eval_family
     tasks = family.sample(jax.random.fold_in(key, 0), n_tasks)
     rows = []
@@ -298,10 +299,10 @@ def adapt(
     if shots is not None:
         family = family.with_shots(shots)
     # tasks and chip noise from separate streams (equal seeds must not give equal draws)
-    task = family.task_from_file(support) if support is not None else family.sample(jax.random.fold_in(jax.random.key(task_seed), 0), 1)
+    task = family.task_from_file(support) if support is not None else family.sample(jax.random.fold_in(seed_key(task_seed), 0), 1)
     steps = exp.meta.rule.steps if steps is None else steps
     t = at_hours * 3600.0
-    key = jax.random.fold_in(jax.random.key(seed), 1)
+    key = jax.random.fold_in(seed_key(seed), 1)
     result, head_state, outputs, plot_out = adapt_on_chip(key, array, task, family, network, exp.meta, t, steps, family.plot_inputs(task))
     outputs = np.asarray(outputs)
     new_layers = dict(array.layers)

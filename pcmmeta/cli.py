@@ -17,6 +17,15 @@ from rich.table import Table
 
 from .errors import OutputError, UserInputError, safe_text
 from .runs import json_text
+from .seeds import SEED_MAX
+
+#: Flag bounds: write-verify never needs more than a few dozen pulses per device (docs/chip.md),
+#: and far more support examples or evaluation tasks than these cannot fit in memory.
+MAX_PULSES = 10_000
+MAX_SHOTS = 10_000
+MAX_TASKS = 100_000
+#: Times since deployment, h: a thousand years (a time in s must stay well inside float32).
+MAX_HOURS = 1e7
 
 app = typer.Typer(
     name="pcmmeta",
@@ -47,6 +56,44 @@ def progress_bar(transient: bool = True) -> Progress:
     )
 
 
+# ------------------------------------------------------- flag checks (before any work starts)
+def _finite(value: Optional[float]) -> Optional[float]:
+    """typer callback: a float flag must be a finite number (typer's bounds let inf and nan by)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+def _positive_finite(value: float) -> float:
+    if not (_finite(value) > 0):
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value
+
+
+def _png_path(value: Optional[Path]) -> Optional[Path]:
+    """typer callback: a PNG to write — ends in .png, in a folder that exists, not a folder itself."""
+    if value is None:
+        return None
+    if value.suffix.lower() != ".png":
+        raise typer.BadParameter(f"{safe_text(str(value), 80)}: the plot is a PNG; give a file name ending in .png")
+    return _output_file(value)
+
+
+def _output_file(value: Optional[Path]) -> Optional[Path]:
+    """typer callback: a file to write, in a folder that exists (a typo in a folder name must
+    not create folders), and not itself a folder."""
+    if value is None:
+        return None
+    parent = value.parent
+    if not parent.is_dir():
+        raise typer.BadParameter(f"{safe_text(str(parent), 80)}: no such folder")
+    if value.is_dir():
+        raise typer.BadParameter(f"{safe_text(str(value), 80)}: is a folder, expected a file name")
+    return value
+
+
 def _parse_floats(text: str, option: str) -> list[float]:
     values = []
     for part in text.split(","):
@@ -64,7 +111,7 @@ def fit_device_cmd(
     prior: Annotated[str, typer.Option(help="Device whose values stand for the parameters the data cannot constrain.")] = "nandakumar2018",
     name: Annotated[Optional[str], typer.Option(help="Name recorded in the device file (default: the file's stem).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples over devices for the standard errors.")] = 20,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the bootstrap.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimates as JSON instead of a table.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of data and fitted model.")] = None,
 ) -> None:
@@ -124,13 +171,12 @@ def simulate_measurements_cmd(
     read_times: Annotated[str, typer.Option(help="Read times after every programming event, s, comma-separated.")] = "2,10,30",
     drift_read_times: Annotated[str, typer.Option(help="Extra, later read times after the RESET, every --drift-every-th pulse and the last, s.")] = "100,1000,10000",
     drift_every: Annotated[int, typer.Option(min=1, help="Pulse interval of the drift reads.")] = 5,
-    seed: Annotated[int, typer.Option(help="PRNG seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed.")] = 0,
 ) -> None:
     """Write synthetic measurements from a device model, in fit-device's CSV format."""
-    import jax
-
     from .device import load_device
     from .measurements import MIN_READS_PER_PULSE, simulate_measurements, write_measurements
+    from .seeds import seed_key
 
     times = _parse_floats(read_times, "--read-times")
     if len(times) < MIN_READS_PER_PULSE or min(times) < 0:
@@ -142,7 +188,7 @@ def simulate_measurements_cmd(
         model = load_device(device)
     except UserInputError as err:
         fail(str(err))
-    data = simulate_measurements(model, jax.random.key(seed), devices, pulses, times, drift_times, drift_every)
+    data = simulate_measurements(model, seed_key(seed), devices, pulses, times, drift_times, drift_every)
     write_measurements(data, out)
     console.print(f"wrote {data.g_uS.size} simulated reads of {devices} devices ({model.name}) to {out}")
 
@@ -179,35 +225,45 @@ def meta_train_cmd(
 ) -> None:
     """Meta-train a network on PCM synapses with MAML (the recipe names network, task family,
     inner rule and mode)."""
-    import yaml
-
-    from .recipe import load_recipe, validate
+    from .recipe import load_recipe, load_run_recipe
     from .runs import check_run_format, resolve_run
-    from .train import NaNLossError, build_experiment, start_run, train
+    from .train import NaNLossError, build_experiment, init_state, load_checkpoint, make_optimizer, start_run, train
 
     try:
+        if resume and recipe is not None:
+            fail(f"give a recipe (a new run) or --resume (continue a run), not both; --resume reads the run's own recipe.yaml")
+        if run is not None and not resume:
+            fail("--run names a run to continue: add --resume (a new run goes under --runs-dir)")
         if resume:
             run_dir = resolve_run(run, runs_dir)
             check_run_format(run_dir)
-            recipe_dict = validate(yaml.safe_load((run_dir / "recipe.yaml").read_text()), str(run_dir / "recipe.yaml"))
+            recipe_dict = load_run_recipe(run_dir)
         else:
             if recipe is None:
                 fail("give a recipe (e.g. recipes/sine-quick.yaml), or --resume")
             recipe_dict = load_recipe(recipe)
         experiment = build_experiment(recipe_dict)  # loads the device and the data: errors before any file is written
+        if resume and (run_dir / "checkpoint.eqx").exists():  # a damaged checkpoint: one line before any output
+            load_checkpoint(run_dir / "checkpoint.eqx", init_state(experiment, make_optimizer(experiment.train)))
     except UserInputError as err:
         fail(str(err))
     from . import interrupts
 
     kept = {"iteration": None}
     if not resume:
-        run_dir = start_run(recipe_dict, runs_dir)
+        try:
+            run_dir = start_run(recipe_dict, runs_dir)
+        except UserInputError as err:  # the runs root is a file, read-only, …
+            fail(str(err))
 
     def describe_interrupt() -> str:
         if kept["iteration"] is None and not resume:
             import shutil
 
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing resumable in it
+            from .distributed import is_writer
+
+            if is_writer():  # only process 0 made it
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing resumable in it
             return f"nothing written (removed {run_dir})"
         at = kept["iteration"] if kept["iteration"] is not None else "the last checkpoint"
         return f"checkpoint at iteration {at} kept; resume with `pcmmeta meta-train --resume --run {run_dir}`"
@@ -248,6 +304,9 @@ def meta_train_cmd(
             bar.stop()
             err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
+        except UserInputError as err:  # a damaged checkpoint found on --resume
+            bar.stop()
+            fail(str(err))
     interrupts.set_deferred(False)
     interrupts.on_interrupt(lambda: f"training finished; checkpoint kept in {run_dir}")
     if outcome.interrupted:
@@ -312,14 +371,8 @@ def _load_deployed(run: Optional[Path], runs_dir: Path):
 SetNsOption = Annotated[float, typer.Option("--set-ns", min=0.0, help="Duration of one SET pulse, ns (cost model, docs/programming.md).")]
 ResetNsOption = Annotated[float, typer.Option("--reset-ns", min=0.0, help="Duration of one RESET pulse, ns.")]
 ReadNsOption = Annotated[float, typer.Option("--read-ns", min=0.0, help="Duration of one verify read, ns.")]
-def _positive_tolerance(value: float) -> float:
-    if not value > 0:
-        raise typer.BadParameter(f"must be > 0 µS, got {value}")
-    return value
-
-
-ToleranceOption = Annotated[float, typer.Option(min=0.0, max=1e3, callback=_positive_tolerance, help="Write-verify tolerance, µS (≈ read noise at mid-range).")]
-MaxPulsesOption = Annotated[int, typer.Option(min=1, max=10_000, help="Pulse budget per device (SET + RESET).")]
+ToleranceOption = Annotated[float, typer.Option(callback=_positive_finite, help="Write-verify tolerance, µS (≈ read noise at mid-range), > 0.")]
+MaxPulsesOption = Annotated[int, typer.Option(min=1, max=MAX_PULSES, help="Pulse budget per device (SET + RESET).")]
 
 
 def _cost(set_ns: float, reset_ns: float, read_ns: float):
@@ -360,7 +413,7 @@ def learn_programming_cmd(
     tolerance: ToleranceOption = 0.5,
     max_pulses: MaxPulsesOption = 100,
     iterations: Annotated[int, typer.Option(min=1, max=100_000, help="Evolution-strategies iterations.")] = 300,
-    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the training.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the training (0 … 2³²−1: seeds of held-out targets are derived from it).")] = 0,
     set_ns: SetNsOption = 50.0,
     reset_ns: ResetNsOption = 50.0,
     read_ns: ReadNsOption = 200.0,
@@ -444,28 +497,24 @@ def deploy_cmd(
     policy: Annotated[Optional[Path], typer.Option(help="Policy file for --method learned (default: the cached one for this device, trained on first use).")] = None,
     force_policy: Annotated[bool, typer.Option("--force-policy", help="Use --policy even if it was trained for other device parameters, tolerance or budget.")] = False,
     compare: Annotated[bool, typer.Option("--compare", help="Program the run's targets with every method and compare them (writes no array).")] = False,
-    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="PRNG seed of the programming noise.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of the programming noise.")] = 0,
     set_ns: SetNsOption = 50.0,
     reset_ns: ResetNsOption = 50.0,
     read_ns: ReadNsOption = 200.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="PNG: target vs programmed and pulse-count histogram (with --compare: error vs programming time and histograms per method).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(callback=_png_path, help="PNG: target vs programmed and pulse-count histogram (with --compare: error vs programming time and histograms per method).")] = None,
 ) -> None:
     """Program the run's trained conductances (every layer) into a simulated PCM array."""
-    import jax
 
     from .chip import deploy, save_array
     from .programming import PROGRAMMING_METHODS, PolicyTraining, make_method, obtain_policy
     from .runs import write_json
+    from .seeds import seed_key
 
     if method not in PROGRAMMING_METHODS:
         fail(f"--method: must be {', '.join(PROGRAMMING_METHODS)}, got {method!r}")
     if policy is not None and method != "learned" and not compare:
         fail("--policy: only used with --method learned or --compare")
-    if plot is not None and plot.suffix.lower() != ".png":
-        fail(f"--plot: {plot} must end in .png")
-    if plot is not None and not plot.parent.is_dir():
-        fail(f"--plot: folder {plot.parent} does not exist")
     cost = _cost(set_ns, reset_ns, read_ns)
     run_dir, exp, network = _load_trained(run, runs_dir)
     device = exp.meta.device
@@ -482,7 +531,7 @@ def deploy_cmd(
         return
     programming = make_method(method, tolerance, max_pulses, learned_policy)
     with err_console.status(f"programming {network.n_devices():,} devices ({method})…"):
-        array, report, arrays = deploy(jax.random.key(seed), network, device, programming, tolerance, cost)
+        array, report, arrays = deploy(seed_key(seed), network, device, programming, tolerance, cost)
     from . import interrupts
 
     save_array(run_dir / "deployed.eqx", array)
@@ -517,11 +566,12 @@ def _deploy_compare(run_dir, network, device, tolerance, max_pulses, policy, cos
 
     from .programming import PROGRAMMING_METHODS, make_method
     from .programming.compare import compare_methods
+    from .seeds import seed_key
 
     target = jnp.concatenate([network.layers[n].ravel() for n in network.layer_names])
     methods = [make_method(name, tolerance, max_pulses, policy) for name in PROGRAMMING_METHODS]
     with err_console.status(f"programming {int(target.size):,} devices with {len(methods)} methods…"):
-        figures, results = compare_methods(jax.random.key(seed), device, target, methods, tolerance, cost)
+        figures, results = compare_methods(seed_key(seed), device, target, methods, tolerance, cost)
     if plot is not None:
         from .plots import plot_programming_comparison
 
@@ -537,14 +587,14 @@ def adapt_cmd(
     run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     steps: Annotated[Optional[int], typer.Option("--steps", "--pulses", min=1, max=20, help="Inner steps on chip: pulse rounds (blind-pulse) or SGD steps (quantized-sgd). Default: the recipe's.")] = None,
-    at_hours: Annotated[float, typer.Option(min=0.0, help="Time since deployment of the adaptation, h.")] = 1.0,
-    task_seed: Annotated[int, typer.Option(help="Seed of the new task (sampled from the recipe's held-out tasks).")] = 0,
-    shots: Annotated[Optional[int], typer.Option(min=1, help="Support examples K, per class for classification (default: the recipe's).")] = None,
+    at_hours: Annotated[float, typer.Option(min=0.0, max=MAX_HOURS, callback=_finite, help="Time since deployment of the adaptation, h.")] = 1.0,
+    task_seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the new task (sampled from the recipe's held-out tasks).")] = 0,
+    shots: Annotated[Optional[int], typer.Option(min=1, max=MAX_SHOTS, help="Support examples K, per class for classification (default: the recipe's).")] = None,
     support: Annotated[Optional[Path], typer.Option(help="Your own support set: a CSV with columns x,y (regression) or a folder of N class folders of images (classification). The query set is then the support set.")] = None,
-    energy_pj: Annotated[float, typer.Option(min=0.0, help="Energy per SET pulse, pJ.")] = 10.0,
-    seed: Annotated[int, typer.Option(help="PRNG seed of reads and pulses.")] = 0,
+    energy_pj: Annotated[float, typer.Option(min=0.0, callback=_finite, help="Energy per SET pulse, pJ.")] = 10.0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="PNG of the task before and after adaptation.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(callback=_png_path, help="PNG of the task before and after adaptation.")] = None,
 ) -> None:
     """Adapt the deployed array to one new task with the recipe's inner rule on the head."""
     from .chip import adapt
@@ -580,17 +630,19 @@ def adapt_cmd(
 def _parse_hours(text: str) -> list[float]:
     import math
 
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
+    parts = [p.strip() for p in text.split(",")]
+    if parts == [""]:
         fail("--hours: give at least one time, e.g. --hours 1,24,720")
+    if "" in parts:  # "1,,2" or "1,24,": a typo, not a request for fewer times
+        fail(f"--hours: empty item in {text!r}; give times separated by single commas, e.g. --hours 1,24,720")
     hours = []
     for p in parts:
         try:
             h = float(p)
         except ValueError:
             fail(f"--hours: not a number: {p!r}")
-        if not math.isfinite(h) or h <= 0:
-            fail(f"--hours: times must be positive, got {p}")
+        if not math.isfinite(h) or not 0 < h <= MAX_HOURS:
+            fail(f"--hours: times must be > 0 and ≤ {MAX_HOURS:g} h, got {p}")
         hours.append(h)
     return sorted(set(hours))
 
@@ -600,12 +652,12 @@ def drift_eval_cmd(
     hours: Annotated[str, typer.Option(help="Times since deployment, h, comma-separated (any order).")] = "1,24,720",
     run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
-    tasks: Annotated[int, typer.Option(min=1, help="Held-out tasks per time.")] = 300,
+    tasks: Annotated[int, typer.Option(min=1, max=MAX_TASKS, help="Held-out tasks per time.")] = 300,
     steps: Annotated[Optional[int], typer.Option("--steps", "--pulses", min=1, max=20, help="Inner steps of the adapted conditions (default: the recipe's).")] = None,
-    seed: Annotated[int, typer.Option(help="PRNG seed of tasks, reads and pulses.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of tasks, reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the results as CSV.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="PNG of the metric vs time (log axis), one line per condition.")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", callback=_output_file, help="Write the results as CSV.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(callback=_png_path, help="PNG of the metric vs time (log axis), one line per condition.")] = None,
 ) -> None:
     """The deployed network's held-out metric as its conductances drift, with and without
     on-chip adaptation and global drift compensation."""

@@ -22,6 +22,7 @@ import yaml
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .errors import UserInputError
+from .fields import FLOAT32_MAX
 
 #: Number of SET pulses tabulated for `PCMDevice.pulses_to_reach`.
 _MAX_TABULATED_PULSES = 64
@@ -212,14 +213,27 @@ DEFAULT_DEVICE = "nandakumar2018"
 
 
 def _check_parameters(device: PCMDevice, where: str) -> None:
-    if not device.g_min < device.g_max:
-        raise UserInputError(f"{where}: g_min must be below g_max")
+    """Parameters that describe a device at all: each a float32, g_min < g_max, noise and drift
+    spreads ≥ 0 (a negative std intercept would make σ(G) negative, floored to 0 unseen)."""
+
+    def refuse(key: str, rule: str) -> None:
+        raise UserInputError(f"{where}: 'parameters.{key}' must be {rule}, got {getattr(device, key)!r}")
+
+    for key in PARAMETER_NAMES:
+        if not abs(getattr(device, key)) <= FLOAT32_MAX:
+            refuse(key, f"a finite float32 (|value| ≤ {FLOAT32_MAX:.4g})")
     if device.g_min < 0:
-        raise UserInputError(f"{where}: g_min must be ≥ 0")
-    for key in ("reset_std", "drift_nu_std", "drift_t0", "set_history_decay"):
-        value = getattr(device, key)
-        if value < 0 or (key in ("drift_t0", "set_history_decay") and value == 0):
-            raise UserInputError(f"{where}: {key} must be {'> 0' if key in ('drift_t0', 'set_history_decay') else '≥ 0'}, got {value}")
+        refuse("g_min", "≥ 0 µS")
+    if not device.g_min < device.g_max:
+        raise UserInputError(f"{where}: 'parameters.g_min' ({device.g_min!r}) must be below 'parameters.g_max' ({device.g_max!r})")
+    for key in ("reset_mean", "reset_std", "set_std_intercept", "drift_nu_mean", "drift_nu_std", "read_std_intercept"):
+        if getattr(device, key) < 0:
+            refuse(key, "≥ 0")
+    for key in ("drift_t0", "set_history_decay"):
+        if not getattr(device, key) > 0:
+            refuse(key, "> 0")
+    if device.read_std_slope * device.g_max + device.read_std_intercept < 0:
+        refuse("read_std_slope", f"such that the read noise std is ≥ 0 up to g_max (slope·g_max + intercept = {device.read_std_slope * device.g_max + device.read_std_intercept:.4g} µS)")
 
 
 def load_device(name_or_path: str | Path) -> PCMDevice:

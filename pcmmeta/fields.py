@@ -7,22 +7,41 @@ Plug-ins (networks, task families, inner rules) declare their keys as a mapping 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import UserInputError, short_repr
+from .seeds import check_seed
 
 
 @dataclass(frozen=True)
 class Field:
     default: Any
-    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "range" | "ints" | "path"
+    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "range" | "ints" | "path" | "seed" | "name"
     help: str
     low: float | None = None  # inclusive lower bound
     high: float | None = None  # inclusive upper bound
     positive: bool = False  # strictly > 0
     choices: Sequence[str] = ()
     length: int | None = 2  # "ints": how many (None: one or more)
+
+
+#: The largest magnitude a float32 holds: numbers from users end up in float32 arrays.
+FLOAT32_MAX = 3.4028234663852886e38
+
+#: A name that becomes part of a file name: a letter, digit or '_' first (no hidden files, no
+#: options), then letters, digits and `_ . + -` — no '/', no '..' path, nothing a shell quotes.
+NAME_PATTERN = re.compile(r"[^\W][\w.+-]{0,79}")
+
+
+def check_name(value: Any, where: str) -> str:
+    """`value` if it is safe as part of a file name (`NAME_PATTERN`), else `UserInputError`."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value:
+        raise UserInputError(
+            f"{where}: must be a file name of at most 80 letters, digits and _ . + - (starting with a letter or digit, no '..'), got {short_repr(value)}"
+        )
+    return value
 
 
 def _number(value: Any) -> bool:
@@ -58,6 +77,10 @@ def check(field: Field, value: Any, where: str) -> Any:
             count = f"{n} integers" if n else "a list of integers"
             raise UserInputError(f"{where}: must be {count} ≥ 1, got {short_repr(value)}")
         return list(value)
+    if kind == "seed":
+        return check_seed(value, where)
+    if kind == "name":
+        return check_name(value, where)
     if kind == "int":
         if not isinstance(value, int) or isinstance(value, bool):
             raise UserInputError(f"{where}: must be an integer, got {short_repr(value)}")

@@ -31,8 +31,8 @@ PLUGIN_SECTIONS: dict[str, tuple[str, dict, str]] = {
 }
 
 SCHEMA: dict[str, Any] = {
-    "name": Field("sine", "str", "run name; run directories are runs/<name>-<timestamp>/"),
-    "seed": Field(0, "int", "PRNG seed of initialisation, task sampling and device noise", low=0),
+    "name": Field("sine", "name", "run name; run directories are runs/<name>-<timestamp>/ (letters, digits, _ . + -)"),
+    "seed": Field(0, "seed", "PRNG seed of initialisation, task sampling and device noise (0 … 2^64−1)"),
     "device": Field("nandakumar2018", "str", "built-in device name or a device YAML (relative to the recipe)"),
     "mode": Field("pcm", "choice", "pcm | quantized | ideal | no-adapt", choices=tuple(MODES)),
     "network": {},  # plug-in section
@@ -58,7 +58,7 @@ SCHEMA: dict[str, Any] = {
     },
     "eval": {
         "tasks": Field(200, "int", "held-out tasks of the final evaluation", low=1),
-        "seed": Field(12345, "int", "seed of the held-out tasks (fixed across runs)", low=0),
+        "seed": Field(12345, "seed", "seed of the held-out tasks (fixed across runs; 0 … 2^64−1)"),
         "plot_tasks": Field(4, "int", "tasks drawn in the evaluation PNG", low=0, high=16),
     },
 }
@@ -133,9 +133,10 @@ def load_recipe(path: str | Path) -> dict:
     """A validated recipe from a YAML file; a relative device or data path is looked up beside
     the recipe first, then in the current folder."""
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such recipe file")
-    recipe = validate(read_yaml(path) or {}, str(path))
+    user = read_yaml(path)
+    if not user:  # an empty file would otherwise train every default (a 256-task meta-batch) unasked
+        raise UserInputError(f"{path}: empty recipe; start from one in recipes/ (e.g. recipes/sine-quick.yaml, keys in docs/recipes.md)")
+    recipe = validate(user, str(path))
     device = recipe["device"]
     if device.endswith((".yaml", ".yml")):
         recipe["device"] = _beside(path, device)
@@ -143,6 +144,19 @@ def load_recipe(path: str | Path) -> dict:
         if recipe["task"].get(key):
             recipe["task"][key] = _beside(path, recipe["task"][key])
     return recipe
+
+
+def load_run_recipe(run_dir: str | Path) -> dict:
+    """The validated recipe a run directory was started with (`<run>/recipe.yaml`); a damaged
+    one is a `UserInputError` naming the file and what to do."""
+    path = Path(run_dir) / "recipe.yaml"
+    try:
+        user = read_yaml(path)
+        if not isinstance(user, dict):
+            raise UserInputError(f"{path}: not a recipe (a YAML mapping)")
+        return validate(user, str(path))
+    except UserInputError as err:
+        raise UserInputError(f"{err}; the run's recipe is damaged: restore it, or train again with `pcmmeta meta-train RECIPE`") from None
 
 
 def _beside(recipe_path: Path, value: str) -> str:

@@ -31,16 +31,18 @@ def save_eqx(path: str | Path, tree) -> None:
     atomic_write_bytes(Path(path), eqx_bytes(tree))
 
 
-def load_eqx(path: str | Path, like: T, what: str = "file") -> T:
-    """The pytree stored in `path`, shaped like `like`."""
+def load_eqx(path: str | Path, like: T, what: str = "file", remedy: str = "") -> T:
+    """The pytree stored in `path`, shaped like `like`; `remedy` (what the user can do about a
+    damaged file) ends the error message."""
+    then = f"; {remedy}" if remedy else ""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise UserInputError(f"{path}: cannot read the {what}: {err.strerror}") from None
+        raise UserInputError(f"{path}: cannot read the {what}: {err.strerror}{then}") from None
     try:
         return eqx.tree_deserialise_leaves(io.BytesIO(data), like)
     except Exception:  # numpy/equinox raise several kinds for a mismatched or damaged file
         raise UserInputError(
-            f"{path}: does not match this run's {what} (written by an older version of pcmmeta, for another network, or damaged)"
+            f"{path}: does not match this run's {what} (damaged — e.g. cut off —, for another network, or written by an older version of pcmmeta){then}"
         ) from None

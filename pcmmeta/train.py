@@ -31,6 +31,7 @@ from .inner import INNER_RULES
 from .maml import MetaConfig, batch_results, outer_loss, predict
 from .modes import MODES
 from .networks import NETWORKS, AbstractNetwork
+from .seeds import seed_key
 from .runs import append_jsonl, atomic_write_text, check_run_format, new_run_dir, set_latest, write_json, write_run_format
 from .serial import load_eqx, save_eqx
 from .tasks import TASK_FAMILIES, AbstractTaskFamily, TaskBatch
@@ -72,7 +73,7 @@ class Experiment:
 
 
 def init_key(seed: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(seed), -1 % (2**31))
+    return jax.random.fold_in(seed_key(seed), -1 % (2**31))
 
 
 def build_experiment(recipe: dict) -> Experiment:
@@ -140,7 +141,7 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, me
     while meta_batch % chunk:
         chunk -= 1
     n_chunks = meta_batch // chunk
-    base_key = jax.random.key(exp.seed)
+    base_key = seed_key(exp.seed)
     meta = exp.meta
 
     def shard(tree):
@@ -189,7 +190,8 @@ def save_checkpoint(path: Path, state: TrainState) -> None:
 
 
 def load_checkpoint(path: Path, like: TrainState) -> TrainState:
-    return load_eqx(path, like, "checkpoint")
+    run_dir = Path(path).parent
+    return load_eqx(path, like, "checkpoint", f"nothing to resume from: train again with `pcmmeta meta-train {run_dir / 'recipe.yaml'}`")
 
 
 # ------------------------------------------------------------------------------- evaluation
@@ -244,7 +246,7 @@ class Evaluation:
 
 
 def held_out_tasks(exp: Experiment, n_tasks: int | None = None, seed: int | None = None) -> tuple[TaskBatch, jax.Array]:
-    key = jax.random.key(exp.eval.seed if seed is None else seed)
+    key = seed_key(exp.eval.seed if seed is None else seed)
     return exp.eval_family.sample(key, n_tasks or exp.eval.tasks), jax.random.fold_in(key, 1)
 
 
@@ -304,7 +306,10 @@ class TrainOutcome:
 
 def start_run(recipe: dict, runs_root: Path) -> Path:
     """A new run directory with the recipe. `runs_root/LATEST` points to it once `train` has
-    written its first checkpoint (a run with nothing resumable is never the latest)."""
+    written its first checkpoint (a run with nothing resumable is never the latest). With
+    several hosts only process 0 creates it; the others get a path they never write to."""
+    if not is_writer():
+        return Path(runs_root) / f"{recipe['name']}-process-{jax.process_index()}-writes-nothing"
     run_dir = new_run_dir(runs_root, recipe["name"])
     write_run_format(run_dir)
     atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
@@ -332,20 +337,20 @@ def train(
     state = init_state(exp, optimizer)
     ckpt = run_dir / "checkpoint.eqx"
     metrics = run_dir / "metrics.jsonl"
+    writer = is_writer()  # with several hosts, only process 0 writes the run directory
     if resume and ckpt.exists():
         state = load_checkpoint(ckpt, state)
         done = int(state.iteration)
-        if metrics.exists():  # drop lines written after the checkpoint: the resumed run rewrites them
+        if writer and metrics.exists():  # drop lines written after the checkpoint: the resumed run rewrites them
             lines = [l for l in metrics.read_text().splitlines() if _iteration_of(l) is not None and _iteration_of(l) <= done]
             atomic_write_text(metrics, "".join(l + "\n" for l in lines))
-    elif not resume:
+    elif writer and not resume:
         save_checkpoint(ckpt, state)
     if on_checkpoint:
         on_checkpoint(int(state.iteration))
-    if is_writer():
+    if writer:
         set_latest(run_dir)
     step = make_train_step(exp, optimizer, tr.meta_batch)
-    writer = is_writer()  # with several hosts, only process 0 writes the run directory
     good = state
     interrupted = False
     t_start = time.perf_counter()
@@ -355,7 +360,8 @@ def train(
             loss = float(loss)
             it = int(new_state.iteration)
             if not math.isfinite(loss):
-                save_checkpoint(ckpt, good)
+                if writer:
+                    save_checkpoint(ckpt, good)
                 raise NaNLossError(f"loss became {loss} at iteration {it}; the last good checkpoint (iteration {int(good.iteration)}) is kept in {ckpt}")
             state = new_state
             record = flat_means(means)
@@ -371,7 +377,8 @@ def train(
             if should_stop and should_stop():
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
-        save_checkpoint(ckpt, state)
+        if writer:
+            save_checkpoint(ckpt, state)
         if on_checkpoint:
             on_checkpoint(int(state.iteration))
         interrupted = True
@@ -396,6 +403,8 @@ def finish_run(exp: Experiment, network: AbstractNetwork, run_dir: Path) -> Eval
     from .plots import plot_training_curve
 
     evaluation = evaluate(exp, network)
+    if not is_writer():  # several hosts: process 0 writes the results
+        return evaluation
     write_json(run_dir / "evaluation.json", {
         "recipe": exp.name, "mode": exp.meta.mode.name, "inner": exp.meta.rule.name,
         "data": exp.family.data_description() or None, **evaluation.to_json(),
@@ -408,10 +417,10 @@ def finish_run(exp: Experiment, network: AbstractNetwork, run_dir: Path) -> Eval
 def load_run(run_dir: Path) -> tuple[Experiment, TrainState]:
     """The experiment and last checkpoint of a run directory (`UserInputError` for a run made
     by an older pcmmeta or a damaged checkpoint)."""
-    from .recipe import validate
+    from .recipe import load_run_recipe
 
     check_run_format(run_dir)
-    recipe = validate(yaml.safe_load((run_dir / "recipe.yaml").read_text()), str(run_dir / "recipe.yaml"))
+    recipe = load_run_recipe(run_dir)
     exp = build_experiment(recipe)
     state = init_state(exp, make_optimizer(exp.train))
     return exp, load_checkpoint(run_dir / "checkpoint.eqx", state)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
-from tiny import tiny_recipe
+from tiny import assert_png_drawn, tiny_recipe
 from typer.testing import CliRunner
 
 from pcmmeta.chip import deploy, drift_table, load_array, probe_response, read_weights
@@ -46,13 +46,14 @@ def test_deploy_reports_and_saves(deployed):
     assert report["n_devices"] == 2 * (2 * 16 + 16 * 16 + 16)
     assert report["fraction_within_tolerance"] > 0.7 and report["pulses_max"] <= 100
     assert (run_dir / "deployed.eqx").is_file() and (run_dir / "deploy.json").is_file()
-    assert (root / "deploy.png").stat().st_size > 10_000
+    assert_png_drawn(root / "deploy.png")
 
 
 def test_adapt_changes_only_output_devices_and_only_by_set_pulses(deployed):
     root, runs, run_dir, _ = deployed
     result = invoke("adapt", "--runs-dir", runs, "--pulses", 2, "--at-hours", 2, "--task-seed", 3, "--json", "--plot", root / "adapt.png")
     assert result.exit_code == 0, result.output
+    assert_png_drawn(root / "adapt.png")
     report = json.loads(result.stdout)
     exp, state = load_run(run_dir)
     before = load_array(run_dir / "deployed.eqx", state.network)
@@ -114,6 +115,37 @@ def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed):
     assert json.loads(again.stdout)["results"] == rows  # same seed, same numbers
 
 
+def test_compensation_undoes_uniform_drift_exactly_on_a_noiseless_device(deployed):
+    """No read noise and one ν for every device: every weight drifts by f = (t/t0)^−ν, so the
+    compensation factor is 1/f in closed form and the compensated chip scores the same at any
+    time, while the uncompensated one gets worse."""
+    import equinox as eqx
+
+    from pcmmeta.chip import DeployedArray, run_on_chip
+
+    _, _, run_dir, _ = deployed
+    exp, state = load_run(run_dir)
+    net, names = state.network, state.network.layer_names
+    device = dataclasses.replace(exp.meta.device, read_std_slope=0.0, read_std_intercept=0.0, drift_nu_std=0.0)
+    meta = eqx.tree_at(lambda m: m.device, exp.meta, device)
+    layers = {n: device.programmed_state(jax.random.key(0), net.layers[n], 0.0) for n in names}
+    unreferenced = DeployedArray(layers, {n: jnp.ones(()) for n in names})
+    array = DeployedArray(layers, probe_response(read_weights(jax.random.key(1), unreferenced, 0.0, net, device), names))
+    for hours in (24, 720):
+        t = hours * 3600.0
+        now = probe_response(read_weights(jax.random.key(2), array, t, net, device), names)
+        alpha = np.array([float(array.reference[n] / now[n]) for n in names])
+        np.testing.assert_allclose(alpha, (t / device.drift_t0) ** device.drift_nu_mean, rtol=1e-4)
+    tasks = exp.eval_family.sample(jax.random.key(3), 40)
+    mse = {}
+    for hours in (24, 720):
+        for compensate in (False, True):
+            result, _ = run_on_chip(jax.random.key(4), array, tasks, exp.eval_family, net, meta, hours * 3600.0, False, 1, compensate)
+            mse[hours, compensate] = float(np.asarray(result.metrics["mse"][:, -1]).mean())
+    assert mse[720, True] == pytest.approx(mse[24, True], rel=1e-3)
+    assert abs(mse[720, False] - mse[24, False]) > 10 * abs(mse[720, True] - mse[24, True]), mse  # drift alone does change it
+
+
 def test_without_drift_or_read_noise_mse_is_the_same_at_every_hour(deployed):
     _, _, run_dir, _ = deployed
     exp, state = load_run(run_dir)
@@ -131,7 +163,7 @@ def test_without_drift_or_read_noise_mse_is_the_same_at_every_hour(deployed):
     [
         (["drift-eval", "--hours", ""], "--hours: give at least one time"),
         (["drift-eval", "--hours", "1,abc"], "--hours: not a number: 'abc'"),
-        (["drift-eval", "--hours", "1,-5"], "--hours: times must be positive, got -5"),
+        (["drift-eval", "--hours", "1,-5"], "--hours: times must be > 0 and ≤ 1e+07 h, got -5"),
         (["deploy", "--method", "magic"], "--method: must be write-verify, single-shot, learned"),
     ],
 )

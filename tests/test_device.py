@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 
 from pcmmeta import UserInputError, conductances_from_weights, load_device, weights_from_conductances
 from pcmmeta.device import BUILTIN_DEVICES, DeviceState, PCMDevice
@@ -78,6 +79,13 @@ def test_read_applies_drift_before_noise():
     reads = np.asarray(DEVICE.read(jax.random.key(4), state, t))
     expected = 8.0 * (t / DEVICE.drift_t0) ** -0.04
     assert reads.mean() == pytest.approx(expected, abs=0.01)
+    # The spread tells the order apart: noise on the drifted conductance has std σ(G(t)); noise
+    # drawn at programming and then drifted would have std f·σ(G_p) (0.306 vs 0.272 µS here).
+    drift_first = float(DEVICE.read_std(expected))
+    noise_first = float(DEVICE.read_std(8.0)) * expected / 8.0
+    assert abs(drift_first - noise_first) > 0.03
+    assert reads.std() == pytest.approx(drift_first, rel=0.02)
+    assert abs(reads.std() - noise_first) > 10 * abs(reads.std() - drift_first)
 
 
 def test_clipping_holds_under_many_pulses():
@@ -169,3 +177,33 @@ def test_differential_pair_round_trip():
     np.testing.assert_allclose(np.asarray(weights_from_conductances(g_plus, g_minus, DEVICE)), np.asarray(w), atol=1e-6)
     g_plus, g_minus = conductances_from_weights(jnp.asarray([2.0, -3.0]), DEVICE, scale=0.5)
     np.testing.assert_allclose(np.asarray(weights_from_conductances(g_plus, g_minus, DEVICE, 0.5)), [0.5, -0.5], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"read_std_intercept": -0.5}, "'parameters.read_std_intercept' must be ≥ 0, got -0.5"),
+        ({"set_std_intercept": -1.0}, "'parameters.set_std_intercept' must be ≥ 0"),
+        ({"g_min": 12.0}, "'parameters.g_min' (12.0) must be below 'parameters.g_max' (12.0)"),
+        ({"g_min": 13.0}, "'parameters.g_min' (13.0) must be below 'parameters.g_max' (12.0)"),
+        ({"g_max": 1e40}, "'parameters.g_max' must be a finite float32"),
+        ({"drift_t0": -1e39}, "'parameters.drift_t0' must be a finite float32"),
+        ({"drift_nu_mean": -0.5}, "'parameters.drift_nu_mean' must be ≥ 0"),
+        ({"reset_mean": -1.0}, "'parameters.reset_mean' must be ≥ 0"),
+        ({"read_std_slope": -1.0}, "'parameters.read_std_slope' must be such that the read noise std is ≥ 0 up to g_max"),
+        ({"set_history_decay": 0.0}, "'parameters.set_history_decay' must be > 0"),
+    ],
+)
+def test_device_parameters_that_describe_no_device_are_refused(tmp_path, changes, message):
+    import dataclasses
+
+    path = tmp_path / "dev.yaml"
+    dataclasses.replace(DEVICE, **changes).save(path)
+    with pytest.raises(UserInputError) as err:
+        load_device(path)
+    assert f"{path}: {message}" in str(err.value)
+    # the same file with the default value of that parameter loads
+    body = yaml.safe_load(path.read_text())
+    body["parameters"].update({k: float(getattr(DEVICE, k)) for k in changes})
+    path.write_text(yaml.safe_dump(body))
+    assert load_device(path) == dataclasses.replace(DEVICE, name=body["name"])

@@ -166,7 +166,7 @@ def test_concurrent_meta_trains_get_their_own_run_directories(tmp_path):
         ("name: [" + ", ".join(["x" * 1000] * 50) + "]\n", "bytes)"),
         ("name: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
         ("name:\n  - &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n  - &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n  - &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
-         "  - &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n  - [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n", "must be a non-empty string"),
+         "  - &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n  - [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n", "must be a file name"),
     ],
     ids=["escape", "huge-value", "deep-nesting", "alias-bomb"],
 )
@@ -236,3 +236,25 @@ def test_file_size_limit_during_simulate_measurements(tmp_path):
     assert code == 1, err
     assert "m.csv: cannot write" in assert_one_clean_line(err)
     assert (tmp_path / "m.csv").read_text() == "previous\n"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_training_then_resume_finishes_the_run(tmp_path):
+    recipe = write_recipe(tmp_path, train__iterations=600, train__checkpoint_every=20, train__log_every=10, eval__tasks=2, eval__plot_tasks=0)
+    proc = start(["meta-train", recipe], tmp_path)
+    metrics = lambda: list((tmp_path / "runs").glob("tiny-*/metrics.jsonl"))
+    lines = lambda: metrics()[0].read_text().count("\n") if metrics() else 0
+    assert wait_for(lambda: lines() >= 3)  # past the checkpoint at iteration 20
+    proc.send_signal(signal.SIGKILL)  # no handler, no cleanup: the process just stops
+    proc.communicate(timeout=30)
+    run_dir = metrics()[0].parent
+    from pcmmeta.train import load_run
+
+    _, state = load_run(run_dir)
+    killed_at = int(state.iteration)
+    assert killed_at >= 20 and killed_at % 20 == 0
+    code, out, err = run(["meta-train", "--resume", "--run", run_dir.relative_to(tmp_path)], tmp_path)
+    assert code == 0, err
+    iterations = [json.loads(line)["iteration"] for line in metrics()[0].read_text().splitlines()]
+    assert iterations == list(range(10, 601, 10)), "lines after the checkpoint are rewritten once, none lost or doubled"
+    assert json.loads((run_dir / "evaluation.json").read_text())["n_tasks"] == 2

@@ -23,6 +23,7 @@ def leaves(tree):
     return [np.asarray(a) for a in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
 
 
+@pytest.mark.slow
 def test_tiny_recipe_trains_and_held_out_loss_drops(tmp_path):
     recipe = tiny_recipe(
         train__iterations=150, train__meta_batch=16, train__checkpoint_every=150, train__learning_rate=0.1,
@@ -54,6 +55,7 @@ def test_checkpoint_round_trip_is_bitwise(tmp_path):
     assert int(loaded.iteration) == 6
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_trajectory(tmp_path):
     straight = train(tiny_recipe(), start_run(tiny_recipe(), tmp_path / "a"), evaluate_at_end=False).state
     run = start_run(tiny_recipe(), tmp_path / "b")
@@ -73,6 +75,7 @@ def test_resume_continues_the_same_trajectory(tmp_path):
     assert iterations == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     import pcmmeta.train as T
 
@@ -123,6 +126,7 @@ def test_bad_recipes_one_line_exit_2(tmp_path, text, message):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_cli_meta_train_json_and_resume(tmp_path):
     import yaml
 
@@ -160,6 +164,7 @@ print(json.dumps({{"devices": len(jax.devices()), "losses": losses,
 """
 
 
+@pytest.mark.slow
 def test_sharded_equals_unsharded():
     outs = []
     for count in (1, 2):
@@ -194,3 +199,17 @@ def test_resume_skips_a_cut_off_metrics_line(tmp_path):
     assert int(resumed.iteration) == 6
     iterations = [json.loads(l)["iteration"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert iterations == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_only_process_0_writes_the_run_directory(tmp_path, monkeypatch):
+    """With several hosts every process runs `start_run` and `train`; a process other than 0
+    must write nothing: no run directory, checkpoint, metrics, evaluation or LATEST."""
+    import pcmmeta.train as train_module
+
+    monkeypatch.setattr(train_module, "is_writer", lambda: False)
+    recipe = tiny_recipe(train__iterations=2, train__checkpoint_every=1, eval__tasks=2, eval__plot_tasks=0)
+    run = start_run(recipe, tmp_path / "runs")
+    outcome = train(recipe, run, on_checkpoint=None)
+    assert int(outcome.state.iteration) == 2 and outcome.evaluation is not None  # it did the work…
+    assert list(tmp_path.iterdir()) == []  # …and wrote nothing

@@ -20,3 +20,17 @@ def tiny_recipe(**overrides) -> dict:
         else:
             user[section] = value
     return validate(user)
+
+
+def assert_png_drawn(path, min_width: int = 300, min_height: int = 200) -> None:
+    """`path` is a PNG of at least this many pixels with something drawn on it (a blank canvas
+    has a single colour)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", image.format
+        width, height = image.size
+        pixels = np.asarray(image.convert("L"))
+    assert width >= min_width and height >= min_height, (width, height)
+    assert len(np.unique(pixels)) > 8 and pixels.std() > 5, "the image is (nearly) blank"

@@ -45,11 +45,11 @@ class FewShotImages(AbstractTaskFamily):
         "data": Field(None, "path", "folder in the Omniglot layout (training classes); none: the built-in SYNTHETIC glyphs"),
         "eval_data": Field(None, "path", "folder of held-out classes (e.g. images_evaluation); none: split `data` by split_seed"),
         "train_fraction": Field(0.7, "float", "classes used for training when one folder (or the glyphs) is split", low=0.05, high=0.95),
-        "split_seed": Field(0, "int", "seed of the training / held-out class split", low=0),
+        "split_seed": Field(0, "seed", "seed of the training / held-out class split"),
         "rotations": Field(True, "bool", "90° rotations as extra classes (the standard Omniglot augmentation)"),
         "glyph_classes": Field(1623, "int", "built-in glyphs: number of classes (Omniglot has 1623)", low=4),
         "glyph_drawings": Field(20, "int", "built-in glyphs: drawings per class (Omniglot has 20)", low=2),
-        "glyph_seed": Field(0, "int", "built-in glyphs: generator seed", low=0),
+        "glyph_seed": Field(0, "seed", "built-in glyphs: generator seed"),
         "glyph_jitter": Field(1.0, "float", "built-in glyphs: per-drawing jitter (raise it if the pixel baseline is too easy)", positive=True),
     }
     name = "images"

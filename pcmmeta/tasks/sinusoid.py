@@ -11,8 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ..fields import Field
+from ..errors import UserInputError
+from ..fields import FLOAT32_MAX, Field
 from .base import AbstractTaskFamily, TaskBatch
+
+#: Points of a user's support file: as many as `adapt --shots` allows.
+MAX_SUPPORT_POINTS = 10_000
 
 
 class Sinusoid(AbstractTaskFamily):
@@ -79,6 +83,11 @@ class Sinusoid(AbstractTaskFamily):
         from ..measurements import read_xy_csv
 
         xs, ys = read_xy_csv(path)
+        for column, values in (("x", xs), ("y", ys)):
+            if max(abs(v) for v in values) > FLOAT32_MAX:  # float32 would make it inf
+                raise UserInputError(f"{path}: column '{column}' holds values beyond float32 (|value| ≤ {FLOAT32_MAX:.4g})")
+        if len(xs) > MAX_SUPPORT_POINTS:
+            raise UserInputError(f"{path}: {len(xs):,} support points; at most {MAX_SUPPORT_POINTS:,}")
         x = jnp.asarray(xs, jnp.float32)[None, :, None]
         y = jnp.asarray(ys, jnp.float32)[None]
         return TaskBatch(x, y, x, y, jnp.full((1, 2), jnp.nan))
