@@ -5,7 +5,8 @@ conditions), the same tasks and read keys for every method.
 Usage: python benchmarks/programming_network.py --run runs/<dir> [--tasks 300] [--hours 1]
        [--seeds 0,1,2] [--policy FILE]
 Without --policy the learned method uses the cached policy for the run's device (trained and
-cached on first use, as `deploy --method learned` does).
+cached on first use, as `deploy --method learned` does: uniform targets). A second learned row
+uses a policy trained on this run's own conductances (`learn-programming --targets RUN`).
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ def main() -> None:
 
     policy, _, path, trained = obtain_policy(device, 0.5, 100, path=args.policy, train=train)
     print(f"policy {path} ({'trained now' if trained else 'loaded'})")
+    pool = jax.numpy.concatenate([g.ravel() for g in network.layers.values()])
+    run_policy = learn_policy(jax.random.key(0), device, 0.5, 100, settings=PolicyTraining(), pool=pool)[0]
     metric = exp.eval_family.metric
     conditions = [c for c in CONDITIONS if c[0] in ("deployed", "adapted")]
     print(f"{args.run.name}: held-out {metric} at {args.hours:g} h, {args.tasks} tasks, mean over programming seeds {args.seeds}")
     print(f"{'method':13s} {'RMS µS':>7s} {'reads':>6s} {'time µs':>8s}  " + "  ".join(f"{c[0]:>18s}" for c in conditions))
-    for name in PROGRAMMING_METHODS:
-        method = make_method(name, 0.5, 100, policy)
+    rows = [(name, make_method(name, 0.5, 100, policy)) for name in PROGRAMMING_METHODS]
+    rows.append(("learned (run)", make_method("learned", 0.5, 100, run_policy)))
+    for name, method in rows:
         per_seed, rms, reads, times = {c[0]: [] for c in conditions}, [], [], []
         for seed in (int(s) for s in args.seeds.split(",")):
             array, report, _ = deploy(jax.random.key(seed), network, device, method, 0.5)
