@@ -63,14 +63,12 @@ def test_goodness_of_fit_is_reported(recovered):
 # Ragged protocol, 3,000 devices: one read after the RESET and after each pulse (5% missing),
 # 10 to 20 pulses per device, a retention series after the last pulse on a quarter of them.
 # Tolerances (relative) from the spread over seeds and the bootstrap s.e.: read noise, drift and
-# RESET mean as well as from the full protocol; the increment spread within 12%; the increment
-# mean within 20% (single reads put read noise on the conductance before each pulse: the
-# regression calibration removes most of the slope dilution, not all).
+# RESET mean as well as from the full protocol; the increment std curve within 12% and the mean
+# curve within 15% (+0.03 µS) over 2–10 µS (single reads put read noise on the conductance
+# before each pulse: the regression calibration removes most of the slope dilution, not all).
 RAGGED_TOLERANCE = {
     "read_std_slope": 0.10, "read_std_intercept": 0.30, "drift_t0": 0.10, "drift_nu_mean": 0.05,
-    "drift_nu_std": 0.15, "reset_mean": 0.05, "set_std_slope": 0.12, "set_std_intercept": 0.12,
-    "set_std_history": 0.12, "set_history_decay": 0.15, "set_mean_slope": 0.20, "set_mean_intercept": 0.20,
-    "set_mean_history": 0.20,
+    "drift_nu_std": 0.15, "reset_mean": 0.05, "set_history_decay": 0.15, "set_mean_history": 0.20,
 }
 
 
@@ -84,6 +82,14 @@ def test_ragged_protocol_recovery():
     for key, rel in RAGGED_TOLERANCE.items():
         assert result.constrained[key] == "fitted", key
         assert getattr(result.device, key) == pytest.approx(getattr(TRUE, key), rel=rel), key
+    # Slope and intercept of the increment mean/std trade off against each other; the curves
+    # they make over the range devices live in are what a simulation uses.
+    g = np.linspace(2.0, 10.0, 9)
+    for n in (1, 4, 12):
+        for curve, rel in (("set_increment_mean", 0.15), ("set_increment_std", 0.12)):
+            got = np.asarray(getattr(result.device, curve)(g, n))
+            want = np.asarray(getattr(TRUE, curve)(g, n))
+            np.testing.assert_allclose(got, want, rtol=rel, atol=0.03, err_msg=f"{curve} at pulse {n}")
     # RESET spread 0.05 µS under read noise 0.1 µS from single reads: not resolved, but reported.
     assert result.constrained["reset_std"] == "fitted"
 
