@@ -128,11 +128,17 @@ def fit_device_cmd(
     if measurements.ignored_columns and not as_json:
         err_console.print(f"note: ignored extra columns: {', '.join(measurements.ignored_columns)}", highlight=False)
     with progress_bar() as bar:
-        task = bar.add_task("bootstrap", total=bootstrap, info="")
-        result = fit_device(
-            measurements, prior_device, n_bootstrap=bootstrap, seed=seed, name=name or out.stem,
-            progress=lambda i: bar.update(task, completed=i),
-        )
+        task = bar.add_task("fit", total=bootstrap + 1, info="estimate, then bootstrap over devices")
+        try:
+            result = fit_device(
+                measurements, prior_device, n_bootstrap=bootstrap, seed=seed, name=name or out.stem,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                where=", ".join(str(p) for p in data),
+            )
+        except UserInputError as err:
+            bar.stop()
+            fail(str(err))
+    result.warnings[:0] = measurements.notes
     result.device.save(out)
     if plot is not None:
         from .plots import plot_device_fit
@@ -143,18 +149,22 @@ def fit_device_cmd(
     if as_json:
         print(json_text(report, indent=2))
         return
+    for warning in result.warnings:
+        err_console.print(f"warning: {escape(safe_text(warning))}", highlight=False, soft_wrap=True)
     table = Table(title=f"PCM device fit → {out}")
-    for column in ("parameter", "estimate", "± s.e.", "status"):
+    for column in ("parameter", "estimate", "± s.e.", "constrained by the data"):
         table.add_column(column, justify="right" if column in ("estimate", "± s.e.") else "left")
     for key, entry in report["parameters"].items():
         se = entry["stderr"]
         table.add_row(key, f"{entry['value']:.4g}", "" if se is None else f"{se:.2g}", entry["status"])
     console.print(table)
     gof = report["goodness_of_fit"]
+    number = lambda v: "n/a" if v is None else f"{v:.3f}"
     console.print(
-        f"goodness of fit: reads χ²/dof = {gof['reads_reduced_chi2']:.3f} (1 if the read model fits); "
-        f"increment z-scores mean {gof['increment_z_mean']:.3f}, std {gof['increment_z_std']:.3f} (0 and 1 if it fits); "
-        f"{gof['n_reads']} reads, {gof['n_groups']} (device, pulse) groups, {gof['n_pulse_pairs']} pulse pairs; "
+        f"goodness of fit: reads χ²/dof = {number(gof['reads_reduced_chi2'])} (1 if the read model fits); "
+        f"increment z-scores mean {number(gof['increment_z_mean'])}, std {number(gof['increment_z_std'])} (0 and 1 if it fits); "
+        f"{gof['n_reads']} reads of {gof['n_devices']} devices, {gof['n_groups']} (device, pulse) groups, "
+        f"{gof['n_repeated_read_dof']} repeated-read degrees of freedom, {gof['n_pulse_pairs']} pulse pairs; "
         f"s.e. from {bootstrap} bootstrap resamples over devices",
         highlight=False,
     )
@@ -171,16 +181,20 @@ def simulate_measurements_cmd(
     read_times: Annotated[str, typer.Option(help="Read times after every programming event, s, comma-separated.")] = "2,10,30",
     drift_read_times: Annotated[str, typer.Option(help="Extra, later read times after the RESET, every --drift-every-th pulse and the last, s.")] = "100,1000,10000",
     drift_every: Annotated[int, typer.Option(min=1, help="Pulse interval of the drift reads.")] = 5,
+    protocol: Annotated[str, typer.Option(help="'repeated': every read time after every event; 'ragged': one read after each event (some missing), a retention series after the last pulse on some devices, pulse counts from --pulses/2 to --pulses.")] = "repeated",
+    retention_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="ragged: fraction of devices read at every time after their last pulse.")] = 0.25,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed.")] = 0,
 ) -> None:
     """Write synthetic measurements from a device model, in fit-device's CSV format."""
     from .device import load_device
-    from .measurements import MIN_READS_PER_PULSE, simulate_measurements, write_measurements
+    from .measurements import simulate_measurements, write_measurements
     from .seeds import seed_key
 
+    if protocol not in ("repeated", "ragged"):
+        fail(f"--protocol: 'repeated' or 'ragged', got {protocol!r}")
     times = _parse_floats(read_times, "--read-times")
-    if len(times) < MIN_READS_PER_PULSE or min(times) < 0:
-        fail(f"--read-times: need at least {MIN_READS_PER_PULSE} times ≥ 0 s")
+    if min(times) < 0:
+        fail("--read-times: times must be ≥ 0 s")
     drift_times = _parse_floats(drift_read_times, "--drift-read-times") if drift_read_times.strip() else []
     if drift_times and min(drift_times) <= max(times):
         fail("--drift-read-times: every drift read time must come after the last --read-times value")
@@ -188,7 +202,9 @@ def simulate_measurements_cmd(
         model = load_device(device)
     except UserInputError as err:
         fail(str(err))
-    data = simulate_measurements(model, seed_key(seed), devices, pulses, times, drift_times, drift_every)
+    data = simulate_measurements(
+        model, seed_key(seed), devices, pulses, times, drift_times, drift_every, protocol, retention_fraction
+    )
     write_measurements(data, out)
     console.print(f"wrote {data.g_uS.size} simulated reads of {devices} devices ({model.name}) to {out}")
 

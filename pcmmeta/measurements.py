@@ -3,7 +3,8 @@
 One row per read. `pulse` counts SET pulses since the last RESET (0 = freshly RESET), `t_s` is
 the time since the last programming event (s), `g_uS` the measured conductance (µS). Each
 device id holds one RESET cycle; the next SET pulse is taken to follow the last read of the
-previous pulse. See docs/device-model.md.
+previous pulse. A (device, pulse) may have any number of reads, devices any pulse counts and
+gaps in their pulse sequence. See docs/device-model.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +26,12 @@ from .errors import UserInputError
 from .runs import atomic_write_text
 
 COLUMNS = ("device_id", "pulse", "t_s", "g_uS")
-MIN_READS_PER_PULSE = 3
 MIN_DEVICES = 2
+#: A read above 1 S (1e6 µS) is no PCM conductance in µS: a unit error or a corrupted value,
+#: which would dominate every least-squares stage of the fit.
+MAX_G_US = 1e6
+#: A read time beyond ~300 years is no retention measurement in seconds.
+MAX_T_S = 1e10
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Measurements:
     group_pulse: np.ndarray  # (groups,) int: SET pulses since RESET of each group
     device_names: list[str]  # (devices,) "file:id" when several files, else the id
     ignored_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the reader dropped, for the report
 
     @property
     def n_groups(self) -> int:
@@ -74,7 +80,7 @@ def _parse_number(text: str, path: Path, line: int, column: str) -> float:
     return value
 
 
-def _read_one(path: Path) -> tuple[list[tuple[str, int, float, float]], list[str]]:
+def _read_one(path: Path) -> tuple[list[tuple[str, int, float, float, int]], list[str], list[str]]:
     if not path.exists():
         raise UserInputError(f"{path}: no such file")
     if not path.is_file():
@@ -112,26 +118,39 @@ def _read_one(path: Path) -> tuple[list[tuple[str, int, float, float]], list[str
         if pulse < 0 or pulse != int(pulse):
             raise UserInputError(f"{path}:{line}: column 'pulse' must be a whole number ≥ 0, got {row[index['pulse']]!r}")
         t_s = _parse_number(row[index["t_s"]], path, line, "t_s")
-        if t_s < 0:
-            raise UserInputError(f"{path}:{line}: column 't_s' must be ≥ 0 s, got {t_s}")
+        if not 0 <= t_s <= MAX_T_S:
+            raise UserInputError(f"{path}:{line}: column 't_s' must be ≥ 0 s and ≤ {MAX_T_S:g} s, got {t_s:g}")
         g = _parse_number(row[index["g_uS"]], path, line, "g_uS")
-        if g < 0:
-            raise UserInputError(f"{path}:{line}: column 'g_uS' must be ≥ 0 µS, got {g}")
-        records.append((device_id, int(pulse), t_s, g))
+        if not 0 <= g <= MAX_G_US:
+            raise UserInputError(
+                f"{path}:{line}: column 'g_uS' must be ≥ 0 µS and ≤ {MAX_G_US:g} µS (1 S), got {g:g}"
+                + (" (a unit error?)" if g > 0 else "")
+            )
+        records.append((device_id, int(pulse), t_s, g, line))
     if not records:
         raise UserInputError(f"{path}: no data rows after the header")
     devices = {r[0] for r in records}
     if len(devices) < MIN_DEVICES:
         raise UserInputError(f"{path}: {len(devices)} device; fit-device needs reads of at least {MIN_DEVICES} devices per file")
-    counts: dict[tuple[str, int], int] = {}
-    for device_id, pulse, _, _ in records:
-        counts[(device_id, pulse)] = counts.get((device_id, pulse), 0) + 1
-    for (device_id, pulse), count in counts.items():
-        if count < MIN_READS_PER_PULSE:
-            raise UserInputError(
-                f"{path}: device '{device_id}' pulse {pulse} has {count} read(s); "
-                f"fit-device needs at least {MIN_READS_PER_PULSE} reads per (device, pulse)"
-            )
+    # The same read written twice (a file concatenated with itself, a logger retry) would look
+    # like two reads without noise and pull the read-noise estimate to zero: keep the first.
+    first_line: dict[tuple, int] = {}
+    unique, duplicates = [], []
+    for record in records:
+        key = record[:4]
+        if key in first_line:
+            duplicates.append((record[4], first_line[key]))
+        else:
+            first_line[key] = record[4]
+            unique.append(record)
+    notes = []
+    if duplicates:
+        line, original = duplicates[0]
+        notes.append(
+            f"{path}: ignored {len(duplicates)} exact duplicate row(s) (same device_id, pulse, t_s, g_uS); "
+            f"first: line {line} repeats line {original}"
+        )
+    return unique, extra, notes
     return records, extra
 
 
@@ -140,12 +159,18 @@ def read_measurements(paths: Sequence[str | Path]) -> Measurements:
     if not paths:
         raise UserInputError("no measurement files given")
     paths = [Path(p) for p in paths]
-    prefix = len(paths) > 1
-    keys, t_all, g_all, extras = [], [], [], []
+    seen: dict[Path, Path] = {}
     for path in paths:
-        records, extra = _read_one(path)
+        if path.exists() and path.resolve() in seen:
+            raise UserInputError(f"{path}: the same file as {seen[path.resolve()]}, given twice (its devices would count twice)")
+        seen[path.resolve()] = path
+    prefix = len(paths) > 1
+    keys, t_all, g_all, extras, notes = [], [], [], [], []
+    for path in paths:
+        records, extra, file_notes = _read_one(path)
         extras += [f"{path.name}:{e}" for e in extra]
-        for device_id, pulse, t_s, g in records:
+        notes += file_notes
+        for device_id, pulse, t_s, g, _ in records:
             keys.append((f"{path.name}:{device_id}" if prefix else device_id, pulse))
             t_all.append(t_s)
             g_all.append(g)
@@ -161,11 +186,13 @@ def read_measurements(paths: Sequence[str | Path]) -> Measurements:
         group_pulse=np.array([k[1] for k in group_keys]),
         device_names=names,
         ignored_columns=extras,
+        notes=notes,
     )
 
 
 DEFAULT_READ_TIMES = (2.0, 10.0, 30.0)
 DEFAULT_DRIFT_READ_TIMES = (100.0, 1000.0, 10000.0)
+Protocol = Literal["repeated", "ragged"]
 
 
 def simulate_measurements(
@@ -176,52 +203,77 @@ def simulate_measurements(
     read_times: Sequence[float] = DEFAULT_READ_TIMES,
     drift_read_times: Sequence[float] = DEFAULT_DRIFT_READ_TIMES,
     drift_every: int = 5,
+    protocol: Protocol = "repeated",
+    retention_fraction: float = 0.25,
+    missing_fraction: float = 0.05,
 ) -> Measurements:
-    """Synthetic measurements from `device`: RESET, then `n_pulses` SET pulses per device.
+    """Synthetic measurements from `device`: RESET, then SET pulses, with reads in between.
 
-    After the RESET and after each pulse the device is read at `read_times` (s since that
-    programming event); after the RESET, every `drift_every`-th pulse and the last pulse it is
-    also read at `drift_read_times`, which show the drift. The next pulse follows the last read,
-    as the CSV format assumes. A protocol that waits long after every pulse would let drift
-    hold the devices far below saturation, as it would on a real chip.
+    `protocol="repeated"`: `n_pulses` pulses per device; after the RESET and after each pulse
+    the device is read at `read_times` (s since that programming event); after the RESET, every
+    `drift_every`-th pulse and the last pulse also at `drift_read_times`, which show the drift.
+
+    `protocol="ragged"`, as many labs measure: each device gets between n_pulses/2 and
+    `n_pulses` pulses and is read once, at the first of `read_times`, after the RESET and after
+    each pulse; a fraction `missing_fraction` of those reads is missing (gaps in the pulse
+    sequence); after its last pulse a fraction `retention_fraction` of the devices is read at
+    every read time and drift read time (a retention series).
+
+    The next pulse follows the last read, as the CSV format assumes. A protocol that waits
+    long after every pulse would let drift hold the devices far below saturation, as it would
+    on a real chip.
     """
+    if protocol not in ("repeated", "ragged"):
+        raise ValueError(f"protocol must be 'repeated' or 'ragged', got {protocol!r}")
     k_reset, k_pulses = jax.random.split(key)
+    k_count, k_retention, k_missing = jax.random.split(jax.random.fold_in(key, 1), 3)
     state = device.initial_state(k_reset, (n_devices,), t=0.0)
     all_times = sorted(read_times) + sorted(drift_read_times)
     times = jnp.asarray(all_times, jnp.float32)
     n_short = len(read_times)
     pulse_ids = np.arange(n_pulses + 1)
-    long_reads = (pulse_ids % drift_every == 0) | (pulse_ids == n_pulses)
+    if protocol == "repeated":
+        last_pulse = np.full(n_devices, n_pulses)
+        long_reads = (pulse_ids % drift_every == 0) | (pulse_ids == n_pulses)
+        keep = (np.arange(len(all_times))[None, :, None] < n_short) | long_reads[:, None, None]
+        keep = np.broadcast_to(keep, (n_pulses + 1, len(all_times), n_devices))
+        wait = np.where(long_reads, all_times[-1], all_times[n_short - 1])
+    else:
+        last_pulse = np.asarray(jax.random.randint(k_count, (n_devices,), max(n_pulses // 2, 1), n_pulses + 1))
+        retention = np.asarray(jax.random.uniform(k_retention, (n_devices,)) < retention_fraction)
+        missing = np.asarray(jax.random.uniform(k_missing, (n_pulses + 1, n_devices)) < missing_fraction)
+        at_last = pulse_ids[:, None] == last_pulse[None, :]
+        single = (pulse_ids[:, None] <= last_pulse[None, :]) & ~missing | at_last
+        first_time = np.arange(len(all_times))[None, :, None] == 0
+        keep = single[:, None, :] & (first_time | (at_last & retention[None, :])[:, None, :])
+        wait = np.full(n_pulses + 1, all_times[0])
 
     def pulse_round(state, inputs):
-        key, with_drift_reads = inputs
+        key, t_wait, pulse = inputs
         k_read, k_set = jax.random.split(key)
         read_keys = jax.random.split(k_read, len(all_times))
         reads = jax.vmap(lambda k, t: device.read(k, state, state.t_prog + t))(read_keys, times)
-        t_last = jnp.where(with_drift_reads, times[-1], times[n_short - 1])
-        state = device.set_pulse(k_set, state, jnp.ones(state.shape, bool), state.t_prog + t_last)
+        pulsed = pulse < jnp.asarray(last_pulse)
+        state = device.set_pulse(k_set, state, pulsed, state.t_prog + t_wait)
         return state, reads
 
     keys = jax.random.split(k_pulses, n_pulses + 1)
-    _, reads = jax.lax.scan(pulse_round, state, (keys, jnp.asarray(long_reads)))
-    reads = np.asarray(reads, float)  # (pulses + 1, times, devices)
-    group, t_s, g = [], [], []
-    group_device, group_pulse = [], []
-    for d in range(n_devices):
-        for k in pulse_ids:
-            n_reads = len(all_times) if long_reads[k] else n_short
-            group += [len(group_device)] * n_reads
-            t_s += all_times[:n_reads]
-            g += list(reads[k, :n_reads, d])
-            group_device.append(d)
-            group_pulse.append(k)
+    _, reads = jax.lax.scan(pulse_round, state, (keys, jnp.asarray(wait, jnp.float32), jnp.asarray(pulse_ids)))
+    return _from_read_grid(np.asarray(reads, float), np.asarray(keep), np.asarray(all_times, float))
+
+
+def _from_read_grid(reads: np.ndarray, keep: np.ndarray, times: np.ndarray) -> Measurements:
+    """Measurements from a (pulse, time, device) grid of reads and the mask of those taken."""
+    n_pulses, _, n_devices = reads.shape
+    d, p, k = np.nonzero(keep.transpose(2, 0, 1))  # sorted by device, pulse, time
+    group_key, group = np.unique(d * n_pulses + p, return_inverse=True)
     return Measurements(
-        group=np.asarray(group),
-        t_s=np.asarray(t_s, float),
-        g_uS=np.asarray(g, float),
-        group_device=np.asarray(group_device),
-        group_pulse=np.asarray(group_pulse),
-        device_names=[f"sim{d:05d}" for d in range(n_devices)],
+        group=group,
+        t_s=times[k],
+        g_uS=reads[p, k, d],
+        group_device=group_key // n_pulses,
+        group_pulse=group_key % n_pulses,
+        device_names=[f"sim{i:05d}" for i in range(n_devices)],
     )
 
 

@@ -65,7 +65,10 @@ HEADER = "device_id,pulse,t_s,g_uS"
         ([HEADER, "d0,1.5,1,0.5"] + GOOD_ROWS, "bad.csv:2: column 'pulse' must be a whole number"),
         ([HEADER, "d0,-1,1,0.5"] + GOOD_ROWS, "bad.csv:2: column 'pulse' must be a whole number"),
         ([HEADER] + [r for r in GOOD_ROWS if r.startswith("d0")], "bad.csv: 1 device"),
-        ([HEADER] + GOOD_ROWS[:-1], "bad.csv: device 'd1' pulse 2 has 2 read(s)"),
+        ([HEADER, "d0,0,1,1e300"] + GOOD_ROWS, "bad.csv:2: column 'g_uS' must be ≥ 0 µS and ≤ 1e+06 µS (1 S), got 1e+300 (a unit error?)"),
+        ([HEADER, "d0,0,1e12,1.0"] + GOOD_ROWS, "bad.csv:2: column 't_s' must be ≥ 0 s and ≤ 1e+10 s"),
+        ([HEADER] + [f"d{d},0,1,{0.1 * (d + 1)}" for d in range(3)], "bad.csv: nothing can be fitted: read noise: no (device, pulse) was read more than once"),
+        ([HEADER] + [r.rsplit(",", 1)[0] + ",4.5" for r in GOOD_ROWS], "bad.csv: every g_uS is 4.5 µS"),
         ([HEADER], "bad.csv: no data rows"),
         ([], "bad.csv: empty file"),
     ],
@@ -89,13 +92,96 @@ def test_missing_file(tmp_path):
     assert not out.exists()
 
 
+# Simulate with known parameters, fit, compare. 600 devices of the default protocol; the
+# tolerances (relative) are ≥ 3 bootstrap s.e. at this size, and a fit that drops one of its
+# noise corrections misses them (read-noise and increment-slope biases of 20–80%).
+ROUND_TRIP_TOLERANCE = {
+    "read_std_slope": 0.05, "read_std_intercept": 0.08, "drift_t0": 0.05, "drift_nu_mean": 0.03,
+    "drift_nu_std": 0.06, "reset_mean": 0.05, "set_mean_slope": 0.15, "set_mean_intercept": 0.10,
+    "set_mean_history": 0.15, "set_std_slope": 0.10, "set_std_intercept": 0.10, "set_std_history": 0.10,
+    "set_history_decay": 0.15,
+}
+
+
 def test_simulate_then_fit_round_trip(tmp_path):
+    from pcmmeta import load_device
+
+    truth = load_device("nandakumar2018")
     csv = tmp_path / "sim.csv"
-    result = run("simulate-measurements", "--devices", 30, "--pulses", 6, "--out", csv, "--device", "nandakumar2018-simplified")
+    result = run("simulate-measurements", "--devices", 600, "--out", csv, "--seed", 11)
     assert result.exit_code == 0, result.output
     assert csv.read_text().startswith("device_id,pulse,t_s,g_uS\n")
-    assert run("simulate-measurements", "--read-times", "1,x,3", "--out", tmp_path / "x.csv").exit_code == 2
+    result = run("fit-device", csv, "--out", tmp_path / "fit.yaml", "--bootstrap", 0, "--json")
+    assert result.exit_code == 0, result.output
+    params = json.loads(result.stdout)["parameters"]
+    for key, rel in ROUND_TRIP_TOLERANCE.items():
+        assert params[key]["status"] == "fitted", key
+        assert params[key]["value"] == pytest.approx(getattr(truth, key), rel=rel), key
+    assert load_device(tmp_path / "fit.yaml").drift_t0 == pytest.approx(params["drift_t0"]["value"])
+
+
+def test_simulate_flags_are_checked_before_writing(tmp_path):
+    for flags in (["--read-times", "1,x,3"], ["--read-times", "1,,3"], ["--protocol", "sparse"], ["--retention-fraction", 2]):
+        result = run("simulate-measurements", *flags, "--out", tmp_path / "x.csv")
+        assert result.exit_code == 2, (flags, result.output)
+        assert len(result.output.strip().splitlines()) == 1 or "--retention-fraction" in result.output
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_ragged_file_fits_and_reports_what_the_data_constrain(tmp_path):
+    csv = tmp_path / "ragged.csv"
+    result = run("simulate-measurements", "--devices", 300, "--protocol", "ragged", "--retention-fraction", 0.1, "--out", csv)
+    assert result.exit_code == 0, result.output
+    result = run("fit-device", csv, "--out", tmp_path / "fit.yaml", "--bootstrap", 2, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # strict JSON: no NaN
+    params = report["parameters"]
+    assert all(params[k]["status"] == "fitted" and params[k]["constrained"] for k in ("read_std_slope", "drift_nu_mean", "set_mean_slope"))
+    assert params["g_max"]["constrained"] is False and params["g_max"]["status"].startswith("default")
+    assert report["goodness_of_fit"]["n_repeated_read_dof"] > 0
+    human = run("fit-device", csv, "--out", tmp_path / "fit2.yaml", "--bootstrap", 0)
+    assert human.exit_code == 0, human.output
+    assert "constrained by the data" in human.output and "default: the clip range" in human.output
+
+
+def test_single_reads_only_report_upper_bounds(tmp_path):
+    lines = [HEADER] + [f"d{d},{p},2,{0.3 + 0.8 * p + 0.05 * ((d * 7 + p * 3) % 11)}" for d in range(40) for p in range(6)]
+    path = write(tmp_path, "single.csv", lines)
+    result = run("fit-device", path, "--out", tmp_path / "fit.yaml", "--bootstrap", 0, "--json")
+    assert result.exit_code == 0, result.output
+    params = json.loads(result.stdout)["parameters"]
+    assert params["set_std_intercept"]["upper_bound"] and params["set_std_intercept"]["status"].startswith("upper bound")
+    assert params["read_std_slope"]["status"].startswith("default: no (device, pulse) was read more than once")
+
+
+def test_duplicate_rows_are_dropped_with_a_warning(tmp_path):
+    lines = SAMPLE.read_text().splitlines()
+    once = write(tmp_path, "once.csv", lines)
+    twice = write(tmp_path, "twice.csv", lines + lines[1:])
+    a = run("fit-device", once, "--out", tmp_path / "a.yaml", "--bootstrap", 0, "--json")
+    b = run("fit-device", twice, "--out", tmp_path / "b.yaml", "--bootstrap", 0, "--json")
+    assert a.exit_code == 0 and b.exit_code == 0, b.output
+    report = json.loads(b.stdout)
+    assert any(f"ignored {len(lines) - 1} exact duplicate row(s)" in w for w in report["warnings"])
+    assert report["parameters"] == json.loads(a.stdout)["parameters"]
+    human = run("fit-device", twice, "--out", tmp_path / "c.yaml", "--bootstrap", 0)
+    assert f"line {len(lines) + 1} repeats line 2" in human.output
+
+
+def test_same_file_twice_is_refused(tmp_path):
+    out = tmp_path / "dev.yaml"
+    result = run("fit-device", SAMPLE, SAMPLE, "--out", out)
+    assert result.exit_code == 2 and "given twice" in result.output
+    assert not out.exists()
+
+
+def test_absurd_value_is_refused_not_fitted(tmp_path):
+    lines = SAMPLE.read_text().splitlines()
+    lines[40] = lines[40].rsplit(",", 1)[0] + ",1e300"
+    path = write(tmp_path, "absurd.csv", lines)
+    result = run("fit-device", path, "--out", tmp_path / "dev.yaml")
+    assert result.exit_code == 2 and "absurd.csv:41: column 'g_uS'" in result.output
+    assert not (tmp_path / "dev.yaml").exists()
 
 
 def test_entry_point_bad_flag_is_one_line_exit_2(tmp_path):
