@@ -35,6 +35,7 @@ from pcmmeta.programming import (
     ProgrammingCost,
     SingleShot,
     WriteVerify,
+    counts_time,
     make_method,
     train_policy,
 )
@@ -111,7 +112,7 @@ def main() -> None:
                 c = dataclasses.replace(cost, read_s=read_ns * 1e-9)
 
                 def t_us(r):
-                    return float(np.mean(np.asarray(c.time_s(r.set_pulses, r.resets + 1, r.reads)))) * 1e6
+                    return float(np.mean(np.asarray(counts_time(c, r)))) * 1e6
 
                 resweep[read_ns] = t_us(results["learned"]) / t_us(results["write-verify"])
             print("time ratio if a verify read took " + ", ".join(f"{k} ns: {v:.3f}" for k, v in resweep.items()))

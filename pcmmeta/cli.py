@@ -424,7 +424,7 @@ def _policy_trainer(device, tolerance: float, max_pulses: int, cost, iterations:
 @app.command("learn-programming")
 def learn_programming_cmd(
     device: Annotated[str, typer.Option(help="Built-in device name or device YAML (fit-device).")] = "nandakumar2018",
-    out: Annotated[Optional[Path], typer.Option(help="Policy file to write (default: the cache that `deploy --method learned` reads).")] = None,
+    out: Annotated[Optional[Path], typer.Option(callback=_output_file, help="Policy file to write (default: the cache that `deploy --method learned` reads).")] = None,
     targets: Annotated[str, typer.Option(help="Training targets: 'uniform' over [g_min, g_max], or a run folder (its trained conductances).")] = "uniform",
     tolerance: ToleranceOption = 0.5,
     max_pulses: MaxPulsesOption = 100,
@@ -455,10 +455,6 @@ def learn_programming_cmd(
         run_dir, _, network = _load_trained(Path(targets), Path("runs"))
         pool = jnp.concatenate([g.ravel() for g in network.layers.values()])
         label = f"run {run_dir.name}"
-    if out is not None and out.exists() and not out.is_file():
-        fail(f"--out: {out} is not a regular file")
-    if out is not None and not out.parent.is_dir():
-        fail(f"--out: folder {out.parent} does not exist")
     train = _policy_trainer(pcm, tolerance, max_pulses, cost, iterations, seed, pool, label)
     policy, info = train()
     path = out if out is not None else cached_policy_path(pcm, tolerance, max_pulses, cost, default_cache_dir())
