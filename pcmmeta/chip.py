@@ -251,6 +251,15 @@ def drift_table(exp, network: AbstractNetwork, array: DeployedArray, hours: list
 
 
 # ---------------------------------------------------------------------------- adapt
+def spike_raster(network: AbstractNetwork, array: DeployedArray, device: PCMDevice, family, task: TaskBatch, t: float) -> Array:
+    """The network's spikes (time × neurons) on the task's first query input, with every layer
+    at its drifted conductance at t (no read noise: what the array holds)."""
+    scales = network.scales
+    w = {n: pair_weights(device.drifted(array.layers[n], t), device, scales[n]) for n in network.layer_names}
+    features = network.features({n: w[n] for n in network.body}, family.encode(task.x_query[0]))
+    return network.spike_raster({n: w[n] for n in network.head}, features)
+
+
 @dataclasses.dataclass
 class AdaptReport:
     adapted_array: Path
@@ -310,8 +319,11 @@ def adapt(
     stem = f"adapted-task{task_seed}-{at_hours:g}h" if support is None else f"adapted-{Path(support).stem}-{at_hours:g}h"
     out_path = atomic_write_unique(run_dir, stem, ".eqx", eqx_bytes(DeployedArray(new_layers, array.reference)))
     if plot is not None:
+        extra = {}
+        if hasattr(network, "spike_raster"):  # a spiking network shows its spikes after the update
+            extra["raster"] = np.asarray(spike_raster(network, DeployedArray(new_layers, array.reference), exp.meta.device, family, task, t))
         family.plot(plot, f"on-chip adaptation at {at_hours:g} h ({exp.meta.rule.name}, {steps} steps)", task, np.asarray(plot_out),
-                    [{"step": i, "mean": float(v), "sem": float("nan")} for i, v in enumerate(np.asarray(result.metrics[family.metric][0]))])
+                    [{"step": i, "mean": float(v), "sem": float("nan")} for i, v in enumerate(np.asarray(result.metrics[family.metric][0]))], **extra)
     n_pulses = float(result.pulses[0])
     return AdaptReport(
         adapted_array=out_path, at_hours=at_hours, steps=steps,

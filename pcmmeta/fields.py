@@ -18,13 +18,13 @@ from .seeds import check_seed
 @dataclass(frozen=True)
 class Field:
     default: Any
-    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "range" | "ints" | "path" | "seed" | "name"
+    kind: str  # "int" | "float" | "str" | "bool" | "choice" | "range" | "ints" | "floats" | "path" | "seed" | "name"
     help: str
     low: float | None = None  # inclusive lower bound
     high: float | None = None  # inclusive upper bound
     positive: bool = False  # strictly > 0
     choices: Sequence[str] = ()
-    length: int | None = 2  # "ints": how many (None: one or more)
+    length: int | None = 2  # "ints", "floats": how many (None: one or more)
 
 
 #: The largest magnitude a float32 holds: numbers from users end up in float32 arrays.
@@ -77,6 +77,17 @@ def check(field: Field, value: Any, where: str) -> Any:
             count = f"{n} integers" if n else "a list of integers"
             raise UserInputError(f"{where}: must be {count} ≥ 1, got {short_repr(value)}")
         return list(value)
+    if kind == "floats":
+        n = field.length
+        ok = isinstance(value, list) and (len(value) == n if n else len(value) >= 1) and all(_number(v) for v in value)
+        if not ok:
+            raise UserInputError(f"{where}: must be {f'{n} numbers' if n else 'a list of numbers'}, got {short_repr(value)}")
+        for v in value:
+            if field.positive and not v > 0:
+                raise UserInputError(f"{where}: every value must be > 0, got {short_repr(value)}")
+            if (field.low is not None and v < field.low) or (field.high is not None and v > field.high):
+                raise UserInputError(f"{where}: every value must be in [{'-inf' if field.low is None else f'{field.low:g}'}, {'inf' if field.high is None else f'{field.high:g}'}], got {short_repr(value)}")
+        return [float(v) for v in value]
     if kind == "seed":
         return check_seed(value, where)
     if kind == "name":

@@ -7,7 +7,8 @@ Per task (all noise drawn per task, keys split explicitly):
    the query set — and computes each set's features once (only the head adapts);
 3. the inner rule adapts the head from the support loss's gradient (`mode.adapt` → the rule's
    chip operations; plain SGD in the `ideal` mode; nothing in `no-adapt`);
-4. the head read at `clock.t_query` scores the query set: the family's loss and metrics;
+4. the head read at `clock.t_query` scores the query set: the family's loss and metrics (the
+   loss after adaptation plus the network's regulariser, `head_output_and_penalty`);
 5. the outer loss is the mean query loss after adaptation over the task batch.
 
 Keys: a task's key is split into 2L + 2 (L layers, in `network.layer_names` order): L for
@@ -26,6 +27,7 @@ from .clock import ChipClock
 from .crossbar import pair_weights
 from .device import DeviceState, PCMDevice
 from .inner import AbstractInnerRule, HeadAdaptation, HeadChip
+from .inner.base import SupportSet
 from .modes import AbstractMode
 from .networks import AbstractNetwork
 from .tasks import AbstractTaskFamily, TaskBatch
@@ -80,7 +82,7 @@ def task_features(network: AbstractNetwork, body: dict[str, Array], x_support: A
     Sets of equal shape run as one batched call."""
     if x_support.shape == x_query.shape:
         both = jax.vmap(network.features)(body, jnp.stack([x_support, x_query]))
-        return both[0], both[1]
+        return jax.tree.map(lambda a: a[0], both), jax.tree.map(lambda a: a[1], both)
     support = network.features({n: w[0] for n, w in body.items()}, x_support)
     query = network.features({n: w[1] for n, w in body.items()}, x_query)
     return support, query
@@ -94,10 +96,7 @@ def head_chip(network: AbstractNetwork, chip: ChipState, cfg: MetaConfig) -> Hea
 def adapt_task(network: AbstractNetwork, chip: ChipState, features: Array, y_support: Array, family: AbstractTaskFamily, cfg: MetaConfig) -> HeadAdaptation:
     """Step 3 for one task: the head's inner update from the support features."""
 
-    def support_loss(w):
-        return family.loss(network.head_output(w, features), y_support)
-
-    return cfg.mode.adapt(cfg.rule, chip.key, chip.head, support_loss, head_chip(network, chip, cfg))
+    return cfg.mode.adapt(cfg.rule, chip.key, chip.head, SupportSet(network, features, y_support, family), head_chip(network, chip, cfg))
 
 
 def adapt_chips(network: AbstractNetwork, chips: ChipState, tasks: TaskBatch, family: AbstractTaskFamily, cfg: MetaConfig):
@@ -125,11 +124,13 @@ class TaskResult(eqx.Module):
 
 def query_results(network: AbstractNetwork, features: Array, y_query: Array, adaptation: HeadAdaptation, family: AbstractTaskFamily) -> TaskResult:
     """Step 4 for one task: query loss before/after and the metrics after every inner step."""
-    predictions = [network.head_output(w, features) for w in adaptation.weights]
+    predictions = [network.head_output(w, features) for w in adaptation.weights[:-1]]
+    last, penalty = network.head_output_and_penalty(adaptation.weights[-1], features)
+    predictions.append(last)
     per_step = [family.metrics(p, y_query) for p in predictions]
     metrics = {k: jnp.stack([m[k] for m in per_step]) for k in per_step[0]}
     return TaskResult(
-        family.loss(predictions[0], y_query), family.loss(predictions[-1], y_query), metrics, adaptation.pulses, adaptation.devices_pulsed
+        family.loss(predictions[0], y_query), family.loss(last, y_query) + penalty, metrics, adaptation.pulses, adaptation.devices_pulsed
     )
 
 

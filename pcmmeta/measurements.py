@@ -293,30 +293,40 @@ def write_measurements(data: Measurements, path: str | Path) -> None:
 def read_xy_csv(path: str | Path) -> tuple[list[float], list[float]]:
     """A user's support set for a regression task: a CSV with columns x and y (any order, other
     columns ignored, blank lines skipped). Raises `UserInputError` naming file, line and column."""
+    columns = read_columns_csv(path, [("x", "y")], "support points")
+    return columns["x"], columns["y"]
+
+
+def read_columns_csv(path: str | Path, choices: list[tuple[str, ...]], what: str = "rows") -> dict[str, list[float]]:
+    """The numeric columns of the first column set in `choices` that the CSV's header holds (any
+    order, other columns ignored, blank lines skipped). Raises `UserInputError` naming file,
+    line and column."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"{path}: no such file")
     text = path.read_bytes().decode("utf-8-sig", errors="replace")
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [h.strip() for h in next(reader, [])]
-    for col in ("x", "y"):
-        if col not in header:
-            raise UserInputError(f"{path}:1: missing column '{col}' (found: {', '.join(header) or 'nothing'})")
-    ix, iy = header.index("x"), header.index("y")
-    xs: list[float] = []
-    ys: list[float] = []
+    chosen = next((c for c in choices if all(col in header for col in c)), None)
+    if chosen is None:
+        wanted = " or ".join(",".join(c) for c in choices)
+        missing = next(col for col in choices[0] if col not in header)
+        hint = f"missing column '{missing}'" if len(choices) == 1 else f"expected columns {wanted}"
+        raise UserInputError(f"{path}:1: {hint} (found: {', '.join(header) or 'nothing'})")
+    index = {col: header.index(col) for col in chosen}
+    out: dict[str, list[float]] = {col: [] for col in chosen}
     for row in reader:
         if not any(c.strip() for c in row):
             continue
         line = reader.line_num
-        for col, idx, out in (("x", ix, xs), ("y", iy, ys)):
+        for col, idx in index.items():
             try:
                 value = float(row[idx])
             except (ValueError, IndexError):
                 raise UserInputError(f"{path}:{line}: column '{col}' is not a number") from None
             if not math.isfinite(value):
                 raise UserInputError(f"{path}:{line}: column '{col}' must be finite")
-            out.append(value)
-    if not xs:
-        raise UserInputError(f"{path}: no support points after the header")
-    return xs, ys
+            out[col].append(value)
+    if not out[chosen[0]]:
+        raise UserInputError(f"{path}: no {what} after the header")
+    return out

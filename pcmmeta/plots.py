@@ -110,6 +110,43 @@ def plot_task_predictions(rows: list[dict], path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
+def plot_arm_tasks(rows: list[dict], path: Path, title: str, arm: np.ndarray, raster: np.ndarray | None = None) -> None:
+    """Per task: joint angles vs step (target, before, after) and the end-effector path in the
+    plane with the arm at its start pose; with `raster` (time × neurons, 0/1), the trainee's
+    spikes after the update for the first task."""
+    n = len(rows)
+    cols = 3 if raster is not None else 2
+    fig, axes = plt.subplots(n, cols, figsize=(4.2 * cols, 3.4 * n), squeeze=False)
+    styles = {"target": ("k-", 2.0), "before": ("C1--", 1.2), "after": ("C0-", 1.2)}
+    for row, r in zip(axes, rows):
+        ax = row[0]
+        for name, (style, lw) in styles.items():
+            theta = r["angles"][name]
+            steps = np.arange(theta.shape[0])
+            ax.plot(steps, theta[:, 0], style, lw=lw, label=f"{name} θ₁")
+            ax.plot(steps, theta[:, 1], style, lw=lw, alpha=0.5, label=f"{name} θ₂")
+        ax.set(xlabel="step", ylabel="joint angle (rad)", title="joint angles (θ₂ faint)")
+        ax = row[1]
+        ax.plot(arm[:, 0], arm[:, 1], "o-", color="0.6", lw=3, ms=5, label="arm at start")
+        for name, (style, lw) in styles.items():
+            p = r["path"][name]
+            ax.plot(p[:, 0], p[:, 1], style, lw=lw, label=name)
+        ax.set(xlabel="x (link units)", ylabel="y (link units)", title="end-effector path", aspect="equal")
+    axes[0, 0].legend(fontsize=6, ncol=3)
+    axes[0, 1].legend(fontsize=7)
+    if raster is not None:
+        for i, ax in enumerate(axes[:, 2]):
+            if i == 0:
+                t, j = np.nonzero(np.asarray(raster) > 0)
+                ax.plot(t, j, "k|", ms=2)
+                rate = float(np.asarray(raster).mean())
+                ax.set(xlabel="step", ylabel="trainee neuron", title=f"trainee spikes after the update ({rate * 1000:.3g} per 1000 steps)")
+            else:
+                ax.axis("off")
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
 def plot_deployment(target: np.ndarray, programmed: np.ndarray, pulses: np.ndarray, tolerance: float, path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]

@@ -50,6 +50,7 @@ SCHEMA: dict[str, Any] = {
         "iterations": Field(1500, "int", "meta-iterations", low=1),
         "meta_batch": Field(256, "int", "tasks per meta-iteration", low=1),
         "learning_rate": Field(3e-2, "float", "peak Adam learning rate (µS per step scale)", positive=True),
+        "offchip_learning_rate": Field(1.5e-3, "float", "peak Adam learning rate of off-chip float parameters (the arm's learning-signal generator; Ortner: 1.5e-3)", positive=True),
         "warmup": Field(50, "int", "linear warm-up iterations", low=0),
         "final_lr_fraction": Field(0.1, "float", "cosine decay ends at this fraction of the peak", low=0.0, high=1.0),
         "chunk_tasks": Field(16, "int", "tasks per gradient-accumulation chunk (memory and cache; not the result)", low=1),

@@ -195,7 +195,7 @@ def read_user_file(path: Path, max_bytes: int) -> bytes:
 LATEST = "LATEST"
 #: Layout version of run directories (checkpoint, deployed arrays). 2: networks as plug-ins
 #: (named layers); runs without `run.json` were made by pcmmeta before that and cannot be loaded.
-RUN_FORMAT = 2
+RUN_FORMAT = 3  # 3: the optimizer state holds one Adam per parameter group (conductances, off-chip)
 
 
 def new_run_dir(runs_root: Path, name: str) -> Path:

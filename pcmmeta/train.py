@@ -42,6 +42,7 @@ class TrainConfig:
     iterations: int
     meta_batch: int
     learning_rate: float
+    offchip_learning_rate: float
     warmup: int
     final_lr_fraction: float
     chunk_tasks: int
@@ -100,14 +101,25 @@ class TrainState(eqx.Module):
 
 
 def make_optimizer(train: TrainConfig) -> optax.GradientTransformation:
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0 if train.warmup else train.learning_rate,
-        peak_value=train.learning_rate,
-        warmup_steps=train.warmup,
-        decay_steps=max(train.iterations, train.warmup + 1),
-        end_value=train.learning_rate * train.final_lr_fraction,
-    )
-    return optax.adam(schedule)
+    """Adam on a warm-up + cosine schedule; conductances (µS) and off-chip float parameters
+    each with their own peak rate, on the same schedule."""
+
+    def adam(peak: float) -> optax.GradientTransformation:
+        return optax.adam(optax.warmup_cosine_decay_schedule(
+            init_value=0.0 if train.warmup else peak,
+            peak_value=peak,
+            warmup_steps=train.warmup,
+            decay_steps=max(train.iterations, train.warmup + 1),
+            end_value=peak * train.final_lr_fraction,
+        ))
+
+    return optax.multi_transform({"conductance": adam(train.learning_rate), "offchip": adam(train.offchip_learning_rate)}, parameter_labels)
+
+
+def parameter_labels(params: AbstractNetwork) -> AbstractNetwork:
+    """"conductance" for the layers' pairs, "offchip" for every other array of the network."""
+    labels = jax.tree.map(lambda _: "offchip", params)
+    return eqx.tree_at(lambda n: n.layers, labels, jax.tree.map(lambda _: "conductance", params.layers))
 
 
 def init_state(exp: Experiment, optimizer: optax.GradientTransformation) -> TrainState:

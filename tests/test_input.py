@@ -260,7 +260,7 @@ def cut(path):
         (lambda r: (r / "recipe.yaml").write_text("- a list\n"), ["adapt"], "recipe.yaml: not a recipe (a YAML mapping)"),
         (lambda r: (r.parent / "LATEST").write_bytes(b"\x00\xff\x80\x01"), ["adapt"], "LATEST: damaged (it should hold one run directory's name)"),
         (lambda r: (r.parent / "LATEST").write_text("../../elsewhere\n"), ["deploy"], "LATEST: damaged"),
-        (lambda r: (r / "run.json").write_text('{"format": '), ["drift-eval"], 'run.json: damaged (expected {"format": 2})'),
+        (lambda r: (r / "run.json").write_text('{"format": '), ["drift-eval"], 'run.json: damaged (expected {"format": 3})'),
     ],
     ids=["checkpoint-deploy", "checkpoint-resume", "deployed-adapt", "deployed-drift-eval", "recipe-not-yaml", "recipe-binary",
          "recipe-list", "latest-binary", "latest-outside", "run-json"],

@@ -2,9 +2,10 @@
 
 from .base import AbstractInnerRule, HeadAdaptation, HeadChip
 from .blind_pulse import BlindPulse
+from .eprop_lsg import EpropLSG
 from .quantized_sgd import QuantizedSGD
 
 #: Inner rules by the name a recipe gives in `inner.rule`.
-INNER_RULES: dict[str, type[AbstractInnerRule]] = {r.name: r for r in (BlindPulse, QuantizedSGD)}
+INNER_RULES: dict[str, type[AbstractInnerRule]] = {r.name: r for r in (BlindPulse, QuantizedSGD, EpropLSG)}
 
-__all__ = ["AbstractInnerRule", "BlindPulse", "HeadAdaptation", "HeadChip", "INNER_RULES", "QuantizedSGD"]
+__all__ = ["AbstractInnerRule", "BlindPulse", "EpropLSG", "HeadAdaptation", "HeadChip", "INNER_RULES", "QuantizedSGD"]

@@ -1,8 +1,9 @@
 """The inner-rule interface: how the head's support gradient becomes chip operations.
 
 A rule is an `AbstractInnerRule`. The generic loop (`on_chip`) is written once: for each inner
-step r, read the head at `clock.read_time(r)`, take the gradient of the support loss with
-respect to the head's weights, and let the rule's `pulse` turn it into SET pulses at
+step r, read the head at `clock.read_time(r)`, ask the rule for the update's direction (`direction`:
+by default the gradient of the support loss with respect to the head's weights; e-prop's learning
+signals for `eprop-lsg`), and let the rule's `pulse` turn it into SET pulses at
 `clock.pulse_time(r)`. A rule also says what it becomes without a device (`in_float`: plain SGD
 with its step size, the `ideal` mode) and when the head is not adapted (`frozen`).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import equinox as eqx
 import jax
@@ -24,7 +25,22 @@ from ..device import DeviceState, PCMDevice
 from ..fields import Field
 
 Weights = dict[str, Array]
-SupportLoss = Callable[[Weights], Float[Array, ""]]
+
+
+class SupportSet(eqx.Module):
+    """One task's support set as the head sees it; calling it gives the support loss of head
+    weights. Rules that need more than the loss's gradient (e-prop) read its fields."""
+
+    network: eqx.Module  # networks.AbstractNetwork
+    features: Any  # what the head reads besides its weights (`network.features`)
+    y: Array  # the support targets
+    family: eqx.Module  # tasks.AbstractTaskFamily
+
+    def __call__(self, weights: Weights) -> Float[Array, ""]:
+        return self.family.loss(self.network.head_output(weights, self.features), self.y)
+
+
+SupportLoss = Callable[[Weights], Float[Array, ""]]  # a SupportSet, or any loss of head weights
 
 
 class HeadChip(eqx.Module):
@@ -70,6 +86,10 @@ class AbstractInnerRule(eqx.Module):
     ) -> tuple[DeviceState, Array]:
         """One layer's pulses for one inner step: the new state and the pulses per device."""
 
+    def direction(self, support_loss: SupportLoss, weights: Weights) -> Weights:
+        """What the update descends, per head layer: the support loss's gradient by default."""
+        return jax.grad(support_loss)(weights)
+
     def with_steps(self, steps: int) -> "AbstractInnerRule":
         return dataclasses.replace(self, steps=steps)
 
@@ -85,7 +105,7 @@ class AbstractInnerRule(eqx.Module):
             g_read = chip.read(k_read, states, chip.clock.read_time(r))
             if r > 0:
                 trajectory.append(chip.weights(g_read))
-            grads = jax.grad(support_loss)(chip.weights(g_read))
+            grads = self.direction(support_loss, chip.weights(g_read))
             pulse_keys = layer_keys(k_pulse, tuple(states))
             new_states = {}
             for n, s in states.items():
@@ -102,7 +122,7 @@ class AbstractInnerRule(eqx.Module):
         w = chip.weights({n: s.g_prog for n, s in states.items()})
         trajectory = [w]
         for _ in range(chip.clock.steps):
-            grads = jax.grad(support_loss)(w)
+            grads = self.direction(support_loss, w)
             w = jax.tree.map(lambda a, g: a - self.float_lr() * g, w, grads)
             trajectory.append(w)
         none = jnp.zeros(())

@@ -1,8 +1,10 @@
 """The network interface: named crossbar layers of differential PCM pairs, a body and a head.
 
-A network is an `AbstractNetwork`: an Equinox module whose only arrays are `layers`, a dict of
+A network is an `AbstractNetwork`: an Equinox module whose arrays are `layers`, a dict of
 conductance pairs (µS, axis 0 = [G⁺, G⁻]) — the meta-parameters that Adam trains and `deploy`
-programs. Layers named in `head` are the ones the chip adapts; the rest are the body,
+programs — and, for some networks, float parameters that run off chip (the robot arm's
+learning-signal generator): Adam trains them too (`train.offchip_learning_rate`), `deploy`
+never programs them. Layers named in `head` are the ones the chip adapts; the rest are the body,
 programmed offline and never changed on chip. The architecture is static (fields marked
 `static=True`). A layer's weight is w = scale·(G⁺ − G⁻)/(g_max − g_min) with the layer's `scales`
 entry: the weight a full-range pair carries.
@@ -10,7 +12,12 @@ entry: the weight a full-range pair carries.
 The pipeline only calls:
 - `features(body_weights, x)`: what the head reads, for inputs x of one task (computed once per
   task and phase — only the head adapts, so the inner steps never re-run the body);
-- `head_output(head_weights, features)`: the prediction the task family scores.
+- `head_output(head_weights, features)`: the prediction the task family scores;
+- `head_output_and_penalty`: the same with a regulariser added to the outer loss (default 0).
+
+Features are whatever the head needs besides its own weights: for a network whose adapted
+layers come last, the body's activations; for one whose adapted layers come first (`rsnn`),
+the inputs and the body's weights.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..device import PCMDevice
@@ -55,6 +63,10 @@ class AbstractNetwork(eqx.Module):
     @abc.abstractmethod
     def head_output(self, weights: dict[str, Array], features: Array) -> Array:
         """The prediction from the head's weights and the features."""
+
+    def head_output_and_penalty(self, weights: dict[str, Array], features: Array) -> tuple[Array, Float[Array, ""]]:
+        """The prediction and a regulariser added to the query loss (a spike-rate penalty, …)."""
+        return self.head_output(weights, features), jnp.zeros(())
 
     @property
     def body(self) -> tuple[str, ...]:

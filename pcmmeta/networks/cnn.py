@@ -67,7 +67,7 @@ class ConvNet(AbstractNetwork):
     @classmethod
     def init(cls, key, section, family, device):
         if family.name != "images":
-            raise UserInputError(f"'network.kind': cnn reads images, but task family '{family.name}' does not give images (use network.kind: lif)")
+            raise UserInputError(f"'network.kind': cnn reads images, but task family '{family.name}' does not give images (use network.kind: {'rsnn' if family.name == 'arm' else 'lif'})")
         example = family.encode(jnp.zeros((1, 28, 28), jnp.uint8))
         h, w, c_in = example.shape[1:]
         c, blocks = section["channels"], section["blocks"]

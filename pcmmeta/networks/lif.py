@@ -46,6 +46,8 @@ class LIFNetwork(AbstractNetwork):
     def init(cls, key, section, family, device):
         if family.name == "images":
             raise UserInputError("'network.kind': lif reads a vector of input currents, but task family 'images' gives images (use network.kind: cnn)")
+        if family.name == "arm":
+            raise UserInputError("'network.kind': lif reads a vector of input currents, but task family 'arm' gives a clock and a demonstration (use network.kind: rsnn)")
         channels = int(family.encode(jnp.zeros((1, 1))).shape[-1])
         h1, h2 = section["hidden"]
         n_out = family.n_outputs

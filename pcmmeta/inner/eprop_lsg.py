@@ -1,0 +1,81 @@
+"""`eprop-lsg`: one e-prop weight update from learned learning signals, written as blind pulses
+(Ortner et al., Nat. Commun. 16, 2025; Bellec et al., Nat. Commun. 11, 2020).
+
+The network (one with a learning-signal generator, `network.kind: rsnn`) gives the direction G
+of each head layer from one run of the demonstration (`eprop_direction`): ΔW = −η G. On the
+chip a weight change becomes whole SET pulses: Δg = ΔW·(g_max − g_min)/scale on the pair's
+difference, on G⁺ where the weight grows and G⁻ where it shrinks, counted in units of
+`pulse_fraction` of the pair's range (Ortner: 1/16) and capped at `max_pulses` per device; the
+device model then gives each pulse's stochastic increment. For meta-training the update is
+straight-through: the conductances change by what the pulses did, the gradient sees the wanted
+continuous change (rounding and programming noise are invisible to it).
+
+Modes: `ideal` applies ΔW in float; `quantized` makes each pulse a fixed step of
+g_max/2^quantized_bits (4 bits: 1/16 of the range); `pcm` uses the device's pulses; `no-adapt`
+skips the update.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..device import DeviceState
+from ..errors import UserInputError
+from ..fields import Field
+from .base import AbstractInnerRule
+
+
+def _where(mask, new: DeviceState, old: DeviceState) -> DeviceState:
+    return jax.tree.map(lambda a, b: jnp.where(mask, a, b), new, old)
+
+
+class EpropLSG(AbstractInnerRule):
+    SCHEMA = {
+        "steps": Field(1, "int", "e-prop updates (Ortner: a single one)", low=1, high=10),
+        "learning_rate": Field(0.02, "float", "η of ΔW = −η Σ_t L_j(t) e_ij(t)", positive=True),
+        "pulse_fraction": Field(1 / 16, "float", "weight change counted as one SET pulse, as a fraction of the pair's range (Ortner: 1/16)", positive=True, high=1.0),
+        "max_pulses": Field(15, "int", "SET pulses one device may receive in one update", low=1, high=255),
+    }
+    name = "eprop-lsg"
+
+    steps: int = eqx.field(static=True, default=1)
+    learning_rate: float = eqx.field(static=True, default=0.02)
+    pulse_fraction: float = eqx.field(static=True, default=1 / 16)
+    max_pulses: int = eqx.field(static=True, default=15)
+
+    @classmethod
+    def from_recipe(cls, section):
+        return cls(section["steps"], section["learning_rate"], section["pulse_fraction"], section["max_pulses"])
+
+    def float_lr(self) -> float:
+        return self.learning_rate
+
+    def direction(self, support_loss, weights):
+        network = getattr(support_loss, "network", None)
+        if not hasattr(network, "eprop_direction"):
+            raise UserInputError("'inner.rule': eprop-lsg needs a network with a learning-signal generator (network.kind: rsnn)")
+        return network.eprop_direction(weights, support_loss.features, support_loss.y, support_loss.family)
+
+    def pulse_counts(self, grad, scale, device):
+        """Whole SET pulses per device [G⁺, G⁻] for the update −η·grad, and the wanted
+        conductance change (µS) they stand for."""
+        span = device.g_max - device.g_min
+        dg = -self.learning_rate * grad * span / scale
+        wanted = jnp.stack([jnp.maximum(dg, 0.0), jnp.maximum(-dg, 0.0)])
+        counts = jnp.clip(jnp.round(jax.lax.stop_gradient(wanted) / (self.pulse_fraction * span)), 0, self.max_pulses)
+        return counts, wanted
+
+    def pulse(self, key, state, g_read, grad, scale, t, chip):
+        counts, wanted = self.pulse_counts(grad, scale, chip.device)
+        frozen = jax.lax.stop_gradient(state)
+
+        def one_pulse(i, s):
+            outcome = chip.mode.pulse_outcome(jax.random.fold_in(key, i), s, t, chip.device)
+            return _where(counts > i, outcome, s)
+
+        exact = jax.lax.fori_loop(0, self.max_pulses, one_pulse, frozen)
+        # straight-through: the exact conductances forward, the wanted change backward
+        g_prog = jax.lax.stop_gradient(exact.g_prog) + (state.g_prog - frozen.g_prog) + (wanted - jax.lax.stop_gradient(wanted))
+        return DeviceState(g_prog, exact.t_prog, exact.nu, exact.n_set), counts
