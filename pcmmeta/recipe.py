@@ -124,6 +124,7 @@ def _merge_plugin(section: str, user: Any, origin: str) -> dict:
 def validate(user: dict | None, origin: str = "recipe") -> dict:
     """A complete recipe from a partial one; raises `UserInputError` naming the key path."""
     recipe = _merge(SCHEMA, user if user is not None else {}, "", origin)
+    TASK_FAMILIES[recipe["task"]["family"]].check_section(recipe["task"], origin)
     m = recipe["maml"]
     if m["t_prog"] < m["t_read"]:
         raise UserInputError(f"{origin}: 'maml.t_prog' must be ≥ 'maml.t_read'")

@@ -245,3 +245,11 @@ def test_arm_through_every_command(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["results"]
     assert {r["condition"] for r in rows} >= {"deployed", "adapted"}
+
+
+@pytest.mark.parametrize("name", ["arm-quick", "arm-15min", "arm"])
+def test_shipped_arm_recipes_build(name):
+    from pcmmeta.recipe import load_recipe
+
+    exp = build_experiment(load_recipe(f"recipes/{name}.yaml"))
+    assert exp.network.kind == "rsnn" and exp.meta.rule.name == "eprop-lsg" and exp.family.name == "arm"

@@ -81,11 +81,14 @@ class ArmTrajectories(AbstractTaskFamily):
     coordinate_neurons: int = eqx.field(static=True, default=16)
 
     @classmethod
+    def check_section(cls, section, origin):
+        for key in ("window", "clock_neurons"):
+            if section[key] > section["time_steps"]:
+                raise UserInputError(f"{origin}: 'task.{key}' ({section[key]}) must be at most 'task.time_steps' ({section['time_steps']})")
+
+    @classmethod
     def from_recipe(cls, section, recipe_path=None):
-        if section["window"] > section["time_steps"]:
-            raise UserInputError(f"'task.window' ({section['window']}) must be at most 'task.time_steps' ({section['time_steps']})")
-        if section["clock_neurons"] > section["time_steps"]:
-            raise UserInputError(f"'task.clock_neurons' ({section['clock_neurons']}) must be at most 'task.time_steps' ({section['time_steps']})")
+        cls.check_section(section, "recipe")
         return cls(
             time_steps=section["time_steps"], window=section["window"], step_size=section["step_size"], brownian_std=section["brownian_std"],
             link_lengths=tuple(section["link_lengths"]), start_pose=tuple(section["start_pose"]),

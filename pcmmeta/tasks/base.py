@@ -46,6 +46,11 @@ class AbstractTaskFamily(eqx.Module):
     def from_recipe(cls, section: dict, recipe_path: Path | None) -> "AbstractTaskFamily":
         """The family described by a validated `task:` section."""
 
+    @classmethod
+    def check_section(cls, section: dict, origin: str) -> None:
+        """Rules between keys of a validated `task:` section (each key alone is already checked);
+        raise `UserInputError` naming `origin` (the recipe file) and the keys."""
+
     @abc.abstractmethod
     def sample(self, key: PRNGKeyArray, n_tasks: int) -> TaskBatch:
         """`n_tasks` tasks with their support and query sets."""
