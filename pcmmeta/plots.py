@@ -131,7 +131,7 @@ def plot_arm_tasks(rows: list[dict], path: Path, title: str, arm: np.ndarray, ra
         for name, (style, lw) in styles.items():
             p = r["path"][name]
             ax.plot(p[:, 0], p[:, 1], style, lw=lw, label=name)
-        ax.set(xlabel="x (link units)", ylabel="y (link units)", title="end-effector path", aspect="equal")
+        ax.set(xlabel="x (unit of task.link_lengths)", ylabel="y", title="end-effector path", aspect="equal")
     axes[0, 0].legend(fontsize=6, ncol=3)
     axes[0, 1].legend(fontsize=7)
     if raster is not None:
