@@ -39,7 +39,7 @@ import optax
 from jax.scipy.special import log_ndtr
 from jaxtyping import Array, Bool, Float, Int
 
-from .device import PCMDevice
+from .device import Nandakumar2018, PCMDevice
 from .errors import UserInputError
 from .measurements import Measurements
 
@@ -864,12 +864,12 @@ def fit_groups(data: Measurements, t0: float, read_a: float, read_b: float, nu_p
 
 
 def _view(d, data, values, reset=None, device: PCMDevice | None = None) -> GroupView:
-    base = {k: getattr(device or PCMDevice(), k) for k in FITTED_PARAMS}
+    base = {k: getattr(device or Nandakumar2018(), k) for k in FITTED_PARAMS}
     base.update(values)
     if reset is not None:
         base["reset_mean"], base["reset_std"] = reset
     stages = Stages(jnp.asarray(True), jnp.asarray(True), jnp.asarray(reset is not None), jnp.asarray(True))
-    fit, inc = _point_details(d, _as_jnp(base), stages, jnp.asarray((device or PCMDevice()).g_min, jnp.float32))
+    fit, inc = _point_details(d, _as_jnp(base), stages, jnp.asarray((device or Nandakumar2018()).g_min, jnp.float32))
     n, g = data.g_uS.size, data.n_groups
     leverage = np.clip(np.asarray(fit.leverage)[:n], 0.0, 0.95)
     return GroupView(
