@@ -174,7 +174,10 @@ class Joshi2020(AbstractPCMDevice):
         c0, c1, c2 = self.prog_noise_c0, self.prog_noise_c1, self.prog_noise_c2
         if c0 < 0:
             self._refuse(where, "prog_noise_c0", "≥ 0 (σ_p at G = 0)")
-        lowest = min(c0 + c1 + c2, *((c0 - c1 * c1 / (4 * c2),) if c2 > 0 and 0 < -c1 / (2 * c2) < 1 else ()))
+        candidates = [c0, c0 + c1 + c2]  # σ_p at g = 0 and 1, and at the vertex if it lies between
+        if c2 > 0 and 0 < -c1 / (2 * c2) < 1:
+            candidates.append(c0 - c1 * c1 / (4 * c2))
+        lowest = min(candidates)
         if lowest < 0:
             self._refuse(where, "prog_noise_c1", f"such that σ_p = c0 + c1·g + c2·g² is ≥ 0 for g in [0, 1] (lowest {lowest:.4g} µS)")
         for key in ("drift_t0", "t_read"):
