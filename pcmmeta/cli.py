@@ -272,7 +272,8 @@ def meta_train_cmd(
             if recipe is None:
                 fail("give a recipe (e.g. recipes/sine-quick.yaml), or --resume")
             recipe_dict = load_recipe(recipe)
-        experiment = build_experiment(recipe_dict)  # loads the device and the data: errors before any file is written
+        origin = str(run_dir / "recipe.yaml") if resume else str(recipe)
+        experiment = build_experiment(recipe_dict, check_memory=origin)  # device, data, memory: errors before any file is written
         if resume and (run_dir / "checkpoint.eqx").exists():  # a damaged checkpoint: one line before any output
             load_checkpoint(run_dir / "checkpoint.eqx", init_state(experiment, make_optimizer(experiment.train)))
     except UserInputError as err:

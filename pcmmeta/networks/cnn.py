@@ -27,7 +27,7 @@ from jaxtyping import Array, Float
 from ..crossbar import pairs_around
 from ..errors import UserInputError
 from ..fields import Field
-from .base import AbstractNetwork
+from .base import AbstractNetwork, encoded_support
 
 
 def im2col(x: Float[Array, "n h w c"]) -> Float[Array, "n h w 9c"]:
@@ -87,6 +87,20 @@ class ConvNet(AbstractNetwork):
         scales["out"] = section["head_range"]
         names = tuple(layers)
         return cls(layers=layers, scale_items=tuple(scales.items()), layer_names=names, head=("out",))
+
+    @classmethod
+    def activation_bytes(cls, section, family, device, support, query, tasks, backward):
+        """Image maps per input: per block, the im2col patches (h·w·9·c_in) and the convolution's
+        output before and after ReLU (2·h·w·c), all kept for the backward pass; forward, the
+        largest block's (the others are freed as the next one runs)."""
+        h, w, c_in = encoded_support(family).shape[1:]
+        c = section["channels"]
+        blocks = []
+        for _ in range(section["blocks"]):
+            blocks.append(h * w * (9 * c_in + 2 * c))
+            c_in, h, w = c, h // 2, w // 2
+        per_input = sum(blocks) if backward else max(blocks)
+        return 4 * per_input * (support + query) * tasks
 
     def features(self, weights, x: Float[Array, "n 28 28 1"]) -> Float[Array, "n features"]:
         for name in self.body:
