@@ -8,7 +8,8 @@ The estimate sums what is alive at the peak:
 - the larger of the activations of one gradient-accumulation chunk (`train.chunk_tasks` tasks,
   kept for the backward pass) and of one evaluation chunk (forward only): the network plug-in's
   `activation_bytes` — time steps × samples × hidden units for the LIF network, image maps for
-  the CNN — times the XLA overhead measured on the shipped recipes.
+  the CNN — plus each task's programmed chip (every device's state, noise and reads), times
+  the XLA overhead measured on the shipped recipes.
 Sizes come from `jax.eval_shape` (tracing only), so a recipe of absurd sizes is refused in a
 second, before its network is initialised or its run directory created.
 
@@ -29,13 +30,18 @@ import jax
 
 from .errors import UserInputError, safe_text
 
-#: Python, JAX, XLA and the compiled training and evaluation programs of the shipped recipes
-#: (peak RSS of `meta-train recipes/sine-quick.yaml` less its estimated buffers).
-RUNTIME_BYTES = 600 * 2**20
-#: Measured peak over estimated activation bytes (XLA temporaries, fusion buffers, copies).
+#: Python, JAX, XLA, matplotlib and the compiled training and evaluation programs: peak RSS of
+#: `meta-train recipes/sine-quick.yaml` (837 MB) less its activations (≈ 0.07 GB).
+RUNTIME_BYTES = 800 * 2**20
+#: Measured peak over estimated activation bytes: 1.3–1.6 when hidden sizes or time steps grow
+#: tenfold from sine-quick (XLA temporaries, fusion buffers, copies); 2 keeps the estimate above.
 ACTIVATION_OVERHEAD = 2.0
 #: Parameters, gradients, accumulated gradients, Adam's two moments, updates, checkpoint copies.
 PARAMETER_COPIES = 8
+#: Bytes per device and task of a programmed chip: the state (G_p, t_p, ν, n: 4 floats), the
+#: programmed targets and their noise, two reads of the body: ≈ 8 floats; ≈ 12 with gradients.
+CHIP_BYTES_PER_DEVICE = 32
+CHIP_BYTES_PER_DEVICE_BACKWARD = 48
 #: Tasks per evaluation call (`train.evaluate`).
 EVAL_CHUNK = 50
 ENV_LIMIT = "PCMMETA_MEMORY_LIMIT"
@@ -74,10 +80,14 @@ def estimate_training_memory(recipe: dict, family, device) -> MemoryEstimate:
     support, query = batch.x_support.shape[1], batch.x_query.shape[1]
     chunk = min(train["chunk_tasks"], train["meta_batch"])
     eval_chunk = min(EVAL_CHUNK, evaluation["tasks"])
-    train_act = cls.activation_bytes(section, family, device, support, query, chunk, backward=True)
-    eval_act = cls.activation_bytes(section, family, device, support, query, eval_chunk, backward=False)
     net = eqx.filter_eval_shape(lambda: cls.init(jax.random.key(0), section, family, device))
     params = _tree_bytes(net)
+    n_devices = sum(math.prod(g.shape) for g in net.layers.values())
+    # Every task has its own programmed chip: device states, noise and reads of every layer.
+    train_act = cls.activation_bytes(section, family, device, support, query, chunk, backward=True)
+    train_act += chunk * n_devices * CHIP_BYTES_PER_DEVICE_BACKWARD
+    eval_act = cls.activation_bytes(section, family, device, support, query, eval_chunk, backward=False)
+    eval_act += eval_chunk * n_devices * CHIP_BYTES_PER_DEVICE
     tasks = _tree_bytes(eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), train["meta_batch"])))
     parts = {
         "runtime": RUNTIME_BYTES,

@@ -2,14 +2,15 @@
 CSVs of any read protocol. docs/device-model.md, "Fitting the joshi2020 family".
 
 A (device, pulse) *group* is the reads taken after one programming event; the model of its
-reads is G(t) = G_p·x-decay with x = ln((t + t0)/t0), plus 1/f noise of relative std
+reads is G(t) = G_p·exp(−ν·x) with x = ln((t + t0)/t0), plus 1/f noise of relative std
 Q_s(G_p)·sqrt(L(t)), L(t) = ln((t + t0 + t_r)/(2 t_r)). Stages, each using the groups that carry
 its information:
 
-1. per group, weighted least squares of the log reads, ln g = ln Ĝ_p − ν̂·x + ε with var ε ∝ L(t),
-   each log read corrected by +s²/2 (E[ln(1 + sξ)] ≈ −s²/2). A group read at ≥ 4 distinct times,
-   every read > 0, has its own ν̂; the others hold ν at the law's mean μ_ν(Ĝ_p). The drift onset
-   t0 is profiled (a grid over the span of read times, then parabolic refinement);
+1. per group, (Ĝ_p, ν̂) by Gauss–Newton in µS with weights 1/(G(t)²·L(t)) (a quasi-likelihood
+   for noise of variance (G·Q_s)²·L), started from a regression of the log reads. A group read
+   at ≥ 4 distinct times, every read > 0, has its own ν̂; the others hold ν at the law's mean
+   μ_ν(Ĝ_p). The drift onset t0 is profiled on the deviance of the quiet groups (a grid over
+   the span of read times, then parabolic refinement);
 2. read noise: Q_s(G) = q·(G/g_max)^(−e) by restricted maximum likelihood on the residuals in µS,
    E[r²] = (f·Q_s)²·L(t)·(1 − h) (h: a read's leverage; held groups add the ν spread);
 3. drift-exponent law: ν̂ ~ N(μ_ν(Ĝ_p), σ_ν(Ĝ_p)² + se²(ν̂)) by maximum likelihood over the 8
