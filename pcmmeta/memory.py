@@ -9,7 +9,7 @@ The estimate sums what is alive at the peak:
   kept for the backward pass) and of one evaluation chunk (forward only): the network plug-in's
   `activation_bytes` — time steps × samples × hidden units for the LIF network, image maps for
   the CNN — plus each task's programmed chip (every device's state, noise and reads), times
-  the XLA overhead measured on the shipped recipes.
+  the network's `ACTIVATION_OVERHEAD` (XLA's temporaries, measured, with a margin).
 Sizes come from `jax.eval_shape` (tracing only), so a recipe of absurd sizes is refused in a
 second, before its network is initialised or its run directory created.
 
@@ -33,9 +33,6 @@ from .errors import UserInputError, safe_text
 #: Python, JAX, XLA, matplotlib and the compiled training and evaluation programs: peak RSS of
 #: `meta-train recipes/sine-quick.yaml` (837 MB) less its activations (≈ 0.07 GB).
 RUNTIME_BYTES = 800 * 2**20
-#: Measured peak over estimated activation bytes: 1.3–1.6 when hidden sizes or time steps grow
-#: tenfold from sine-quick (XLA temporaries, fusion buffers, copies); 2 keeps the estimate above.
-ACTIVATION_OVERHEAD = 2.0
 #: Parameters, gradients, accumulated gradients, Adam's two moments, updates, checkpoint copies.
 PARAMETER_COPIES = 8
 #: Bytes per device and task of a programmed chip: the state (G_p, t_p, ν, n: 4 floats), the
@@ -93,7 +90,7 @@ def estimate_training_memory(recipe: dict, family, device) -> MemoryEstimate:
         "runtime": RUNTIME_BYTES,
         "parameters": PARAMETER_COPIES * params,
         "data": _tree_bytes(family) + 2 * tasks,
-        "activations": int(ACTIVATION_OVERHEAD * max(train_act, eval_act)),
+        "activations": int(cls.ACTIVATION_OVERHEAD * max(train_act, eval_act)),
     }
     kind = section["kind"]
     labels = {

@@ -48,7 +48,7 @@ def test_absurd_recipes_are_refused_before_anything_is_created(tmp_path, monkeyp
 
 
 def test_shipped_recipes_are_accepted(monkeypatch):
-    # Every shipped recipe fits in 8 GB (the largest estimate is ≈ 3.2 GB: glyphs 5-way 5-shot).
+    # Every shipped recipe fits in 8 GB (the largest estimate is ≈ 4.5 GB: glyphs 5-way 5-shot).
     monkeypatch.setenv("PCMMETA_MEMORY_LIMIT", "8G")
     checked = 0
     for path in sorted(glob.glob(str(RECIPES / "*.yaml"))):
@@ -57,7 +57,7 @@ def test_shipped_recipes_are_accepted(monkeypatch):
             continue  # needs the Omniglot folder; its sizes equal glyphs-5way-5shot's
         family = TASK_FAMILIES[recipe["task"]["family"]].from_recipe(recipe["task"], None)
         estimate = check_training_memory(recipe, family, load_device(recipe["device"]), path)
-        assert 0.5e9 < estimate.total < 4e9, (path, estimate)
+        assert 0.5e9 < estimate.total < 6e9, (path, estimate)
         checked += 1
     assert checked >= 9
 
@@ -65,7 +65,9 @@ def test_shipped_recipes_are_accepted(monkeypatch):
 def test_estimate_grows_with_the_sizes_that_drive_it():
     base, _ = estimate(validate({"network": {"hidden": [40, 40], "time_steps": 100}, "train": {"meta_batch": 32}}))
     longer, _ = estimate(validate({"network": {"hidden": [40, 40], "time_steps": 200}, "train": {"meta_batch": 32}}))
-    assert longer.parts["activations"] == pytest.approx(2 * base.parts["activations"], rel=1e-6)
+    # ×2 up to each task's chip (device states: independent of time)
+    assert longer.parts["activations"] == pytest.approx(2 * base.parts["activations"], rel=0.05)
+    assert longer.parts["activations"] < 2 * base.parts["activations"]
     wider, _ = estimate(validate({"network": {"hidden": [400, 400], "time_steps": 100}, "train": {"meta_batch": 32}}))
     assert wider.parts["activations"] > 9 * base.parts["activations"]
     assert wider.parts["parameters"] > 50 * base.parts["parameters"]  # hidden × hidden

@@ -72,6 +72,9 @@ class AbstractNetwork(eqx.Module):
     def n_devices(self) -> int:
         return sum(int(g.size) for g in self.layers.values())
 
+    #: Measured peak memory over `activation_bytes` (XLA's temporaries, fusion buffers, copies),
+    #: with a margin: the memory check multiplies by it. lif: measured 1.2–1.6 → 2.
+    ACTIVATION_OVERHEAD: ClassVar[float] = 2.0
     #: The default `activation_bytes` multiplies the features' size by this: what the body keeps
     #: for the backward pass is a few times its output in the networks measured (lif: 4–5, cnn:
     #: 10–20), so a network without its own estimate is not waved through.
