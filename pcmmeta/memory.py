@@ -31,7 +31,7 @@ import jax
 from .errors import UserInputError, safe_text
 
 #: Python, JAX, XLA, matplotlib and the compiled training and evaluation programs: peak RSS of
-#: `meta-train recipes/sine-quick.yaml` (837 MB) less its activations (≈ 0.07 GB).
+#: `meta-train recipes/sine-quick.yaml` (817 MiB) less its activations (≈ 40 MiB), rounded up.
 RUNTIME_BYTES = 800 * 2**20
 #: Parameters, gradients, accumulated gradients, Adam's two moments, updates, checkpoint copies.
 PARAMETER_COPIES = 8
@@ -45,6 +45,7 @@ ENV_LIMIT = "PCMMETA_MEMORY_LIMIT"
 
 
 def fmt_bytes(n: float) -> str:
+    """Binary units: 1 GB here is 2^30 bytes."""
     for unit, size in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20)):
         if n >= size:
             return f"{n / size:.3g} {unit}"
