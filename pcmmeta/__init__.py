@@ -7,9 +7,12 @@ command's entry point — does not load JAX before the command can handle an int
 import importlib
 
 _EXPORTS = {
+    "AbstractPCMDevice": ".device",
     "BUILTIN_DEVICES": ".device",
     "DEFAULT_DEVICE": ".device",
     "DeviceState": ".device",
+    "Joshi2020": ".device",
+    "Nandakumar2018": ".device",
     "PCMDevice": ".device",
     "load_device": ".device",
     "UserInputError": ".errors",

@@ -104,11 +104,25 @@ def _parse_floats(text: str, option: str) -> list[float]:
     return values
 
 
+def prior_for(family: Optional[str], prior: Optional[str]):
+    """fit-device's prior: --prior, else the built-in device of --family; a prior of another
+    family than --family is refused."""
+    from .device import DEFAULT_FAMILY, FAMILIES, FAMILY_DEVICES, load_device
+
+    if family is not None and family not in FAMILIES:
+        raise UserInputError(f"--family: one of {', '.join(FAMILIES)}, got {safe_text(family, 80)!r}")
+    device = load_device(prior if prior is not None else FAMILY_DEVICES[family or DEFAULT_FAMILY])
+    if family is not None and device.family != family:
+        raise UserInputError(f"--prior {safe_text(prior, 80)} is a {device.family} device, not {family}: give a {family} prior or leave --prior out")
+    return device
+
+
 @app.command("fit-device")
 def fit_device_cmd(
     data: Annotated[list[Path], typer.Argument(help="Measurement CSVs: device_id,pulse,t_s,g_uS (docs/device-model.md).", show_default=False)],
     out: Annotated[Path, typer.Option(help="Device YAML to write.")] = Path("fitted-device.yaml"),
-    prior: Annotated[str, typer.Option(help="Device whose values stand for the parameters the data cannot constrain.")] = "nandakumar2018",
+    prior: Annotated[Optional[str], typer.Option(help="Device whose values stand for the parameters the data cannot constrain (default: the family's built-in device).", show_default=False)] = None,
+    family: Annotated[Optional[str], typer.Option(help="Device family to fit: nandakumar2018 or joshi2020 (default: the --prior's family, else nandakumar2018).", show_default=False)] = None,
     name: Annotated[Optional[str], typer.Option(help="Name recorded in the device file (default: the file's stem).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples over devices for the standard errors.")] = 20,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the bootstrap.")] = 0,
@@ -121,7 +135,7 @@ def fit_device_cmd(
     from .measurements import read_measurements
 
     try:
-        prior_device = load_device(prior)
+        prior_device = prior_for(family, prior)
         measurements = read_measurements(data)
     except UserInputError as err:
         fail(str(err))
@@ -258,7 +272,8 @@ def meta_train_cmd(
             if recipe is None:
                 fail("give a recipe (e.g. recipes/sine-quick.yaml), or --resume")
             recipe_dict = load_recipe(recipe)
-        experiment = build_experiment(recipe_dict)  # loads the device and the data: errors before any file is written
+        origin = str(run_dir / "recipe.yaml") if resume else str(recipe)
+        experiment = build_experiment(recipe_dict, check_memory=origin)  # device, data, memory: errors before any file is written
         if resume and (run_dir / "checkpoint.eqx").exists():  # a damaged checkpoint: one line before any output
             load_checkpoint(run_dir / "checkpoint.eqx", init_state(experiment, make_optimizer(experiment.train)))
     except UserInputError as err:

@@ -77,10 +77,16 @@ def init_key(seed: int) -> jax.Array:
     return jax.random.fold_in(seed_key(seed), -1 % (2**31))
 
 
-def build_experiment(recipe: dict) -> Experiment:
-    """The typed experiment of a validated recipe (`recipe.validate` / `load_recipe`)."""
+def build_experiment(recipe: dict, check_memory: str | None = None) -> Experiment:
+    """The typed experiment of a validated recipe (`recipe.validate` / `load_recipe`). With
+    `check_memory` (the recipe's file name, for the message), a recipe whose meta-training would
+    not fit in memory is refused before the network is initialised (`pcmmeta.memory`)."""
     device = load_device(recipe["device"])
     family = TASK_FAMILIES[recipe["task"]["family"]].from_recipe(recipe["task"], None)
+    if check_memory is not None:
+        from .memory import check_training_memory
+
+        check_training_memory(recipe, family, device, check_memory)
     rule = INNER_RULES[recipe["inner"]["rule"]].from_recipe(recipe["inner"])
     m = recipe["maml"]
     meta = MetaConfig(

@@ -35,6 +35,11 @@ from ..device import PCMDevice
 from ..fields import Field
 
 
+def encoded_support(family) -> jax.ShapeDtypeStruct:
+    """Shape of one task's encoded support inputs (samples, …), traced: nothing is sampled."""
+    return eqx.filter_eval_shape(lambda: family.encode(family.sample(jax.random.key(0), 1).x_support[0]))
+
+
 class AbstractNetwork(eqx.Module):
     #: Recipe keys of the `network:` section besides `kind` (docs/recipes.md).
     SCHEMA: ClassVar[dict[str, Field]] = {}
@@ -78,3 +83,29 @@ class AbstractNetwork(eqx.Module):
 
     def n_devices(self) -> int:
         return sum(int(g.size) for g in self.layers.values())
+
+    #: Measured peak memory over `activation_bytes` (XLA's temporaries, fusion buffers, copies),
+    #: with a margin: the memory check multiplies by it. lif: measured 1.2–1.6 → 2.
+    ACTIVATION_OVERHEAD: ClassVar[float] = 2.0
+    #: The default `activation_bytes` multiplies the features' size by this: what the body keeps
+    #: for the backward pass is a few times its output in the networks measured (lif: 4–5, cnn:
+    #: 10–20), so a network without its own estimate is not waved through.
+    DEFAULT_ACTIVATION_FACTOR: ClassVar[int] = 32
+
+    @classmethod
+    def activation_bytes(cls, section: dict, family, device: PCMDevice, support: int, query: int, tasks: int, backward: bool) -> int:
+        """Bytes of the activations the pipeline holds for `tasks` tasks of `support` + `query`
+        inputs each: those kept for the backward pass when `backward` (a meta-training chunk),
+        else the forward pass's (evaluation). Used by the memory check before anything is
+        allocated (`pcmmeta.memory`), so it must not build arrays: the default traces `init` and
+        `features` with `eqx.filter_eval_shape` and scales the features' bytes by
+        `DEFAULT_ACTIVATION_FACTOR`. Networks override it with their own dominant terms."""
+        import jax.numpy as jnp
+
+        net = eqx.filter_eval_shape(lambda: cls.init(jax.random.key(0), section, family, device))
+        x = encoded_support(family)
+        weights = {n: jax.ShapeDtypeStruct(net.layers[n].shape[1:], jnp.float32) for n in net.body}
+        out = eqx.filter_eval_shape(net.features, weights, x)
+        per_sample = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(out)) / max(x.shape[0], 1)
+        factor = cls.DEFAULT_ACTIVATION_FACTOR if backward else cls.DEFAULT_ACTIVATION_FACTOR // 4
+        return int(factor * per_sample * (support + query) * tasks)

@@ -27,7 +27,7 @@ from jaxtyping import Array, Float
 from ..crossbar import pairs_around
 from ..errors import UserInputError
 from ..fields import Field
-from .base import AbstractNetwork
+from .base import AbstractNetwork, encoded_support
 
 
 def im2col(x: Float[Array, "n h w c"]) -> Float[Array, "n h w 9c"]:
@@ -87,6 +87,26 @@ class ConvNet(AbstractNetwork):
         scales["out"] = section["head_range"]
         names = tuple(layers)
         return cls(layers=layers, scale_items=tuple(scales.items()), layer_names=names, head=("out",))
+
+    #: Measured peak RSS over `activation_bytes` was 0.9–1.05 (glyphs recipes, 16–64 channels).
+    ACTIVATION_OVERHEAD = 1.3
+
+    @classmethod
+    def activation_bytes(cls, section, family, device, support, query, tasks, backward):
+        """Image maps per input. Per block b the im2col patches (h·w·9·c_in) and the
+        convolution's output before and after ReLU (2·h·w·c): m_b. Backward: every block's maps
+        and their cotangents, 2·Σ m_b. Forward: the two largest blocks' maps (one block's output
+        feeds the next) and ≈ 25 input-sized maps (the encoded image, its padded copy, shifted
+        slices). Calibrated on measured peaks (docs/recipes.md, "Memory")."""
+        h, w, c_in = encoded_support(family).shape[1:]
+        c = section["channels"]
+        inputs = 25 * h * w * c_in
+        maps = []
+        for _ in range(section["blocks"]):
+            maps.append(h * w * (9 * c_in + 2 * c))
+            c_in, h, w = c, h // 2, w // 2
+        per_input = 2 * sum(maps) if backward else sum(sorted(maps)[-2:]) + inputs
+        return 4 * per_input * (support + query) * tasks
 
     def features(self, weights, x: Float[Array, "n 28 28 1"]) -> Float[Array, "n features"]:
         for name in self.body:

@@ -70,6 +70,16 @@ class LIFNetwork(AbstractNetwork):
         )
         return cls(layers=layers, scale_items=tuple(scales.items()), layer_names=("in", "hidden", "out"), head=("out",), lif=lif)
 
+    @classmethod
+    def activation_bytes(cls, section, family, device, support, query, tasks, backward):
+        """time_steps × samples × hidden floats per task: backward, the two membranes the
+        hand-written backward pass keeps (hidden1 + hidden2), the readout traces and their
+        cotangents (2 × hidden2), the head's outputs (time × samples × outputs, ×2); forward,
+        the traces and the outputs. (The scan's carry is one step: negligible.)"""
+        h1, h2 = section["hidden"]
+        per_step = (h1 + 3 * h2 + 2 * family.n_outputs) if backward else (h2 + family.n_outputs)
+        return 4 * section["time_steps"] * (support + query) * tasks * per_step
+
     def features(self, weights, x: Float[Array, "samples channels"]) -> Float[Array, "time samples hidden2"]:
         return readout_traces(self.lif, weights["in"], weights["hidden"], x)
 

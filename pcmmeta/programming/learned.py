@@ -56,8 +56,12 @@ _MAGIC = b"PCMMETA-PROGRAMMING-POLICY\n"
 
 
 def device_fingerprint(device: PCMDevice) -> str:
-    """A short hash of the device's parameters (not its name): a policy is valid for these."""
-    text = json.dumps({k: float(v) for k, v in device.to_dict().items() if k != "name"}, sort_keys=True)
+    """A short hash of the device's family and parameters (not its name): a policy is valid for
+    these. A nandakumar2018 device hashes its parameters alone, as before there were families,
+    so the policies cached for it stay valid; every other family hashes its name too."""
+    params = {k: float(v) for k, v in device.to_dict().items() if k != "name"}
+    body = params if device.family == "nandakumar2018" else {"family": device.family, "parameters": params}
+    text = json.dumps(body, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

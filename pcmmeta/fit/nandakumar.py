@@ -1,4 +1,4 @@
-"""Fit the PCM model to measurement CSVs of any read protocol (see docs/device-model.md, "Fitting").
+"""Fit the `nandakumar2018` family to measurement CSVs of any read protocol (see docs/device-model.md, "Fitting").
 
 A (device, pulse) *group* is the reads taken after one programming event. Protocols differ in
 how many reads a group has: some read every group at many times, others read each device once
@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import equinox as eqx
@@ -39,9 +39,10 @@ import optax
 from jax.scipy.special import log_ndtr
 from jaxtyping import Array, Bool, Float, Int
 
-from .device import PCMDevice
-from .errors import UserInputError
-from .measurements import Measurements
+from ..device import Nandakumar2018, PCMDevice
+from ..errors import UserInputError
+from ..measurements import Measurements
+from .result import FitResult
 
 #: Groups below this conductance are left out of the read-noise and drift fits: there a read
 #: is floored at 0 µS often enough to bias residuals.
@@ -656,37 +657,6 @@ def assess(data: Measurements, prior: PCMDevice, where: str = "measurements") ->
 
 
 # --------------------------------------------------------------------------- results
-@dataclass
-class FitResult:
-    device: PCMDevice
-    stderr: dict[str, float]  # bootstrap standard deviation per parameter the data constrain
-    constrained: dict[str, str]  # parameter -> "fitted", "upper bound: …" or "default: …"
-    goodness: dict[str, float | int | None]
-    n_bootstrap: int
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        params = {}
-        for name, value in self.device.to_dict().items():
-            if name == "name":
-                continue
-            status = self.constrained.get(name, "fitted")
-            params[name] = {
-                "value": value,
-                "stderr": self.stderr.get(name),
-                "constrained": not status.startswith("default"),
-                "upper_bound": status.startswith("upper bound"),
-                "status": status,
-            }
-        return {
-            "device": self.device.name,
-            "parameters": params,
-            "goodness_of_fit": self.goodness,
-            "n_bootstrap": self.n_bootstrap,
-            "warnings": self.warnings,
-        }
-
-
 def _statuses(design: Design, drift_groups: float) -> dict[str, str]:
     st, why = design.stages, dict(design.reasons)
     if st["drift"] and drift_groups < MIN_DRIFT_GROUPS:
@@ -864,12 +834,12 @@ def fit_groups(data: Measurements, t0: float, read_a: float, read_b: float, nu_p
 
 
 def _view(d, data, values, reset=None, device: PCMDevice | None = None) -> GroupView:
-    base = {k: getattr(device or PCMDevice(), k) for k in FITTED_PARAMS}
+    base = {k: getattr(device or Nandakumar2018(), k) for k in FITTED_PARAMS}
     base.update(values)
     if reset is not None:
         base["reset_mean"], base["reset_std"] = reset
     stages = Stages(jnp.asarray(True), jnp.asarray(True), jnp.asarray(reset is not None), jnp.asarray(True))
-    fit, inc = _point_details(d, _as_jnp(base), stages, jnp.asarray((device or PCMDevice()).g_min, jnp.float32))
+    fit, inc = _point_details(d, _as_jnp(base), stages, jnp.asarray((device or Nandakumar2018()).g_min, jnp.float32))
     n, g = data.g_uS.size, data.n_groups
     leverage = np.clip(np.asarray(fit.leverage)[:n], 0.0, 0.95)
     return GroupView(

@@ -1,0 +1,98 @@
+"""The meta-training memory estimate and the refusal of recipes too large (pcmmeta/memory.py)."""
+
+import glob
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pcmmeta.cli import app
+from pcmmeta.device import load_device
+from pcmmeta.errors import UserInputError
+from pcmmeta.memory import check_training_memory, estimate_training_memory
+from pcmmeta.networks import AbstractNetwork, LIFNetwork
+from pcmmeta.recipe import load_recipe, validate
+from pcmmeta.tasks import TASK_FAMILIES
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+
+
+def estimate(recipe: dict):
+    family = TASK_FAMILIES[recipe["task"]["family"]].from_recipe(recipe["task"], None)
+    return estimate_training_memory(recipe, family, load_device(recipe["device"])), family
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        {"network": {"hidden": [100_000, 100_000], "time_steps": 10_000}},
+        {"task": {"shots": 1_000_000}},
+        {"train": {"chunk_tasks": 100_000, "meta_batch": 100_000}, "network": {"time_steps": 100_000}},
+        {"task": {"family": "images", "queries": 15}, "network": {"kind": "cnn", "channels": 50_000}, "train": {"chunk_tasks": 64}},
+    ],
+)
+def test_absurd_recipes_are_refused_before_anything_is_created(tmp_path, monkeypatch, sizes):
+    monkeypatch.delenv("PCMMETA_MEMORY_LIMIT", raising=False)
+    recipe = tmp_path / "huge.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "huge", **sizes}))
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["meta-train", str(recipe), "--runs-dir", str(runs)])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and line.startswith(f"error: {recipe}: meta-training needs an estimated "), line
+    assert re.search(r"needs an estimated [\d.]+ (TB|GB), more than the [\d.]+ (TB|GB|MB) of ", line), line  # estimate, unit
+    assert "PCMMETA_MEMORY_LIMIT overrides" in line
+    assert not runs.exists()
+
+
+def test_shipped_recipes_are_accepted(monkeypatch):
+    # Every shipped recipe fits in 8 GB (the largest estimate is ≈ 4.5 GB: glyphs 5-way 5-shot).
+    monkeypatch.setenv("PCMMETA_MEMORY_LIMIT", "8G")
+    checked = 0
+    for path in sorted(glob.glob(str(RECIPES / "*.yaml"))):
+        recipe = load_recipe(path)
+        if recipe["task"].get("data"):
+            continue  # needs the Omniglot folder; its sizes equal glyphs-5way-5shot's
+        family = TASK_FAMILIES[recipe["task"]["family"]].from_recipe(recipe["task"], None)
+        estimate = check_training_memory(recipe, family, load_device(recipe["device"]), path)
+        assert 0.5e9 < estimate.total < 6e9, (path, estimate)
+        checked += 1
+    assert checked >= 9
+
+
+def test_estimate_grows_with_the_sizes_that_drive_it():
+    base, _ = estimate(validate({"network": {"hidden": [40, 40], "time_steps": 100}, "train": {"meta_batch": 32}}))
+    longer, _ = estimate(validate({"network": {"hidden": [40, 40], "time_steps": 200}, "train": {"meta_batch": 32}}))
+    # ×2 up to each task's chip (device states: independent of time)
+    assert longer.parts["activations"] == pytest.approx(2 * base.parts["activations"], rel=0.05)
+    assert longer.parts["activations"] < 2 * base.parts["activations"]
+    wider, _ = estimate(validate({"network": {"hidden": [400, 400], "time_steps": 100}, "train": {"meta_batch": 32}}))
+    assert wider.parts["activations"] > 9 * base.parts["activations"]
+    assert wider.parts["parameters"] > 50 * base.parts["parameters"]  # hidden × hidden
+
+
+def test_the_default_estimate_is_conservative_for_the_lif_network():
+    recipe = validate({"network": {"hidden": [40, 60], "time_steps": 50}})
+    _, family = estimate(recipe)
+    args = (recipe["network"], family, load_device("nandakumar2018"), 20, 20, 16)
+    default = AbstractNetwork.activation_bytes.__func__(LIFNetwork, *args, backward=True)
+    own = LIFNetwork.activation_bytes(*args, backward=True)
+    assert default >= own > 0
+
+
+@pytest.mark.parametrize("value, refused", [("off", False), ("1K", True), ("1e15", False), ("lots", None)])
+def test_the_limit_can_be_overridden(monkeypatch, value, refused):
+    monkeypatch.setenv("PCMMETA_MEMORY_LIMIT", value)
+    recipe = validate({})
+    family = TASK_FAMILIES["sinusoid"].from_recipe(recipe["task"], None)
+    device = load_device("nandakumar2018")
+    if refused is None:
+        with pytest.raises(UserInputError, match="PCMMETA_MEMORY_LIMIT='lots': give bytes"):
+            check_training_memory(recipe, family, device, "r.yaml")
+    elif refused:
+        with pytest.raises(UserInputError, match="more than the 1 kB of PCMMETA_MEMORY_LIMIT"):
+            check_training_memory(recipe, family, device, "r.yaml")
+    else:
+        check_training_memory(recipe, family, device, "r.yaml")
