@@ -225,6 +225,21 @@ class RecurrentSNN(AbstractNetwork):
             rate_target=section["rate_target_hz"] * section["dt"], rate_regularization=section["rate_regularization"],
         )
 
+    @classmethod
+    def activation_bytes(cls, section, family, device, support, query, tasks, backward):
+        """Per task and step: three trainee runs (e-prop's, before and after the update), each
+        keeping about 8 floats per neuron for autodiff (membrane, spikes, pseudo-derivative,
+        traces, refractory state), the generator's run (about 8 per neuron) and the e-prop
+        products (4 per trainee neuron); forward only, a quarter of that. With the default overhead
+        (2.0) the estimate was 1.19× the measured peak RSS of two training steps of arm.yaml
+        (2.04 / 1.72 GB) and 1.03× that of arm-15min.yaml (0.94 / 0.92 GB)."""
+        n, m = section["neurons"], section["lsg_neurons"]
+        per_step = 3 * 8 * n + 8 * m + 4 * n
+        steps = getattr(family, "time_steps", 1)
+        samples = max(support, query)  # support and query are the same demonstration
+        total = 4 * steps * samples * tasks * per_step
+        return total if backward else total // 4
+
     # ------------------------------------------------------------------ the pipeline's calls
     def features(self, weights, x: Float[Array, "samples time inputs"]) -> ArmFeatures:
         return ArmFeatures(x, weights["out"])
