@@ -196,7 +196,7 @@ def test_learned_programming_through_the_cli(deployed):
     (Last in this module: it redeploys the run with the learned method.)"""
     root, runs, run_dir, _ = deployed
     policy = root / "p.policy"
-    result = invoke("learn-programming", "--iterations", 2, "--out", policy, "--targets", run_dir, "--json")
+    result = invoke("learn-programming", "--iterations", 1, "--out", policy, "--targets", run_dir, "--json")
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert policy.is_file() and body["info"]["targets"] == f"run {run_dir.name}"
