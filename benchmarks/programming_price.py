@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--device", default="nandakumar2018")
     parser.add_argument("--tolerance", type=float, default=0.5)
     parser.add_argument("--error-share", type=float, default=0.25, help="weight of the squared error (tolerances²) relative to a miss")
-    parser.add_argument("--run", default=None, help="a trained run: program its conductances instead of uniform targets")
+    parser.add_argument("--run", type=Path, default=None, help="a trained run: program its conductances instead of uniform targets")
     args = parser.parse_args()
     device, cost, tol = BUILTIN_DEVICES[args.device], ProgrammingCost(), args.tolerance
     if args.run:
