@@ -92,6 +92,17 @@ class Kernels(NamedTuple):
     reset: jax.Array  # (G,): the RESET state
 
 
+@jax.jit
+def _chain(start, pulses, read):
+    """Read distributions after 1 … k pulses: start (a, G), pulses (k, G, G), read (G, r) → (k, a, r)."""
+
+    def step(q, m):
+        q = q @ m
+        return q, q @ read
+
+    return jax.lax.scan(step, start, pulses)[1]
+
+
 def transition_kernels(device: PCMDevice, grid: Grid, max_burst: int = MAX_BURST) -> Kernels:
     """The device model as matrices on `grid` (float32)."""
     x = jnp.asarray(grid.x, jnp.float32)
@@ -105,18 +116,36 @@ def transition_kernels(device: PCMDevice, grid: Grid, max_burst: int = MAX_BURST
 
     pulses = [pulse(min(n, grid.n_cap)) for n in range(grid.n_cap + max_burst + 1)]
 
-    @jax.jit
-    def chain(start, mats):  # start (a, G), mats (k, G, G): reads after 1 … k pulses
-        def step(q, m):
-            q = q @ m
-            return q, q @ read
-
-        return jax.lax.scan(step, start, mats)[1]
-
-    burst = jnp.stack([chain(belief, jnp.stack(pulses[n + 1 : n + max_burst + 1])) for n in range(grid.n_cap + 1)])
+    burst = jnp.stack([_chain(belief, jnp.stack(pulses[n + 1 : n + max_burst + 1]), read) for n in range(grid.n_cap + 1)])
     reset = _cells_of_normal(grid, device.reset_mean, device.reset_std, grid.g_lo, grid.g_hi)
-    from_reset = chain(reset[None, :], jnp.stack(pulses[1 : max_burst + 1]))[:, 0]
+    from_reset = _chain(reset[None, :], jnp.stack(pulses[1 : max_burst + 1]), read)[:, 0]
     return Kernels(burst, from_reset, belief, reset)
+
+
+def _continuations(v, burst, from_reset, done_at_reset, times):
+    """Expected cost of every burst from every (target, read, count), of every first burst after
+    a RESET, and the value W of a RESET, given the values v (T, r, n). The kernels are arguments,
+    not constants closed over: XLA would fold them at compile time."""
+    t_set, t_reset, t_read = times[0], times[1], times[2]
+    n_counts, k_max = burst.shape[0], burst.shape[1]
+    ks = jnp.arange(1, k_max + 1)
+    n_next = jnp.minimum(jnp.arange(n_counts)[:, None] + ks[None, :], n_counts - 1)  # (n, k)
+    burst_time = ks * t_set + t_read
+    cont = jnp.einsum("nkij,tjnk->tink", burst, v[:, :, n_next]) + burst_time  # (T, r, n, k)
+    first = jnp.einsum("kj,tjk->tk", from_reset, v[:, :, jnp.minimum(ks, n_counts - 1)]) + burst_time  # (T, k)
+    w = t_reset + jnp.minimum(done_at_reset, first.min(1))  # (T,)
+    return cont, first, w
+
+
+_continuations = jax.jit(_continuations)
+
+
+@jax.jit
+def _sweep(v, burst, from_reset, accept, done_at_reset, times):
+    """One value-iteration sweep; also the largest change."""
+    cont, _, w = _continuations(v, burst, from_reset, done_at_reset, times)
+    new = jnp.minimum(jnp.minimum(accept[:, :, None], cont.min(3)), w[:, None, None])
+    return new, jnp.max(jnp.abs(new - v))
 
 
 @dataclasses.dataclass
@@ -147,29 +176,14 @@ def plan_policy(
     penalty = price_us * ((jnp.abs(e) > 1.0) + error_share * jnp.minimum(e**2, error_cap))
     accept = penalty @ kernels.belief.T  # (T, r): done after reading r
     done_at_reset = penalty @ kernels.reset  # (T,)
-    n_counts, k_max = grid.n_cap + 1, kernels.burst.shape[1]
-    ks = jnp.arange(1, k_max + 1)
-    n_next = jnp.minimum(jnp.arange(n_counts)[:, None] + ks[None, :], grid.n_cap)  # (n, k)
-    burst_time = ks * t_set + t_read
-
-    def evaluate(v):
-        cont = jnp.einsum("nkij,tjnk->tink", kernels.burst, v[:, :, n_next]) + burst_time  # (T, r, n, k)
-        from_reset = jnp.einsum("kj,tjk->tk", kernels.from_reset, v[:, :, jnp.minimum(ks, grid.n_cap)]) + burst_time
-        w = t_reset + jnp.minimum(done_at_reset, from_reset.min(1))  # (T,)
-        return cont, from_reset, w
-
-    @jax.jit
-    def sweep(v):
-        cont, _, w = evaluate(v)
-        new = jnp.minimum(jnp.minimum(accept[:, :, None], cont.min(3)), w[:, None, None])
-        return new, jnp.max(jnp.abs(new - v))
-
+    n_counts = grid.n_cap + 1
     v = jnp.broadcast_to(accept[:, :, None], accept.shape + (n_counts,)) if value is None else value
+    times = jnp.asarray([t_set, t_reset, t_read], jnp.float32)
     for sweeps in range(1, max_sweeps + 1):
-        v, delta = sweep(v)
+        v, delta = _sweep(v, kernels.burst, kernels.from_reset, accept, done_at_reset, times)
         if float(delta) < converged_us:
             break
-    cont, from_reset, w = jax.jit(evaluate)(v)
+    cont, from_reset, w = _continuations(v, kernels.burst, kernels.from_reset, done_at_reset, times)
     best_burst = cont.argmin(3) + 1
     options = jnp.stack([jnp.broadcast_to(accept[:, :, None], v.shape), cont.min(3), jnp.broadcast_to(w[:, None, None], v.shape)])
     which = options.argmin(0)
