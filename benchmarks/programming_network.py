@@ -18,8 +18,7 @@ import jax
 import numpy as np
 
 from pcmmeta.chip import CONDITIONS, deploy, drift_table
-from pcmmeta.programming import PROGRAMMING_METHODS, PolicyTraining, make_method, obtain_policy
-from pcmmeta.programming.learned import learn_policy
+from pcmmeta.programming import PROGRAMMING_METHODS, PolicyTraining, learn_policy, make_method, obtain_policy
 from pcmmeta.train import load_run
 
 
@@ -45,24 +44,24 @@ def main() -> None:
     metric = exp.eval_family.metric
     conditions = [c for c in CONDITIONS if c[0] in ("deployed", "adapted")]
     print(f"{args.run.name}: held-out {metric} at {args.hours:g} h, {args.tasks} tasks, mean over programming seeds {args.seeds}")
-    print(f"{'method':13s} {'RMS µS':>7s} {'reads':>6s} {'time µs':>8s}  " + "  ".join(f"{c[0]:>18s}" for c in conditions))
-    rows = [(name, make_method(name, 0.5, 100, policy)) for name in PROGRAMMING_METHODS]
-    rows.append(("learned (run)", make_method("learned", 0.5, 100, run_policy)))
-    for name, method in rows:
-        per_seed, rms, reads, times = {c[0]: [] for c in conditions}, [], [], []
+    print(f"{'method':13s} {'RMS µS':>7s} {'within':>6s} {'reads':>6s} {'time µs':>8s}  " + "  ".join(f"{c[0]:>18s}" for c in conditions))
+    methods = [(name, make_method(name, 0.5, 100, policy)) for name in PROGRAMMING_METHODS]
+    methods.append(("learned (run)", make_method("learned", 0.5, 100, run_policy)))
+    for name, method in methods:
+        per_seed, rms, within, reads, times = {c[0]: [] for c in conditions}, [], [], [], []
         for seed in (int(s) for s in args.seeds.split(",")):
             array, report, _ = deploy(jax.random.key(seed), network, device, method, 0.5)
-            rows = drift_table(exp, network, array, [args.hours], args.tasks, exp.meta.rule.steps, 0, conditions)
-            for r in rows:
+            for r in drift_table(exp, network, array, [args.hours], args.tasks, exp.meta.rule.steps, 0, conditions):
                 per_seed[r["condition"]].append(r[metric])
             rms.append(report.rms_error_uS)
+            within.append(report.fraction_within_tolerance)
             reads.append(report.verify_reads_mean)
             times.append(report.time_us_mean)
         cells = []
         for c in conditions:
             v = np.asarray(per_seed[c[0]])
             cells.append(f"{v.mean():9.4f} ± {v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else 0:.4f}")
-        print(f"{name:13s} {np.mean(rms):7.3f} {np.mean(reads):6.2f} {np.mean(times):8.3f}  " + "  ".join(f"{c:>18s}" for c in cells), flush=True)
+        print(f"{name:13s} {np.mean(rms):7.3f} {100 * np.mean(within):5.1f}% {np.mean(reads):6.2f} {np.mean(times):8.3f}  " + "  ".join(f"{c:>18s}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from .errors import UserInputError
 from .maml import ChipState, MetaConfig, TaskResult, adapt_chips, head_outputs, results_of
 from .modes import PCM, NoAdapt
 from .networks import AbstractNetwork
-from .programming import AbstractProgrammingMethod, ProgramResult, ProgrammingCost, counts_energy, counts_time
+from .programming import AbstractProgrammingMethod, ProgramResult, ProgrammingCost
+from .programming.compare import MethodFigures, devices_of, figures_of
 from .runs import atomic_write_unique
 from .seeds import seed_key
 from .serial import eqx_bytes, load_eqx, save_eqx
@@ -62,28 +63,15 @@ def read_weights(key: PRNGKeyArray, array: DeployedArray, t: float | Array, netw
 
 
 @dataclasses.dataclass
-class DeployReport:
-    method: str
-    n_devices: int
-    tolerance_uS: float | None
+class DeployReport(MethodFigures):
+    """`programming.compare.figures_of` on every device of the network, plus what deploy adds."""
+
     max_pulses: int | None
-    rms_error_uS: float
-    max_error_uS: float
+    pulses_max: int
     rms_weight_error: float  # per layer scale, pooled: error/(g_max − g_min)·scale
     max_weight_error: float
-    fraction_within_tolerance: float | None
-    pulses_mean: float
-    pulses_p50: float
-    pulses_p99: float
-    pulses_max: int
-    devices_at_budget: int
-    verify_reads_mean: float
-    resets_mean: float
-    time_us_mean: float  # programming time per device with the cost model (initial RESET included)
-    energy_pj_mean: float
     cost: dict  # the cost model: durations (s) and energies (pJ) per SET, RESET, read
     deploy_time_s: float
-    devices_per_s: float
     layers: dict  # per layer: devices and RMS error, µS
 
 
@@ -115,28 +103,22 @@ def deploy(
         start += t.size
     unreferenced = DeployedArray(states, {n: jnp.ones(()) for n in names})
     array = DeployedArray(states, probe_response(read_weights(k_ref, unreferenced, 0.0, network, device), names))
-    error = np.asarray(result.state.g_prog - flat)
+    target = np.asarray(flat)
+    budget = getattr(method, "max_pulses", None)
+    figures = figures_of(method.name, result, target, tolerance, cost, elapsed, budget)
+    error = np.asarray(result.state.g_prog) - target
     scales = np.concatenate([np.full(t.size, network.scales[n]) for n, t in zip(names, targets)])
     w_err = error / (device.g_max - device.g_min) * scales
     pulses = np.asarray(result.pulses)
     per_layer, start = {}, 0
     for n, t in zip(names, targets):
-        e = error[start : start + t.size]
-        per_layer[n] = {"devices": int(t.size), "rms_error_uS": float(np.sqrt(np.mean(e**2)))}
+        layer = figures_of(method.name, devices_of(result, start, start + t.size), target[start : start + t.size], tolerance, cost, elapsed, budget)
+        per_layer[n] = {"devices": layer.n_devices, "rms_error_uS": layer.rms_error_uS}
         start += t.size
-    budget = getattr(method, "max_pulses", None)
     report = DeployReport(
-        method=method.name, n_devices=int(flat.size), tolerance_uS=tolerance, max_pulses=budget,
-        rms_error_uS=float(np.sqrt(np.mean(error**2))), max_error_uS=float(np.abs(error).max()),
+        **dataclasses.asdict(figures), max_pulses=budget, pulses_max=int(pulses.max()),
         rms_weight_error=float(np.sqrt(np.mean(w_err**2))), max_weight_error=float(np.abs(w_err).max()),
-        fraction_within_tolerance=float(np.mean(np.abs(error) <= tolerance)),
-        pulses_mean=float(pulses.mean()), pulses_p50=float(np.percentile(pulses, 50)),
-        pulses_p99=float(np.percentile(pulses, 99)), pulses_max=int(pulses.max()),
-        devices_at_budget=int(np.sum(pulses >= budget)) if method.has_budget else 0,
-        verify_reads_mean=float(np.asarray(result.reads).mean()), resets_mean=float(np.asarray(result.resets).mean()),
-        time_us_mean=float(np.asarray(counts_time(cost, result)).mean() * 1e6),
-        energy_pj_mean=float(np.asarray(counts_energy(cost, result)).mean()), cost=cost.to_dict(),
-        deploy_time_s=elapsed, devices_per_s=float(flat.size / elapsed), layers=per_layer,
+        cost=cost.to_dict(), deploy_time_s=elapsed, layers=per_layer,
     )
     arrays = {"target": np.asarray(flat), "programmed": np.asarray(result.state.g_prog), "pulses": pulses}
     return array, report, arrays

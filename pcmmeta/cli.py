@@ -424,7 +424,7 @@ def _policy_trainer(device, tolerance: float, max_pulses: int, cost, iterations:
             task = bar.add_task("learning to program", total=iterations, info="")
 
             def on_iteration(i, value):
-                bar.update(task, completed=i + 1, info=f"cost {value:.3f} × write-verify time")
+                bar.update(task, completed=i + 1, info=f"time {value:.3f} × write-verify")
 
             policy, info, history = learn_policy(
                 jax.random.key(seed), device, tolerance, max_pulses, cost, settings, pool, targets_label, seed, on_iteration
@@ -443,14 +443,14 @@ def learn_programming_cmd(
     targets: Annotated[str, typer.Option(help="Training targets: 'uniform' over [g_min, g_max], or a run folder (its trained conductances).")] = "uniform",
     tolerance: ToleranceOption = 0.5,
     max_pulses: MaxPulsesOption = 100,
-    iterations: Annotated[int, typer.Option(min=1, max=100_000, help="Evolution-strategies iterations.")] = 300,
+    iterations: Annotated[int, typer.Option(min=1, max=100, help="Calibration steps: each plans the policy for a price of precision and simulates it against write-verify.")] = 8,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the training (0 … 2³²−1: seeds of held-out targets are derived from it).")] = 0,
     set_ns: SetNsOption = 50.0,
     reset_ns: ResetNsOption = 50.0,
     read_ns: ReadNsOption = 200.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Train a programming policy for a device: write-verify with learned blind bursts between verify reads."""
+    """Train a programming policy for a device: when to read, pulse blind, RESET or stop (docs/programming.md)."""
     import jax
     import jax.numpy as jnp
 
@@ -458,7 +458,7 @@ def learn_programming_cmd(
     from .imagedata import default_cache_dir
     from .programming import WriteVerify, cached_policy_path, make_method, save_policy
     from .programming.compare import compare_methods
-    from .programming.learned import sample_targets
+    from .programming import sample_targets
 
     cost = _cost(set_ns, reset_ns, read_ns)
     try:

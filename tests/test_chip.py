@@ -45,6 +45,16 @@ def test_deploy_reports_and_saves(deployed):
     root, runs, run_dir, report = deployed
     assert report["n_devices"] == 2 * (2 * 16 + 16 * 16 + 16)
     assert report["fraction_within_tolerance"] > 0.7 and report["pulses_max"] <= 100
+    # the report is programming.compare.figures_of plus deploy's own figures; per-layer RMS pools to the total
+    from pcmmeta.programming.compare import MethodFigures
+
+    assert {f.name for f in dataclasses.fields(MethodFigures)} <= set(report)
+    layers = report["layers"].values()
+    pooled = np.sqrt(sum(v["devices"] * v["rms_error_uS"] ** 2 for v in layers) / sum(v["devices"] for v in layers))
+    assert pooled == pytest.approx(report["rms_error_uS"], rel=1e-6)
+    assert report["time_us_mean"] == pytest.approx(
+        1e6 * (report["cost"]["set_s"] * report["set_pulses_mean"] + report["cost"]["reset_s"] * (report["resets_mean"] + 1) + report["cost"]["read_s"] * report["verify_reads_mean"]), rel=1e-6
+    )
     assert (run_dir / "deployed.eqx").is_file() and (run_dir / "deploy.json").is_file()
     assert_png_drawn(root / "deploy.png")
 
@@ -196,7 +206,7 @@ def test_learned_programming_through_the_cli(deployed):
     (Last in this module: it redeploys the run with the learned method.)"""
     root, runs, run_dir, _ = deployed
     policy = root / "p.policy"
-    result = invoke("learn-programming", "--iterations", 2, "--out", policy, "--targets", run_dir, "--json")
+    result = invoke("learn-programming", "--iterations", 1, "--out", policy, "--targets", run_dir, "--json")
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert policy.is_file() and body["info"]["targets"] == f"run {run_dir.name}"

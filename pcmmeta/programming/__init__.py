@@ -2,35 +2,33 @@
 
 - `WriteVerify`: iterative read → compare → one SET pulse (RESET on overshoot).
 - `SingleShot`: the mean-trajectory pulse count, blind.
-- `LearnedProgramming`: write-verify whose blind bursts between verify reads a trained
-  `ProgrammingPolicy` chooses.
+- `LearnedProgramming`: a `ProgrammingPolicy` chooses, after each verify read, done, a blind
+  burst of SET pulses or RESET; planned on the device model (`planning.py`) and calibrated to
+  write-verify's precision (`training.py`).
 """
 
 from .base import AbstractProgrammingMethod, ProgramResult
 from .cost import ProgrammingCost, counts_energy, counts_time
-from .learned import (
-    LearnedProgramming,
+from .learned import MAX_BURST, LearnedProgramming, ProgrammingPolicy, learned_program
+from .planning import make_grid, plan_policy, transition_kernels
+from .policy_file import (
+    POLICY_FORMAT,
     PolicyInfo,
-    PolicyTraining,
-    ProgrammingPolicy,
     cached_policy_path,
     check_policy_fits,
     device_fingerprint,
-    learn_policy,
-    learned_program,
     load_policy,
     obtain_policy,
     save_policy,
-    train_policy,
 )
 from .single_shot import SingleShot, single_shot
+from .training import PolicyTraining, learn_policy, sample_targets, train_policy
 from .write_verify import WriteVerify, write_verify
 
 #: Programming methods by the name `deploy --method` takes.
 PROGRAMMING_METHODS: dict[str, type[AbstractProgrammingMethod]] = {
     m.name: m for m in (WriteVerify, SingleShot, LearnedProgramming)
 }
-
 
 
 def make_method(name: str, tolerance: float, max_pulses: int, policy: ProgrammingPolicy | None = None) -> AbstractProgrammingMethod:
@@ -46,7 +44,9 @@ def make_method(name: str, tolerance: float, max_pulses: int, policy: Programmin
 
 __all__ = [
     "AbstractProgrammingMethod", "ProgramResult", "ProgrammingCost", "counts_energy", "counts_time",
-    "LearnedProgramming", "PolicyInfo", "PolicyTraining", "ProgrammingPolicy", "cached_policy_path",
-    "check_policy_fits", "device_fingerprint", "learn_policy", "learned_program", "load_policy", "obtain_policy", "save_policy", "train_policy",
+    "MAX_BURST", "LearnedProgramming", "ProgrammingPolicy", "learned_program",
+    "make_grid", "plan_policy", "transition_kernels",
+    "POLICY_FORMAT", "PolicyInfo", "cached_policy_path", "check_policy_fits", "device_fingerprint", "load_policy", "obtain_policy", "save_policy",
+    "PolicyTraining", "learn_policy", "sample_targets", "train_policy",
     "SingleShot", "single_shot", "WriteVerify", "write_verify", "PROGRAMMING_METHODS", "make_method",
 ]

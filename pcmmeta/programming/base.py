@@ -22,7 +22,7 @@ class ProgramResult(eqx.Module):
     set_pulses: Int[Array, "..."]
     resets: Int[Array, "..."]  # RESETs after the initial one (overshoots)
     reads: Int[Array, "..."]  # verify reads
-    converged: Bool[Array, "..."]  # last verify read within tolerance (True for blind methods)
+    converged: Bool[Array, "..."]  # ended by the method's own rule, not at the budget (True for blind methods)
     t_end: Float[Array, ""]  # s of simulated time: when the last device finished
 
     @property

@@ -49,15 +49,16 @@ def figures_of(
     within = np.abs(err) <= tolerance
     pulses = np.asarray(result.pulses)
     time_us = np.asarray(counts_time(cost, result), np.float64) * 1e6
+    ddof = 1 if n > 1 else 0  # standard errors of a single device are 0, not NaN
     return MethodFigures(
         method=method,
         n_devices=int(n),
         tolerance_uS=float(tolerance),
         rms_error_uS=rms,
-        sem_rms_error_uS=float(sq.std(ddof=1) / np.sqrt(n) / (2 * rms)) if rms > 0 else 0.0,
+        sem_rms_error_uS=float(sq.std(ddof=ddof) / np.sqrt(n) / (2 * rms)) if rms > 0 else 0.0,
         max_error_uS=float(np.abs(err).max()),
         fraction_within_tolerance=float(within.mean()),
-        sem_fraction_within_tolerance=float(within.std(ddof=1) / np.sqrt(n)),
+        sem_fraction_within_tolerance=float(within.std(ddof=ddof) / np.sqrt(n)),
         pulses_mean=float(pulses.mean()),
         pulses_p50=float(np.percentile(pulses, 50)),
         pulses_p99=float(np.percentile(pulses, 99)),
@@ -65,11 +66,17 @@ def figures_of(
         resets_mean=float(np.asarray(result.resets).mean()),
         verify_reads_mean=float(np.asarray(result.reads).mean()),
         time_us_mean=float(time_us.mean()),
-        sem_time_us=float(time_us.std(ddof=1) / np.sqrt(n)),
+        sem_time_us=float(time_us.std(ddof=ddof) / np.sqrt(n)),
         energy_pj_mean=float(np.asarray(counts_energy(cost, result)).mean()),
         devices_per_s=float(n / seconds),
         devices_at_budget=int(np.sum(pulses >= budget)) if budget is not None else 0,
     )
+
+
+def devices_of(result: ProgramResult, start: int, stop: int) -> ProgramResult:
+    """The devices `start:stop` of a flat result (a layer of a deployed network)."""
+    pick = lambda a: a[start:stop]  # noqa: E731
+    return ProgramResult(jax.tree.map(pick, result.state), *(pick(a) for a in (result.set_pulses, result.resets, result.reads, result.converged)), result.t_end)
 
 
 def run_method(key: PRNGKeyArray, device: PCMDevice, method: AbstractProgrammingMethod, target: Float[Array, " n"]) -> tuple[ProgramResult, float]:
