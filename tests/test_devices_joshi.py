@@ -220,7 +220,7 @@ def test_bad_family_name_via_the_cli_is_one_line_exit_2(tmp_path):
 def test_policy_fingerprint_names_the_family_and_keeps_nandakumar_fingerprints():
     import hashlib
 
-    from pcmmeta.programming.learned import device_fingerprint
+    from pcmmeta.programming import device_fingerprint
 
     nandakumar = BUILTIN_DEVICES["nandakumar2018"]
     old = json.dumps({k: float(v) for k, v in nandakumar.to_dict().items() if k != "name"}, sort_keys=True)
