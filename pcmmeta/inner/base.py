@@ -22,6 +22,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ..clock import ChipClock
 from ..crossbar import layer_keys, pair_weights
 from ..device import DeviceState, PCMDevice
+from ..devices.base import where_state
 from ..fields import Field
 
 Weights = dict[str, Array]
@@ -136,6 +137,22 @@ class AbstractInnerRule(eqx.Module):
         none = jnp.zeros(())
         # as long as an adapted trajectory, so per-step reports line up across modes
         return HeadAdaptation([before] + [after] * chip.clock.steps, states, none, none)
+
+
+def apply_pulses(key: PRNGKeyArray, state: DeviceState, counts: Array, want: Array, t: Float[Array, ""], chip: HeadChip, max_pulses: int) -> DeviceState:
+    """`counts` (whole, ≤ `max_pulses`) blind SET pulses per device at t, one after another with
+    the mode's pulse outcome; straight-through: the value is what the pulses did, the gradient
+    that of the intended change `want` (µS) on top of the old state."""
+    frozen = jax.lax.stop_gradient(state)
+
+    def one_pulse(i, s):
+        outcome = chip.mode.pulse_outcome(jax.random.fold_in(key, i), s, t, chip.device)
+        return where_state(i < counts, outcome, s)
+
+    after = jax.lax.fori_loop(0, max_pulses, one_pulse, frozen)
+    intended = state.g_prog + want
+    g_prog = jax.lax.stop_gradient(after.g_prog) + (intended - jax.lax.stop_gradient(intended))
+    return DeviceState(g_prog, after.t_prog, after.nu, after.n_set)
 
 
 def soft_pulse(state: DeviceState, outcome: DeviceState, mask: Float[Array, "..."]) -> DeviceState:

@@ -21,14 +21,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..device import DeviceState
 from ..errors import UserInputError
 from ..fields import Field
-from .base import AbstractInnerRule
-
-
-def _where(mask, new: DeviceState, old: DeviceState) -> DeviceState:
-    return jax.tree.map(lambda a, b: jnp.where(mask, a, b), new, old)
+from .base import AbstractInnerRule, apply_pulses
 
 
 class EpropLSG(AbstractInnerRule):
@@ -69,13 +64,4 @@ class EpropLSG(AbstractInnerRule):
 
     def pulse(self, key, state, g_read, grad, scale, t, chip):
         counts, wanted = self.pulse_counts(grad, scale, chip.device)
-        frozen = jax.lax.stop_gradient(state)
-
-        def one_pulse(i, s):
-            outcome = chip.mode.pulse_outcome(jax.random.fold_in(key, i), s, t, chip.device)
-            return _where(counts > i, outcome, s)
-
-        exact = jax.lax.fori_loop(0, self.max_pulses, one_pulse, frozen)
-        # straight-through: the exact conductances forward, the wanted change backward
-        g_prog = jax.lax.stop_gradient(exact.g_prog) + (state.g_prog - frozen.g_prog) + (wanted - jax.lax.stop_gradient(wanted))
-        return DeviceState(g_prog, exact.t_prog, exact.nu, exact.n_set), counts
+        return apply_pulses(key, state, counts, wanted, t, chip, self.max_pulses), counts

@@ -18,9 +18,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..device import DeviceState
 from ..fields import Field
-from .base import AbstractInnerRule
+from .base import AbstractInnerRule, apply_pulses
 
 #: Below this expected increment (µS) a device counts as saturated: no pulse can move it.
 _MIN_STEP_US = 0.02
@@ -58,14 +57,4 @@ class QuantizedSGD(AbstractInnerRule):
         step = chip.mode.pulse_step(dev, jax.lax.stop_gradient(g_read), state.n_set + 1)
         n, want = self.pulse_counts(dg, step)
         n = jax.lax.stop_gradient(n)
-        frozen = jax.lax.stop_gradient(state)
-
-        def one_pulse(i, s):
-            outcome = chip.mode.pulse_outcome(jax.random.fold_in(key, i), s, t, dev)
-            return jax.tree.map(lambda a, b: jnp.where(i < n, a, b), outcome, s)
-
-        after = jax.lax.fori_loop(0, self.max_pulses, one_pulse, frozen)
-        # value: what the pulses did; gradient: the intended change on top of the old state
-        intended = state.g_prog + want
-        g_prog = intended + jax.lax.stop_gradient(after.g_prog - intended)
-        return DeviceState(g_prog, after.t_prog, after.nu, after.n_set), n
+        return apply_pulses(key, state, n, want, t, chip, self.max_pulses), n
