@@ -17,20 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from pcmmeta.recipe import load_recipe
-from pcmmeta.train import _batch_results, build_experiment, held_out_tasks, train
+from pcmmeta.train import build_experiment, held_out_results, train
 
 
 def evaluate_arm(exp, network, n_tasks: int) -> dict:
-    tasks, key = held_out_tasks(exp, n_tasks)
-    parts = []
-    for i, start in enumerate(range(0, n_tasks, 50)):
-        sub = jax.tree.map(lambda a: a[start : start + 50], tasks)
-        parts.append(jax.tree.map(np.asarray, _batch_results(network, jax.random.fold_in(key, i), sub, exp.eval_family, exp.meta)))
-    r = jax.tree.map(lambda *a: np.concatenate(a), *parts)
+    r, tasks = held_out_results(exp, network, n_tasks)
     head_devices = sum(int(network.layers[n].size) for n in network.head)
     sem = lambda v: float(np.std(v, ddof=1) / np.sqrt(len(v)))
     loss, rms = r.metrics["loss"], r.metrics["rms_position_links"]

@@ -286,14 +286,19 @@ def summarize(results, family: AbstractTaskFamily, tasks: TaskBatch) -> Evaluati
     )
 
 
-def evaluate(exp: Experiment, network: AbstractNetwork, n_tasks: int | None = None, seed: int | None = None, chunk: int = 50) -> Evaluation:
-    """Metrics on a fixed held-out set (same tasks and noise for every run of this recipe)."""
+def held_out_results(exp: Experiment, network: AbstractNetwork, n_tasks: int | None = None, seed: int | None = None, chunk: int = 50):
+    """Per-task results (numpy, axis 0 = task) on the fixed held-out set, and its tasks."""
     tasks, key = held_out_tasks(exp, n_tasks, seed)
     parts = []
     for i, start in enumerate(range(0, tasks.n_tasks, chunk)):
         sub = jax.tree.map(lambda a: a[start : start + chunk], tasks)
         parts.append(jax.tree.map(np.asarray, _batch_results(network, jax.random.fold_in(key, i), sub, exp.eval_family, exp.meta)))
-    results = jax.tree.map(lambda *a: np.concatenate(a), *parts)
+    return jax.tree.map(lambda *a: np.concatenate(a), *parts), tasks
+
+
+def evaluate(exp: Experiment, network: AbstractNetwork, n_tasks: int | None = None, seed: int | None = None, chunk: int = 50) -> Evaluation:
+    """Metrics on a fixed held-out set (same tasks and noise for every run of this recipe)."""
+    results, tasks = held_out_results(exp, network, n_tasks, seed, chunk)
     return summarize(results, exp.eval_family, tasks)
 
 
