@@ -425,15 +425,7 @@ def increment_inputs(p: Prep, dev: Joshi2020, fit: GroupFit, w_pair: np.ndarray,
     n_slots = int(k.max()) + 1 if k.size else 1
     cw = w_pair * (g_before > dev.g_min + 3 * np.sqrt(var_before)) * ~is_reset
     seg = lambda v: np.bincount(k, v, minlength=n_slots)
-    n_k = seg(cw)
-    safe_n = np.maximum(n_k, 1e-12)
-    mean_k = seg(cw * g_before) / safe_n
-    spread_k = seg(cw * (g_before - mean_k[k]) ** 2) / safe_n
-    noise_k = seg(cw * var_before) / safe_n
-    shrink_k = np.where(spread_k > 0, np.maximum(1 - noise_k / np.where(spread_k > 0, spread_k, 1.0), 0.0), 0.0)
-    apply = (cw > 0) & (n_k[k] >= 10)
-    g_before = np.where(apply, mean_k[k] + shrink_k[k] * (g_before - mean_k[k]), g_before)
-    var_before = np.where(apply, shrink_k[k] * var_before, var_before)
+    g_before, var_before = N.shrink_to_pulse_population(g_before, var_before, cw, k, seg, np)
     g_after = fit.g_prog[after]
     var_after = g_after**2 * rel_var(after, np.zeros_like(g_after))
     used = w_pair > 0

@@ -381,17 +381,9 @@ def _increment_inputs(d: FitArrays, fit: GroupFit, w_pair, values: dict, g_min, 
     # Devices at g_min (a clipped pulse) are a point mass, not part of the Gaussian population
     # the calibration assumes: they keep their own estimate.
     k = d.group_pulse[before]
-    seg = lambda x: jax.ops.segment_sum(x, k, num_segments=d.n_pulse_slots)
     cw = w_pair * (g_before > g_min + 3 * jnp.sqrt(var_before)) * ~is_reset
-    n_k = seg(cw)
-    safe_n = jnp.maximum(n_k, 1e-12)
-    mean_k = seg(cw * g_before) / safe_n
-    spread_k = seg(cw * (g_before - mean_k[k]) ** 2) / safe_n
-    noise_k = seg(cw * var_before) / safe_n
-    shrink_k = jnp.where(spread_k > 0, jnp.maximum(1.0 - noise_k / jnp.where(spread_k > 0, spread_k, 1.0), 0.0), 0.0)
-    apply = (cw > 0) & (n_k[k] >= 10)
-    g_before = jnp.where(apply, mean_k[k] + shrink_k[k] * (g_before - mean_k[k]), g_before)
-    var_before = jnp.where(apply, shrink_k[k] * var_before, var_before)
+    seg = lambda x: jax.ops.segment_sum(x, k, num_segments=d.n_pulse_slots)
+    g_before, var_before = shrink_to_pulse_population(g_before, var_before, cw, k, seg, jnp)
     g_after = fit.g_prog[after]
     var_after = read_known * fit.c00[after] + jnp.where(held_a, (g_after * fit.mean_log_x[after]) ** 2 * nu_std**2, 0.0)
     # Pairs of weight 0 (padding, devices a replica left out) get harmless values: their terms
@@ -675,6 +667,21 @@ def _statuses(design: Design, drift_groups: float) -> dict[str, str]:
                 out[name] = "fitted (no read-noise correction: no repeated reads)"
     out["g_min"] = out["g_max"] = "default: the clip range is a design choice, not fitted"
     return out
+
+
+def shrink_to_pulse_population(g, var, weight, k, seg, xp):
+    """Regression calibration of estimated conductances g (µS, estimation variance var): each
+    replaced by its expectation given the weighted population at the same pulse index k,
+    mean + λ·(g − mean) with λ = 1 − noise var / total var, where that index has ≥ 10 devices of
+    weight > 0. `seg` sums per index; `xp` is numpy or jax.numpy (the same rule in both fitters)."""
+    n_k = seg(weight)
+    safe_n = xp.maximum(n_k, 1e-12)
+    mean_k = seg(weight * g) / safe_n
+    spread_k = seg(weight * (g - mean_k[k]) ** 2) / safe_n
+    noise_k = seg(weight * var) / safe_n
+    shrink_k = xp.where(spread_k > 0, xp.maximum(1.0 - noise_k / xp.where(spread_k > 0, spread_k, 1.0), 0.0), 0.0)
+    apply = (weight > 0) & (n_k[k] >= 10)
+    return xp.where(apply, mean_k[k] + shrink_k[k] * (g - mean_k[k]), g), xp.where(apply, shrink_k[k] * var, var)
 
 
 def _as_jnp(values: dict) -> dict:
