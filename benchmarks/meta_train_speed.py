@@ -1,7 +1,8 @@
 """Speed of one meta-iteration (MAML) of a recipe (default: recipes/sine.yaml) at given meta-batches.
 
 Usage: python benchmarks/meta_train_speed.py [META_BATCH ...] [--iterations N] [--recipe R]
-Prints compile time, s/iteration, iterations/s, tasks/s, samples (images, points) through the
+           [--tasks-per-chip G ...] [--chunk-tasks C]
+Prints compile time, s/iteration, iterations/s, tasks/s (and per CPU core), samples (images, points) through the
 body per second, peak resident memory of the process; for the LIF network also the model FLOPs
 per iteration (the layer-2 matmuls, forward and backward) and their fraction of a peak that you pass as
 --peak-gflops (default: 2 cores × 32 FLOP/cycle × 2.5 GHz = 160 GFLOP/s, a typical AVX2-FMA
@@ -20,7 +21,7 @@ import sys
 import time
 
 
-def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: float) -> dict:
+def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: float, tasks_per_chip: int, chunk_tasks: int | None) -> dict:
     import jax
 
     from pcmmeta.recipe import load_recipe
@@ -28,6 +29,9 @@ def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: flo
 
     recipe = load_recipe(recipe_path)
     recipe["train"]["meta_batch"] = meta_batch
+    recipe["maml"]["tasks_per_chip"] = tasks_per_chip
+    if chunk_tasks is not None:
+        recipe["train"]["chunk_tasks"] = chunk_tasks
     exp = build_experiment(recipe)
     opt = make_optimizer(exp.train)
     state = init_state(exp, opt)
@@ -47,11 +51,14 @@ def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: flo
     out = {
         "recipe": recipe["name"],
         "meta_batch": meta_batch,
+        "tasks_per_chip": tasks_per_chip,
+        "chunk_tasks": recipe["train"]["chunk_tasks"],
         "devices": len(jax.devices()),
         "compile_plus_first_step_s": round(compile_s, 2),
         "s_per_iteration": round(per_it, 4),
         "iterations_per_s": round(1 / per_it, 2),
         "tasks_per_s": round(meta_batch / per_it, 1),
+        "tasks_per_s_per_core": round(meta_batch / per_it / (os.cpu_count() or 1), 1),
         "samples_per_s": round(samples / per_it, 1),
         "peak_rss_MB": round(peak_mb),
     }
@@ -76,18 +83,22 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--recipe", default=os.path.join(os.path.dirname(__file__), "..", "recipes", "sine.yaml"))
     parser.add_argument("--peak-gflops", type=float, default=160.0)
+    parser.add_argument("--tasks-per-chip", type=int, nargs="*", default=[1])
+    parser.add_argument("--chunk-tasks", type=int, default=None, help="override train.chunk_tasks")
     parser.add_argument("--child", action="store_true")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.meta_batch[0], args.iterations, args.recipe, args.peak_gflops)))
+        print(json.dumps(measure(args.meta_batch[0], args.iterations, args.recipe, args.peak_gflops, args.tasks_per_chip[0], args.chunk_tasks)))
         return
     for mb in args.meta_batch:
-        out = subprocess.run(
-            [sys.executable, __file__, str(mb), "--iterations", str(args.iterations), "--recipe", args.recipe,
-             "--peak-gflops", str(args.peak_gflops), "--child"],
-            capture_output=True, text=True, check=True,
-        )
-        print(out.stdout.strip().splitlines()[-1])
+        for g in args.tasks_per_chip:
+            extra = [] if args.chunk_tasks is None else ["--chunk-tasks", str(args.chunk_tasks)]
+            out = subprocess.run(
+                [sys.executable, __file__, str(mb), "--iterations", str(args.iterations), "--recipe", args.recipe,
+                 "--peak-gflops", str(args.peak_gflops), "--tasks-per-chip", str(g), *extra, "--child"],
+                capture_output=True, text=True, check=True,
+            )
+            print(out.stdout.strip().splitlines()[-1], flush=True)
 
 
 if __name__ == "__main__":

@@ -41,11 +41,12 @@ class MetaConfig(eqx.Module):
     rule: AbstractInnerRule
     clock: ChipClock  # `clock.steps` equals `rule.steps`
     programming_noise: float = eqx.field(static=True, default=0.5)  # µS, std of offline-programming noise
+    tasks_per_chip: int = eqx.field(static=True, default=1)  # meta-training: tasks sharing one programmed chip
 
     def with_clock(self, clock: ChipClock, mode: AbstractMode | None = None) -> "MetaConfig":
         """The same configuration on another schedule (and mode), e.g. hours after deployment."""
         rule = self.rule.with_steps(clock.steps)
-        return MetaConfig(self.device, self.mode if mode is None else mode, rule, clock, self.programming_noise)
+        return MetaConfig(self.device, self.mode if mode is None else mode, rule, clock, self.programming_noise, self.tasks_per_chip)
 
 
 class ChipState(eqx.Module):
@@ -112,6 +113,32 @@ def program_chips(network: AbstractNetwork, key: PRNGKeyArray, n_tasks: int, cfg
     return jax.vmap(program_and_read, in_axes=(None, 0, None))(network, jax.random.split(key, n_tasks), cfg)
 
 
+def adapt_shared_chips(network: AbstractNetwork, chips: ChipState, tasks: TaskBatch, family: AbstractTaskFamily, cfg: MetaConfig, per_chip: int):
+    """`adapt_chips` with `per_chip` consecutive tasks on each chip (chips: n_tasks / per_chip).
+
+    A chip is programmed once and its body read once per set time, as a physical chip serving
+    several tasks at the same times would be; the tasks' support (and query) inputs pass
+    through that one read of the body together, so each body layer is one matmul over the
+    group's samples instead of `per_chip` small ones. Each task adapts its own copy of the
+    chip's programmed head, with its own reads and pulses (the head's key split per task).
+    Results are per task, in the batch's order.
+    """
+    x_s, x_q = family.encode(tasks.x_support), family.encode(tasks.x_query)
+    group = lambda a: a.reshape(a.shape[0] // per_chip, per_chip, *a.shape[1:])
+    x_s, x_q, y_s = (jax.tree.map(group, t) for t in (x_s, x_q, tasks.y_support))
+
+    def one_chip(chip: ChipState, xs, xq, ys):
+        # the body is not mapped over the group: one read serves every task on the chip
+        f_s, f_q = jax.vmap(lambda s, q: task_features(network, chip.body, s, q))(xs, xq)
+        keys = jax.random.split(chip.key, per_chip)
+        adapt = lambda k, f, y: adapt_task(network, ChipState(chip.body, chip.head, k, chip.head_scale), f, y, family, cfg)
+        return f_q, jax.vmap(adapt)(keys, f_s, ys)
+
+    f_q, adaptations = jax.vmap(one_chip)(chips, x_s, x_q, y_s)
+    ungroup = lambda a: a.reshape(-1, *a.shape[2:])
+    return jax.tree.map(ungroup, f_q), jax.tree.map(ungroup, adaptations)
+
+
 class TaskResult(eqx.Module):
     """Per task (axis 0 when batched)."""
 
@@ -138,16 +165,21 @@ def results_of(network: AbstractNetwork, features: Array, tasks: TaskBatch, adap
     return jax.vmap(lambda f, y, a: query_results(network, f, y, a, family))(features, tasks.y_query, adaptations)
 
 
-def batch_results(network: AbstractNetwork, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, cfg: MetaConfig) -> TaskResult:
-    """Steps 1–4 for a batch of tasks."""
-    chips = program_chips(network, key, tasks.n_tasks, cfg)
-    features, adaptations = adapt_chips(network, chips, tasks, family, cfg)
+def batch_results(network: AbstractNetwork, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, cfg: MetaConfig, tasks_per_chip: int = 1) -> TaskResult:
+    """Steps 1–4 for a batch of tasks: a chip per task, or one per `tasks_per_chip` tasks."""
+    if tasks_per_chip == 1:
+        chips = program_chips(network, key, tasks.n_tasks, cfg)
+        features, adaptations = adapt_chips(network, chips, tasks, family, cfg)
+    else:
+        chips = program_chips(network, key, tasks.n_tasks // tasks_per_chip, cfg)
+        features, adaptations = adapt_shared_chips(network, chips, tasks, family, cfg, tasks_per_chip)
     return results_of(network, features, tasks, adaptations, family)
 
 
 def outer_loss(network: AbstractNetwork, key: PRNGKeyArray, tasks: TaskBatch, family: AbstractTaskFamily, cfg: MetaConfig):
-    """The MAML objective: mean query loss after adaptation over the batch, with the results."""
-    results = batch_results(network, key, tasks, family, cfg)
+    """The MAML objective: mean query loss after adaptation over the batch, with the results.
+    Tasks share chips `cfg.tasks_per_chip` at a time (held-out evaluation keeps a chip per task)."""
+    results = batch_results(network, key, tasks, family, cfg, cfg.tasks_per_chip)
     return jnp.mean(results.loss_after), results
 
 

@@ -45,6 +45,7 @@ SCHEMA: dict[str, Any] = {
         "t_wait": Field(50.0, "float", "wait after the last pulses before the query read, s", low=0.0),
         "quantized_bits": Field(2, "int", "quantized mode: pulse step g_max/2^bits", low=1, high=16),
         "quantize_weights": Field(False, "bool", "quantized mode: offline conductances on the same grid (a b-bit model)"),
+        "tasks_per_chip": Field(1, "int", "meta-training: tasks sharing one programmed chip and its body reads (1: a chip per task; must divide train.meta_batch)", low=1),
     },
     "train": {
         "iterations": Field(1500, "int", "meta-iterations", low=1),
@@ -128,6 +129,10 @@ def validate(user: dict | None, origin: str = "recipe") -> dict:
     m = recipe["maml"]
     if m["t_prog"] < m["t_read"]:
         raise UserInputError(f"{origin}: 'maml.t_prog' must be ≥ 'maml.t_read'")
+    if recipe["train"]["meta_batch"] % m["tasks_per_chip"]:
+        raise UserInputError(
+            f"{origin}: 'maml.tasks_per_chip' ({m['tasks_per_chip']}) must divide 'train.meta_batch' ({recipe['train']['meta_batch']})"
+        )
     return recipe
 
 

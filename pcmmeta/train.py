@@ -92,6 +92,7 @@ def build_experiment(recipe: dict, check_memory: str | None = None) -> Experimen
     meta = MetaConfig(
         device=device, mode=MODES[recipe["mode"]].from_recipe(m), rule=rule,
         clock=ChipClock(m["t_read"], m["t_prog"], m["t_wait"], rule.steps), programming_noise=m["programming_noise"],
+        tasks_per_chip=m["tasks_per_chip"],
     )
     network = NETWORKS[recipe["network"]["kind"]].init(init_key(recipe["seed"]), recipe["network"], family, device)
     return Experiment(
@@ -151,13 +152,15 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, me
     """
     sharding = task_sharding()
     n_dev = len(jax.devices())
-    chunk = min(exp.train.chunk_tasks, meta_batch)
-    if sharding is not None:
-        chunk = max(n_dev, chunk - chunk % n_dev)
-        if meta_batch % n_dev:
-            sharding = None  # an uneven split would pad; stay on one layout instead
+    # a chunk holds whole chips (tasks_per_chip divides meta_batch, checked with the recipe)
+    # and, when sharded, as many of them on every device
+    per_chip = exp.meta.tasks_per_chip
+    if sharding is not None and meta_batch % (n_dev * per_chip):
+        sharding = None  # an uneven split would pad; stay on one layout instead
+    unit = per_chip * (n_dev if sharding is not None else 1)
+    chunk = max(unit, min(exp.train.chunk_tasks, meta_batch) // unit * unit)
     while meta_batch % chunk:
-        chunk -= 1
+        chunk -= unit
     n_chunks = meta_batch // chunk
     base_key = seed_key(exp.seed)
     meta = exp.meta

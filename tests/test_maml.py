@@ -165,3 +165,46 @@ def test_quantized_sgd_on_pcm_applies_stochastic_pulses_and_passes_gradient_stra
     d = jax.grad(total)(grad)
     # straight-through: d(Σ g)/d(grad) = −lr·span/scale on G⁺ where Δg > 0
     np.testing.assert_allclose(np.asarray(d), -(dev.g_max - dev.g_min), rtol=1e-5)
+
+
+def test_tasks_sharing_a_chip_share_its_programming_and_body_reads():
+    """maml.tasks_per_chip = 3: six identical tasks on two chips. Tasks on one chip see the same
+    programmed chip and the same read of the body (equal query features), each with its own head
+    reads and pulses; tasks on different chips differ."""
+    exp, net, tasks = setup(maml__programming_noise=0.5)
+    same = jax.tree.map(lambda a: jnp.broadcast_to(a[:1], a.shape), tasks)
+    chips = program_chips(net, jax.random.key(6), 2, exp.meta)
+    from pcmmeta.maml import adapt_shared_chips
+
+    f_q, adapt = adapt_shared_chips(net, chips, same, exp.family, exp.meta, 3)
+    f_q = np.asarray(f_q)
+    assert f_q.shape[0] == 6
+    np.testing.assert_array_equal(f_q[0], f_q[1])
+    np.testing.assert_array_equal(f_q[3], f_q[5])
+    assert not np.array_equal(f_q[0], f_q[3])
+    # each task's head read before adaptation is its own (per-task keys), of the chip's head
+    before = np.asarray(adapt.weights[0]["out"])
+    assert not np.array_equal(before[0], before[1])
+    head0 = np.asarray(chips.head["out"].g_prog[0])
+    w0 = net.scales["out"] * (head0[0] - head0[1]) / (exp.meta.device.g_max - exp.meta.device.g_min)
+    assert np.abs(before[:3] - w0).max() < 0.2 * np.abs(w0).max()  # read noise only
+    # the grouped path is what batch_results runs for tasks_per_chip > 1, task order kept
+    r = batch_results(net, jax.random.key(6), same, exp.family, exp.meta, tasks_per_chip=3)
+    assert r.loss_after.shape == (6,)
+    r1 = batch_results(net, jax.random.key(6), same, exp.family, exp.meta, tasks_per_chip=1)
+    assert len(set(np.round(np.asarray(r1.loss_before), 6))) == 6  # a chip per task: all differ
+
+
+def test_tasks_per_chip_trains_and_is_checked_against_the_meta_batch():
+    from pcmmeta.errors import UserInputError
+    from pcmmeta.train import init_state, make_optimizer, make_train_step
+
+    recipe = tiny_recipe(maml__tasks_per_chip=2)
+    exp = build_experiment(recipe)
+    opt = make_optimizer(exp.train)
+    state = init_state(exp, opt)
+    step = make_train_step(exp, opt, exp.train.meta_batch)
+    state, loss, _ = step(state, exp.family)
+    assert np.isfinite(float(loss)) and int(state.iteration) == 1
+    with pytest.raises(UserInputError, match=r"'maml.tasks_per_chip' \(3\) must divide 'train.meta_batch' \(8\)"):
+        tiny_recipe(maml__tasks_per_chip=3)
