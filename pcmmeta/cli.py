@@ -772,6 +772,9 @@ def entry() -> None:
     interrupts.install()
     global _IN_PROCESS
     _IN_PROCESS = False
+    from .compile_cache import enable_compile_cache
+
+    enable_compile_cache()  # a later start reads compiled programs back (pcmmeta.compile_cache)
     main()
 
 

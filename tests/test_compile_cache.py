@@ -1,0 +1,48 @@
+"""The command's persistent compilation cache: where it goes, off when asked, programs reused."""
+
+import os
+import subprocess
+import sys
+
+from pcmmeta.compile_cache import compile_cache_dir
+
+PROBE = """
+import time
+from pcmmeta.compile_cache import enable_compile_cache
+print(enable_compile_cache())
+import jax, jax.numpy as jnp
+print(jax.config.jax_compilation_cache_dir)
+f = jax.jit(lambda x: jnp.sum(jnp.sin(jnp.outer(x, x)) @ x))
+t0 = time.perf_counter()
+f(jnp.ones(64)).block_until_ready()
+print(time.perf_counter() - t0)
+"""
+
+
+def _probe(env_extra: dict, tmp_path) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    env.update(env_extra)
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # cache even this small program
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True, cwd=tmp_path)
+    return out.stdout.split()
+
+
+def test_compiled_programs_are_written_to_the_cache_folder_and_found_again(tmp_path):
+    folder = tmp_path / "cache"
+    first = _probe({"PCMMETA_COMPILE_CACHE": str(folder)}, tmp_path)
+    assert first[0] == str(folder) and first[1] == str(folder)
+    entries = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert entries  # the jitted program was stored
+    _probe({"PCMMETA_COMPILE_CACHE": str(folder)}, tmp_path)
+    # read back, not compiled and written again (a miss would rewrite the entry)
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == entries
+
+
+def test_the_cache_can_be_turned_off(tmp_path, monkeypatch):
+    out = _probe({"PCMMETA_COMPILE_CACHE": "off"}, tmp_path)
+    assert out[0] == "None" and out[1] == "None"
+    monkeypatch.setenv("PCMMETA_COMPILE_CACHE", "off")
+    assert compile_cache_dir() is None
+    monkeypatch.delenv("PCMMETA_COMPILE_CACHE")
+    monkeypatch.setenv("PCMMETA_CACHE", str(tmp_path))
+    assert compile_cache_dir() == tmp_path / "jax"
