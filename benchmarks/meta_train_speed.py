@@ -1,7 +1,7 @@
 """Speed of one meta-iteration (MAML) of a recipe (default: recipes/sine.yaml) at given meta-batches.
 
 Usage: python benchmarks/meta_train_speed.py [META_BATCH ...] [--iterations N] [--recipe R]
-           [--tasks-per-chip G ...] [--chunk-tasks C]
+           [--tasks-per-chip G ...] [--chunk-tasks C] [--warm]
 Prints compile time, s/iteration, iterations/s, tasks/s (and per CPU core), samples (images, points) through the
 body per second, peak resident memory of the process; for the LIF network also the model FLOPs
 per iteration (the layer-2 matmuls, forward and backward) and their fraction of a peak that you pass as
@@ -10,6 +10,9 @@ figure; give your machine's).
 Run each meta-batch in a fresh process (the script re-executes itself) so peak memory and
 compile time are per configuration. Set XLA_FLAGS=--xla_force_host_platform_device_count=2
 to split the meta-batch over two CPU devices (one per core).
+--warm runs every configuration twice with a fresh persistent compilation cache (what the
+`pcmmeta` command uses, `pcmmeta.compile_cache`): a cold start, then a warm one that reads the
+compiled step back; both lines are printed ("start": "cold" / "warm").
 """
 
 import argparse
@@ -18,7 +21,9 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 
 def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: float, tasks_per_chip: int, chunk_tasks: int | None) -> dict:
@@ -85,20 +90,31 @@ def main() -> None:
     parser.add_argument("--peak-gflops", type=float, default=160.0)
     parser.add_argument("--tasks-per-chip", type=int, nargs="*", default=[1])
     parser.add_argument("--chunk-tasks", type=int, default=None, help="override train.chunk_tasks")
+    parser.add_argument("--warm", action="store_true", help="cold then warm start with a persistent compilation cache")
+    parser.add_argument("--compile-cache", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true")
     args = parser.parse_args()
     if args.child:
+        if args.compile_cache:
+            from pcmmeta.compile_cache import enable_compile_cache
+
+            enable_compile_cache(Path(args.compile_cache))
         print(json.dumps(measure(args.meta_batch[0], args.iterations, args.recipe, args.peak_gflops, args.tasks_per_chip[0], args.chunk_tasks)))
         return
     for mb in args.meta_batch:
         for g in args.tasks_per_chip:
             extra = [] if args.chunk_tasks is None else ["--chunk-tasks", str(args.chunk_tasks)]
-            out = subprocess.run(
-                [sys.executable, __file__, str(mb), "--iterations", str(args.iterations), "--recipe", args.recipe,
-                 "--peak-gflops", str(args.peak_gflops), "--tasks-per-chip", str(g), *extra, "--child"],
-                capture_output=True, text=True, check=True,
-            )
-            print(out.stdout.strip().splitlines()[-1], flush=True)
+            command = [sys.executable, __file__, str(mb), "--iterations", str(args.iterations), "--recipe", args.recipe,
+                       "--peak-gflops", str(args.peak_gflops), "--tasks-per-chip", str(g), *extra, "--child"]
+            if not args.warm:
+                out = subprocess.run(command, capture_output=True, text=True, check=True)
+                print(out.stdout.strip().splitlines()[-1], flush=True)
+                continue
+            with tempfile.TemporaryDirectory() as cache:
+                for start in ("cold", "warm"):
+                    out = subprocess.run([*command, "--compile-cache", cache], capture_output=True, text=True, check=True)
+                    line = json.loads(out.stdout.strip().splitlines()[-1])
+                    print(json.dumps({"start": start, **line}), flush=True)
 
 
 if __name__ == "__main__":
