@@ -149,7 +149,10 @@ class Joshi2020(AbstractPCMDevice):
         e = jnp.asarray(self.read_noise_exponent, jnp.float32)
         floor = jnp.where(e > 0, Q_DENOMINATOR_FLOOR ** (1.0 / jnp.where(e > 0, e, 1.0)), 0.0)
         x = jnp.maximum(jnp.abs(g_prog) / self.g_max, floor)
-        return jnp.minimum(self.read_noise_q / jnp.maximum(x**self.read_noise_exponent, Q_DENOMINATOR_FLOOR), self.read_noise_q_max)
+        # x^e as exp(e·ln x) (`jnp.power` is four times slower on a CPU); x > 0 whenever e > 0,
+        # and the tiny floor keeps x^0 = 1 at x = 0.
+        x_e = jnp.exp(e * jnp.log(jnp.maximum(x, jnp.finfo(jnp.float32).tiny)))
+        return jnp.minimum(self.read_noise_q / jnp.maximum(x_e, Q_DENOMINATOR_FLOOR), self.read_noise_q_max)
 
     def log_time_factor(self, elapsed: float | Array) -> Float[Array, "..."]:
         """ln((t + t0 + t_r)/(2 t_r)) at `elapsed` = t s since programming: the accumulated
