@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from . import noise as pcm_noise
 from .device import DeviceState, PCMDevice
 
 
@@ -63,7 +62,7 @@ class PCM(AbstractMode):
     name = "pcm"
 
     def program_offline(self, key, g, device, noise_std):
-        noise = noise_std * pcm_noise.normal(key, g.shape)
+        noise = noise_std * jax.random.normal(key, g.shape)
         return straight_through(device.clip(g + noise), g)
 
     def read(self, key, state, t, device):
