@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from .base import AbstractPCMDevice, DeviceState
+from .. import noise
+from .base import AbstractPCMDevice, DeviceState, drift_factor
 
 
 # ------------------------------------------------------------------ the SET-increment law
@@ -85,14 +86,14 @@ class Nandakumar2018(AbstractPCMDevice):
 
     def draw_nu(self, key: PRNGKeyArray, shape: tuple[int, ...], g: Float[Array, "..."] | None = None) -> Float[Array, "..."]:
         """Drift exponents ν ≥ 0, one per device: max(0, N(ν_mean, ν_std)), whatever G."""
-        xi = jax.random.normal(key, shape)
+        xi = noise.normal(key, shape)
         return jnp.maximum(self.drift_nu_mean + self.drift_nu_std * xi, 0.0)
 
     # ----------------------------------------------------------------------------- state
     def initial_state(self, key: PRNGKeyArray, shape: tuple[int, ...], t: float = 0.0) -> DeviceState:
         """Every device freshly RESET at time t: G_p = clip(N(reset_mean, reset_std²))."""
         k_g, k_nu = jax.random.split(key)
-        g = self.clip(self.reset_mean + self.reset_std * jax.random.normal(k_g, shape))
+        g = self.clip(self.reset_mean + self.reset_std * noise.normal(k_g, shape))
         return DeviceState(
             g_prog=g,
             t_prog=jnp.full(shape, t, jnp.float32),
@@ -119,12 +120,12 @@ class Nandakumar2018(AbstractPCMDevice):
     def drifted(self, state: DeviceState, t: float | Array) -> Float[Array, "..."]:
         """Noiseless conductance at time t (µS): G_p·((t − t_p)/t0)^(−ν) for t − t_p ≥ t0."""
         elapsed = jnp.maximum(t - state.t_prog, self.drift_t0)
-        return state.g_prog * (elapsed / self.drift_t0) ** (-state.nu)
+        return state.g_prog * drift_factor(elapsed / self.drift_t0, state.nu)
 
     def read(self, key: PRNGKeyArray, state: DeviceState, t: float | Array) -> Float[Array, "..."]:
         """One noisy read at time t (µS): drift, then Normal read noise, floored at 0."""
         g = self.drifted(state, t)
-        return jnp.maximum(g + self.read_std(g) * jax.random.normal(key, g.shape), 0.0)
+        return jnp.maximum(g + self.read_std(g) * noise.normal(key, g.shape), 0.0)
 
     # ------------------------------------------------------------------------ validation
     def check(self, where: str) -> None:
