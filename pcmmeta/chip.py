@@ -22,6 +22,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .clock import ChipClock
 from .crossbar import layer_keys, pair_weights
 from .device import DeviceState, PCMDevice
+from .vector_width import device_array_options
 from .errors import UserInputError
 from .maml import ChipState, MetaConfig, TaskResult, adapt_chips, head_outputs, results_of
 from .modes import PCM, NoAdapt
@@ -89,7 +90,7 @@ def deploy(
     targets = [network.layers[n] for n in names]
     flat = jnp.concatenate([t.ravel() for t in targets])
     k_prog, k_ref = jax.random.split(key)
-    program = jax.jit(lambda k, g: method.program(k, device, g))
+    program = jax.jit(lambda k, g: method.program(k, device, g), compiler_options=device_array_options())
     compiled = program.lower(k_prog, flat).compile()  # timed without compilation
     t0 = time.perf_counter()
     result: ProgramResult = compiled(k_prog, flat)

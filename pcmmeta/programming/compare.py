@@ -10,6 +10,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..device import PCMDevice
+from ..vector_width import device_array_options
 from .base import AbstractProgrammingMethod, ProgramResult
 from .cost import ProgrammingCost, counts_energy, counts_time
 
@@ -81,7 +82,7 @@ def devices_of(result: ProgramResult, start: int, stop: int) -> ProgramResult:
 
 def run_method(key: PRNGKeyArray, device: PCMDevice, method: AbstractProgrammingMethod, target: Float[Array, " n"]) -> tuple[ProgramResult, float]:
     """Program `target` with `method`; the result and the wall-clock seconds (compilation excluded)."""
-    compiled = jax.jit(lambda k, g: method.program(k, device, g)).lower(key, target).compile()
+    compiled = jax.jit(lambda k, g: method.program(k, device, g), compiler_options=device_array_options()).lower(key, target).compile()
     t0 = time.perf_counter()
     result = compiled(key, target)
     jax.block_until_ready(result)

@@ -20,6 +20,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..device import PCMDevice
+from ..vector_width import device_array_options
 from .cost import ProgrammingCost, counts_time
 from .learned import MAX_BURST, ProgrammingPolicy, learned_program
 from .planning import make_grid, plan_policy, transition_kernels
@@ -91,11 +92,11 @@ def train_policy(
     """
     k_targets, k_prog = jax.random.split(key)
     target = sample_targets(k_targets, device, settings.batch, pool)
-    wv = jax.jit(lambda k, g: write_verify(k, device, g, tolerance, max_pulses))(k_prog, target)
+    wv = jax.jit(lambda k, g: write_verify(k, device, g, tolerance, max_pulses), compiler_options=device_array_options())(k_prog, target)
     wv_time = float(np.mean(np.asarray(counts_time(cost, wv))))
     grid = make_grid(device, settings.cells, settings.target_stride)
     kernels = transition_kernels(device, grid, settings.max_burst)
-    run = jax.jit(lambda k, g, p: learned_program(k, device, g, p, max_pulses))
+    run = jax.jit(lambda k, g, p: learned_program(k, device, g, p, max_pulses), compiler_options=device_array_options())
     unit_us = max((cost.set_s + cost.read_s) * 1e6, cost.reset_s * 1e6, 1e-6)
     lo, hi = (np.log(p * unit_us) for p in settings.price_range)
     wv_at_budget = _at_budget(wv, max_pulses)
