@@ -29,7 +29,7 @@ from pathlib import Path
 def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: float, tasks_per_chip: int, chunk_tasks: int | None) -> dict:
     import jax
 
-    from pcmmeta.recipe import load_recipe
+    from pcmmeta.recipe import load_recipe, validate
     from pcmmeta.train import build_experiment, init_state, make_optimizer, make_train_step
 
     recipe = load_recipe(recipe_path)
@@ -37,6 +37,7 @@ def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: flo
     recipe["maml"]["tasks_per_chip"] = tasks_per_chip
     if chunk_tasks is not None:
         recipe["train"]["chunk_tasks"] = chunk_tasks
+    recipe = validate(recipe, f"{recipe_path} with meta-batch {meta_batch}, tasks per chip {tasks_per_chip}")
     exp = build_experiment(recipe)
     opt = make_optimizer(exp.train)
     state = init_state(exp, opt)
@@ -63,7 +64,7 @@ def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: flo
         "s_per_iteration": round(per_it, 4),
         "iterations_per_s": round(1 / per_it, 2),
         "tasks_per_s": round(meta_batch / per_it, 1),
-        "tasks_per_s_per_core": round(meta_batch / per_it / (os.cpu_count() or 1), 1),
+        "tasks_per_s_per_core": round(meta_batch / per_it / len(os.sched_getaffinity(0)), 1) if jax.default_backend() == "cpu" else None,
         "samples_per_s": round(samples / per_it, 1),
         "peak_rss_MB": round(peak_mb),
     }
@@ -110,9 +111,11 @@ def main() -> None:
                 out = subprocess.run(command, capture_output=True, text=True, check=True)
                 print(out.stdout.strip().splitlines()[-1], flush=True)
                 continue
+            # the children use only the fresh folder, not a cache the environment names
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
             with tempfile.TemporaryDirectory() as cache:
                 for start in ("cold", "warm"):
-                    out = subprocess.run([*command, "--compile-cache", cache], capture_output=True, text=True, check=True)
+                    out = subprocess.run([*command, "--compile-cache", cache], capture_output=True, text=True, check=True, env=env)
                     line = json.loads(out.stdout.strip().splitlines()[-1])
                     print(json.dumps({"start": start, **line}), flush=True)
 

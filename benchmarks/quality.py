@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from pcmmeta.recipe import load_recipe
+from pcmmeta.recipe import load_recipe, validate
 from pcmmeta.train import start_run, train
 
 
@@ -39,6 +39,7 @@ def main() -> None:
             mode = f"{mode} ×{steps}"
         if args.iterations is not None:
             recipe["train"]["iterations"] = args.iterations
+        recipe = validate(recipe, f"{args.recipe} with the flags' overrides")
         run_dir = start_run(recipe, Path(args.runs_dir))
         t0 = time.perf_counter()
         outcome = train(recipe, run_dir)

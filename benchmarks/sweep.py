@@ -11,8 +11,12 @@ vary one at a time around the recipe (the recipe's own values are the baseline r
 runs every combination. Every configuration trains once per seed (the recipe's `seed`: weights,
 tasks and device noise) and is evaluated on the recipe's fixed held-out tasks. Prints one JSON
 line per run, then a table: the primary metric after adaptation, mean ± s.e. over seeds, its
-difference from the baseline and whether that difference is beyond noise (|Δ| > 2 s.e. of the
-difference), and the mean wall time. Adopt in a recipe only what beats the baseline beyond noise.
+difference from the first row (the recipe; with --grid, the first combination) and a verdict:
+every configuration runs the same seeds, so the test is paired — per seed d = metric − first
+row's metric, and "better"/"worse" when |mean d| > t(0.975, n − 1)·sd(d)/√n (Student's t, two
+sided, 5 %), else "no difference"; fewer than 3 seeds give no verdict. A run that fails (NaN
+loss, a recipe that does not fit) is a row marked failed; Ctrl-C prints the table so far. Adopt in
+a recipe only what is "better".
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ import time
 from pathlib import Path
 
 import yaml
+from scipy import stats
 
 from pcmmeta.errors import UserInputError
 from pcmmeta.recipe import load_recipe, validate
-from pcmmeta.train import start_run, train
+from pcmmeta.train import NaNLossError, start_run, train
 
 
 def parse_set(text: str) -> tuple[str, list]:
@@ -100,39 +105,72 @@ def main() -> None:
         print(f"sweep.py: {err}", file=sys.stderr)
         sys.exit(2)
     rows: dict[str, dict] = {}
-    metric = None
-    for config in configs:
-        name = label(config)
-        for seed in seeds:
-            recipe = copy.deepcopy(recipes[name])
-            recipe["seed"] = seed
-            recipe["name"] = f"sweep-{recipe['name']}"
-            run_dir = start_run(recipe, Path(args.runs_dir))
-            t0 = time.perf_counter()
-            ev = train(recipe, run_dir).evaluation.to_json()
-            wall = time.perf_counter() - t0
-            metric = ev["metric"]
-            line = {"config": config, "seed": seed, "run_dir": str(run_dir), "wall_s": round(wall, 1), "metric": metric,
-                    "after": ev[f"{metric}_after"], "sem_after": ev[f"sem_{metric}_after"], "before": ev[f"{metric}_before"],
-                    "per_step": ev[f"{metric}_per_step"]}
-            print(json.dumps(line), flush=True)
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(line) + "\n")
-            rows.setdefault(name, {"after": [], "wall": []})
-            rows[name]["after"].append(ev[f"{metric}_after"])
-            rows[name]["wall"].append(wall)
-    base_name = label(configs[0])
-    b_mean, b_se = mean_se(rows[base_name]["after"])
-    print(f"\n{metric} after adaptation on held-out tasks, mean ± s.e. over seeds {seeds}:")
-    print(f"{'configuration':<48} {'after':>17} {'Δ vs first row':>15} {'beyond noise':>12} {'wall s':>7}")
-    for name, r in rows.items():
-        mean, se = mean_se(r["after"])
-        delta = mean - b_mean
-        se_delta = math.sqrt(se**2 + b_se**2) if not (math.isnan(se) or math.isnan(b_se)) else float("nan")
-        beyond = "" if name == base_name or math.isnan(se_delta) else ("yes" if abs(delta) > 2 * se_delta else "no")
-        print(f"{name[:48]:<48} {mean:9.4f} ± {se:6.4f} {delta:+15.4f} {beyond:>12} {sum(r['wall']) / len(r['wall']):7.0f}")
+    metric, higher_is_better = None, False
+    try:
+        for config in configs:
+            name = label(config)
+            rows[name] = {"after": {}, "wall": [], "failed": []}
+            for seed in seeds:
+                recipe = copy.deepcopy(recipes[name])
+                recipe["seed"] = seed
+                recipe["name"] = f"sweep-{recipe['name']}"
+                run_dir = start_run(recipe, Path(args.runs_dir))
+                t0 = time.perf_counter()
+                try:
+                    outcome = train(recipe, run_dir)
+                except (NaNLossError, UserInputError) as err:
+                    rows[name]["failed"].append(seed)
+                    line = {"config": config, "seed": seed, "run_dir": str(run_dir), "failed": str(err)}
+                else:
+                    if outcome.interrupted:
+                        raise KeyboardInterrupt
+                    ev = outcome.evaluation
+                    metric, higher_is_better = ev.metric, ev.higher_is_better
+                    rows[name]["after"][seed] = ev.after()
+                    rows[name]["wall"].append(time.perf_counter() - t0)
+                    line = {"config": config, "seed": seed, "run_dir": str(run_dir), "wall_s": round(rows[name]["wall"][-1], 1),
+                            "metric": metric, "after": ev.after(), "sem_after": ev.metrics_sem[metric][-1], "before": ev.before(), "per_step": [c["mean"] for c in ev.curve()]}
+                print(json.dumps(line), flush=True)
+                if args.out:
+                    with open(args.out, "a") as f:
+                        f.write(json.dumps(line) + "\n")
+    except KeyboardInterrupt:
+        print("interrupted: the table holds the runs finished so far", file=sys.stderr)
+    print_table(rows, metric, higher_is_better, seeds)
 
+
+def paired_verdict(values: dict[int, float], first: dict[int, float], higher_is_better: bool) -> str:
+    """Paired two-sided t-test (5 %) of a row against the first row over their common seeds."""
+    common = sorted(set(values) & set(first))
+    if len(common) < 3:
+        return f"({len(common)} seeds: none)"
+    d = [values[s] - first[s] for s in common]
+    mean, se = mean_se(d)
+    if se == 0 or abs(mean) <= stats.t.ppf(0.975, len(d) - 1) * se:
+        return "no difference"
+    return "better" if (mean > 0) == higher_is_better else "worse"
+
+
+def print_table(rows: dict[str, dict], metric: str | None, higher_is_better: bool, seeds: list[int]) -> None:
+    if not rows or metric is None:
+        print("no finished run")
+        return
+    first_name = next(iter(rows))
+    first = rows[first_name]["after"]
+    print(f"\n{metric} after adaptation on held-out tasks, mean ± s.e. over seeds {seeds}; verdict: paired t-test against the first row")
+    print(f"{'configuration':<48} {'after':>17} {'Δ vs first row':>15} {'verdict':>16} {'wall s':>7}")
+    for name, r in rows.items():
+        values = list(r["after"].values())
+        failed = f"  failed seeds {r['failed']}" if r["failed"] else ""
+        if not values:
+            print(f"{name[:48]:<48} {'failed':>17}{failed}")
+            continue
+        mean, se = mean_se(values)
+        common = sorted(set(r["after"]) & set(first))
+        delta = sum(r["after"][s] - first[s] for s in common) / len(common) if common else float("nan")
+        verdict = "" if name == first_name else paired_verdict(r["after"], first, higher_is_better)
+        wall = sum(r["wall"]) / len(r["wall"])
+        print(f"{name[:48]:<48} {mean:9.4f} ± {se:6.4f} {delta:+15.4f} {verdict:>16} {wall:7.0f}{failed}")
 
 if __name__ == "__main__":
     main()

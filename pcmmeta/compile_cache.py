@@ -7,7 +7,7 @@ peak: the compiler's own memory is not needed). docs/speed.md has the measuremen
 
 The `pcmmeta` command enables it at start-up (`enable_compile_cache`); a library user calls the
 function (or sets JAX's own `JAX_COMPILATION_CACHE_DIR`). `PCMMETA_COMPILE_CACHE=off` turns it
-off; `PCMMETA_COMPILE_CACHE=DIR` puts it elsewhere. Entries are a few hundred kB to a few MB
+off; `PCMMETA_COMPILE_CACHE=DIR` puts it elsewhere (read once, when the cache is enabled). Entries are a few hundred kB to a few MB
 per compiled program; the folder may be deleted at any time (JAX's size limit is not set: it
 needs the `filelock` package).
 """
@@ -24,7 +24,7 @@ MIN_COMPILE_S = 0.3
 def compile_cache_dir() -> Path | None:
     """Where the cache lives: `$PCMMETA_COMPILE_CACHE`, else `<pcmmeta cache>/jax`; None when
     `PCMMETA_COMPILE_CACHE` is `off` (or 0, false, no)."""
-    from .imagedata import default_cache_dir
+    from .cache_dir import default_cache_dir
 
     env = os.environ.get("PCMMETA_COMPILE_CACHE", "").strip()
     if env.lower() in ("off", "0", "false", "no"):
@@ -57,8 +57,11 @@ def enable_compile_cache(path: Path | None = None) -> Path | None:
     if "jax" in sys.modules:
         import jax
 
+        if jax.config.jax_compilation_cache_dir:  # the user's own folder wins
+            return Path(jax.config.jax_compilation_cache_dir)
         for name, value in settings.items():
-            jax.config.update(name, value)
+            if not os.environ.get(name.upper()):  # nor may a user's JAX_* setting be overwritten
+                jax.config.update(name, value)
     else:
         for name, value in settings.items():
             os.environ.setdefault(name.upper(), str(value))  # a user's own JAX_* setting wins

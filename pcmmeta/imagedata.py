@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .cache_dir import default_cache_dir  # noqa: F401  (also this module's public name)
 from . import interrupts
 from .errors import UserInputError
 
@@ -377,12 +378,6 @@ def glyphs(n_classes: int = 1623, drawings: int = 20, seed: int = 0, jitter: flo
     depends only on (seed, c, jitter), so fewer classes are a prefix of more.
     """
     return _glyph_set(_glyphs_uint8(n_classes, drawings, seed, jitter), seed, jitter)
-
-
-def default_cache_dir() -> Path:
-    """`$PCMMETA_CACHE`, else `~/.cache/pcmmeta`."""
-    env = os.environ.get("PCMMETA_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "pcmmeta"
 
 
 def glyph_cache_path(n_classes: int, drawings: int, seed: int, jitter: float, cache_dir: Path) -> Path:

@@ -76,7 +76,9 @@ def estimate_training_memory(recipe: dict, family, device) -> MemoryEstimate:
     train, evaluation = recipe["train"], recipe["eval"]
     batch = eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), 1))
     support, query = batch.x_support.shape[1], batch.x_query.shape[1]
-    chunk = min(train["chunk_tasks"], train["meta_batch"])
+    from .train import chunk_size
+
+    chunk, _ = chunk_size(train["meta_batch"], train["chunk_tasks"], recipe["maml"]["tasks_per_chip"])
     eval_chunk = min(EVAL_CHUNK, evaluation["tasks"])
     net = eqx.filter_eval_shape(lambda: cls.init(jax.random.key(0), section, family, device))
     params = _tree_bytes(net)

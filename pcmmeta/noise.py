@@ -1,5 +1,5 @@
-"""Standard-normal noise for device arrays, five to ten times faster than `jax.random.normal`
-on a CPU.
+"""Standard-normal noise for device arrays, about three times faster than `jax.random.normal`
+on a CPU (1.8 vs 5.0 ms per million numbers; docs/speed.md).
 
 The device model draws up to three normals per device and pulse (SET increment, drift exponent,
 read noise). `jax.random.normal` spends most of its time in threefry's 20 rounds of mixing per

@@ -141,6 +141,24 @@ def task_sharding() -> NamedSharding | None:
     return NamedSharding(Mesh(np.array(devices), ("tasks",)), PartitionSpec("tasks"))
 
 
+def chunk_size(meta_batch: int, chunk_tasks: int, tasks_per_chip: int = 1, n_devices: int = 1) -> tuple[int, bool]:
+    """Tasks per gradient-accumulation chunk, and whether the chunk is split over `n_devices`.
+
+    A chunk holds whole chips (`tasks_per_chip` tasks each) and, when split, as many on every
+    device; it divides the meta-batch and is the largest such size ≤ `chunk_tasks` (or one unit
+    when a unit is larger). An uneven split over devices would pad, so then the chunk stays on
+    one device.
+    """
+    if meta_batch % tasks_per_chip:
+        raise ValueError(f"tasks_per_chip ({tasks_per_chip}) must divide the meta-batch ({meta_batch})")
+    sharded = n_devices > 1 and meta_batch % (n_devices * tasks_per_chip) == 0
+    unit = tasks_per_chip * (n_devices if sharded else 1)
+    chunk = max(unit, min(chunk_tasks, meta_batch) // unit * unit)
+    while meta_batch % chunk:  # ends: unit divides meta_batch
+        chunk -= unit
+    return chunk, sharded
+
+
 def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, meta_batch: int) -> Callable:
     """jitted (state, family) -> (state, loss, mean TaskResult).
 
@@ -151,16 +169,8 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, me
     alive at a time, which bounds memory and keeps them in cache.
     """
     sharding = task_sharding()
-    n_dev = len(jax.devices())
-    # a chunk holds whole chips (tasks_per_chip divides meta_batch, checked with the recipe)
-    # and, when sharded, as many of them on every device
-    per_chip = exp.meta.tasks_per_chip
-    if sharding is not None and meta_batch % (n_dev * per_chip):
-        sharding = None  # an uneven split would pad; stay on one layout instead
-    unit = per_chip * (n_dev if sharding is not None else 1)
-    chunk = max(unit, min(exp.train.chunk_tasks, meta_batch) // unit * unit)
-    while meta_batch % chunk:
-        chunk -= unit
+    chunk, sharded = chunk_size(meta_batch, exp.train.chunk_tasks, exp.meta.tasks_per_chip, len(jax.devices()) if sharding else 1)
+    sharding = sharding if sharded else None
     n_chunks = meta_batch // chunk
     base_key = seed_key(exp.seed)
     meta = exp.meta

@@ -28,10 +28,12 @@ def cpu_has_avx512(cpuinfo: str | None = None) -> bool:
 
 
 @functools.cache
-def device_array_options() -> dict:
-    """`WIDE_VECTORS` when JAX computes on a CPU with AVX-512, else no options."""
+def _wide_vectors_help() -> bool:
     import jax
 
-    if jax.default_backend() != "cpu" or not cpu_has_avx512():
-        return {}
-    return dict(WIDE_VECTORS)
+    return jax.default_backend() == "cpu" and cpu_has_avx512()
+
+
+def device_array_options() -> dict:
+    """A fresh dict: `WIDE_VECTORS` when JAX computes on a CPU with AVX-512, else empty."""
+    return dict(WIDE_VECTORS) if _wide_vectors_help() else {}

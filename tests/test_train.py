@@ -12,8 +12,10 @@ from tiny import tiny_recipe
 from typer.testing import CliRunner
 
 from pcmmeta.cli import app
+from pcmmeta.errors import UserInputError
 from pcmmeta.train import (
-    NaNLossError, build_experiment, evaluate, init_state, load_checkpoint, make_optimizer, save_checkpoint, start_run, train,
+    NaNLossError, build_experiment, chunk_size, evaluate, init_state, load_checkpoint, make_optimizer, make_train_step, save_checkpoint,
+    start_run, train,
 )
 
 runner = CliRunner()
@@ -213,3 +215,34 @@ def test_only_process_0_writes_the_run_directory(tmp_path, monkeypatch):
     outcome = train(recipe, run, on_checkpoint=None)
     assert int(outcome.state.iteration) == 2 and outcome.evaluation is not None  # it did the work…
     assert list(tmp_path.iterdir()) == []  # …and wrote nothing
+
+
+def test_tasks_per_chip_trains_and_is_checked_against_the_meta_batch():
+    recipe = tiny_recipe(maml__tasks_per_chip=2)
+    exp = build_experiment(recipe)
+    opt = make_optimizer(exp.train)
+    state = init_state(exp, opt)
+    step = make_train_step(exp, opt, exp.train.meta_batch)
+    state, loss, _ = step(state, exp.family)
+    assert np.isfinite(float(loss)) and int(state.iteration) == 1
+    with pytest.raises(UserInputError, match=r"'maml.tasks_per_chip' \(3\) must divide 'train.meta_batch' \(8\)"):
+        tiny_recipe(maml__tasks_per_chip=3)
+
+
+@pytest.mark.parametrize("meta_batch", [1, 6, 8, 12, 32, 90, 256])
+@pytest.mark.parametrize("chunk_tasks", [1, 5, 16, 64])
+@pytest.mark.parametrize("per_chip", [1, 2, 3, 16])
+@pytest.mark.parametrize("n_devices", [1, 2, 4])
+def test_chunks_hold_whole_chips_and_divide_the_meta_batch(meta_batch, chunk_tasks, per_chip, n_devices):
+    if meta_batch % per_chip:
+        with pytest.raises(ValueError, match="must divide the meta-batch"):
+            chunk_size(meta_batch, chunk_tasks, per_chip, n_devices)
+        return
+    chunk, sharded = chunk_size(meta_batch, chunk_tasks, per_chip, n_devices)
+    unit = per_chip * (n_devices if sharded else 1)
+    assert meta_batch % chunk == 0 and chunk % unit == 0
+    assert chunk <= max(chunk_tasks, unit)
+    assert sharded == (n_devices > 1 and meta_batch % (n_devices * per_chip) == 0)
+    # the largest such chunk: the next multiple of the unit that divides would exceed the limit
+    bigger = [c for c in range(chunk + unit, meta_batch + 1, unit) if meta_batch % c == 0]
+    assert not bigger or bigger[0] > max(chunk_tasks, unit)
