@@ -1,3 +1,4 @@
+import itertools
 import json
 import os
 import subprocess
@@ -229,20 +230,19 @@ def test_tasks_per_chip_trains_and_is_checked_against_the_meta_batch():
         tiny_recipe(maml__tasks_per_chip=3)
 
 
-@pytest.mark.parametrize("meta_batch", [1, 6, 8, 12, 32, 90, 256])
-@pytest.mark.parametrize("chunk_tasks", [1, 5, 16, 64])
-@pytest.mark.parametrize("per_chip", [1, 2, 3, 16])
-@pytest.mark.parametrize("n_devices", [1, 2, 4])
-def test_chunks_hold_whole_chips_and_divide_the_meta_batch(meta_batch, chunk_tasks, per_chip, n_devices):
-    if meta_batch % per_chip:
-        with pytest.raises(ValueError, match="must divide the meta-batch"):
-            chunk_size(meta_batch, chunk_tasks, per_chip, n_devices)
-        return
-    chunk, sharded = chunk_size(meta_batch, chunk_tasks, per_chip, n_devices)
-    unit = per_chip * (n_devices if sharded else 1)
-    assert meta_batch % chunk == 0 and chunk % unit == 0
-    assert chunk <= max(chunk_tasks, unit)
-    assert sharded == (n_devices > 1 and meta_batch % (n_devices * per_chip) == 0)
-    # the largest such chunk: the next multiple of the unit that divides would exceed the limit
-    bigger = [c for c in range(chunk + unit, meta_batch + 1, unit) if meta_batch % c == 0]
-    assert not bigger or bigger[0] > max(chunk_tasks, unit)
+def test_chunks_hold_whole_chips_and_divide_the_meta_batch():
+    for meta_batch, chunk_tasks, per_chip, n_devices in itertools.product(
+        [1, 6, 8, 12, 32, 90, 256], [1, 5, 16, 64], [1, 2, 3, 16], [1, 2, 4]
+    ):
+        if meta_batch % per_chip:
+            with pytest.raises(ValueError, match="must divide the meta-batch"):
+                chunk_size(meta_batch, chunk_tasks, per_chip, n_devices)
+            continue
+        chunk, sharded = chunk_size(meta_batch, chunk_tasks, per_chip, n_devices)
+        unit = per_chip * (n_devices if sharded else 1)
+        assert meta_batch % chunk == 0 and chunk % unit == 0
+        assert chunk <= max(chunk_tasks, unit)
+        assert sharded == (n_devices > 1 and meta_batch % (n_devices * per_chip) == 0)
+        # the largest such chunk: the next multiple of the unit that divides would exceed the limit
+        bigger = [c for c in range(chunk + unit, meta_batch + 1, unit) if meta_batch % c == 0]
+        assert not bigger or bigger[0] > max(chunk_tasks, unit)
