@@ -482,15 +482,8 @@ def assess(data: Measurements, p: Prep, prior: Joshi2020, where: str) -> Design:
     stages["increments"] = len(p.pair_before) >= MIN_PULSE_PAIRS
     if not stages["increments"]:
         reasons["increments"] = f"fewer than {MIN_PULSE_PAIRS} consecutive pulse pairs (pulses k − 1 and k of one device; found {len(p.pair_before)})"
-    if not any(stages.values()):
-        missing = "; ".join(f"{stage.replace('_', ' ')}: {why}" for stage, why in reasons.items())
-        raise UserInputError(f"{where}: nothing can be fitted: {missing}")
-    high = g > prior.g_max * 1.5
-    if high.any():
-        notes.append(
-            f"{int(high.sum())} reads above 1.5 × the prior's g_max ({prior.g_max:g} µS; highest {g.max():.4g} µS): "
-            "the clip range is not fitted, pass a --prior whose g_min/g_max match the devices"
-        )
+    N.refuse_if_nothing_fits(stages, reasons, where)
+    notes.extend(N.reads_above_range(g, prior))
     t_pos = t[t > 0]
     span = (float(np.log(t_pos.min() / 10)), float(np.log(t_pos.max()))) if t_pos.size else (0.0, 0.0)
     return Design(stages, reasons, notes, span)

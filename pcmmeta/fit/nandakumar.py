@@ -600,6 +600,25 @@ class Design:
     warnings: list[str]
 
 
+
+def refuse_if_nothing_fits(stages: dict[str, bool], reasons: dict[str, str], where: str) -> None:
+    """One line naming every stage and why the data cannot fit it, when none can (any family)."""
+    if not any(stages.values()):
+        missing = "; ".join(f"{stage.replace('_', ' ')}: {why}" for stage, why in reasons.items())
+        raise UserInputError(f"{where}: nothing can be fitted: {missing}")
+
+
+def reads_above_range(g: np.ndarray, prior) -> list[str]:
+    """A note when reads lie far above the prior's g_max: the clip range is not fitted."""
+    high = g > prior.g_max * 1.5
+    if not high.any():
+        return []
+    return [
+        f"{int(high.sum())} reads above 1.5 × the prior's g_max ({prior.g_max:g} µS; highest {g.max():.4g} µS): "
+        "the clip range is not fitted, pass a --prior whose g_min/g_max match the devices"
+    ]
+
+
 def assess(data: Measurements, prior: PCMDevice, where: str = "measurements") -> Design:
     """Which stages the reads support; raises `UserInputError` when none does or when the reads
     are degenerate (all equal), naming what is missing."""
@@ -636,15 +655,8 @@ def assess(data: Measurements, prior: PCMDevice, where: str = "measurements") ->
     stages["increments"] = n_pairs >= MIN_PULSE_PAIRS
     if not stages["increments"]:
         reasons["increments"] = f"fewer than {MIN_PULSE_PAIRS} consecutive pulse pairs (pulses k − 1 and k of one device; found {n_pairs})"
-    if not any(stages.values()):
-        missing = "; ".join(f"{stage.replace('_', ' ')}: {why}" for stage, why in reasons.items())
-        raise UserInputError(f"{where}: nothing can be fitted: {missing}")
-    high = g > prior.g_max * 1.5
-    if high.any():
-        notes.append(
-            f"{int(high.sum())} reads above 1.5 × the prior's g_max ({prior.g_max:g} µS; highest {g.max():.4g} µS): "
-            "the clip range is not fitted, pass a --prior whose g_min/g_max match the devices"
-        )
+    refuse_if_nothing_fits(stages, reasons, where)
+    notes.extend(reads_above_range(g, prior))
     return Design(stages, reasons, notes)
 
 
