@@ -35,7 +35,7 @@ from scipy import stats
 
 from pcmmeta.errors import UserInputError
 from pcmmeta.recipe import load_recipe, validate
-from pcmmeta.train import NaNLossError, start_run, train
+from pcmmeta.train import NaNLossError, mean_sem, start_run, train
 
 
 def parse_set(text: str) -> tuple[str, list]:
@@ -66,15 +66,6 @@ def configurations(sets: list[tuple[str, list]], grid: bool) -> list[dict]:
         keys = [k for k, _ in sets]
         return [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in sets))]
     return [{}] + [{key: v} for key, values in sets for v in values]
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 def label(config: dict) -> str:
@@ -145,7 +136,7 @@ def paired_verdict(values: dict[int, float], first: dict[int, float], higher_is_
     if len(common) < 3:
         return f"({len(common)} seeds: none)"
     d = [values[s] - first[s] for s in common]
-    mean, se = mean_se(d)
+    mean, se = mean_sem(d)
     if se == 0 or abs(mean) <= stats.t.ppf(0.975, len(d) - 1) * se:
         return "no difference"
     return "better" if (mean > 0) == higher_is_better else "worse"
@@ -165,7 +156,7 @@ def print_table(rows: dict[str, dict], metric: str | None, higher_is_better: boo
         if not values:
             print(f"{name[:48]:<48} {'failed':>17}{failed}")
             continue
-        mean, se = mean_se(values)
+        mean, se = mean_sem(values)
         common = sorted(set(r["after"]) & set(first))
         delta = sum(r["after"][s] - first[s] for s in common) / len(common) if common else float("nan")
         verdict = "" if name == first_name else paired_verdict(r["after"], first, higher_is_better)

@@ -600,7 +600,6 @@ class Design:
     warnings: list[str]
 
 
-
 def refuse_if_nothing_fits(stages: dict[str, bool], reasons: dict[str, str], where: str) -> None:
     """One line naming every stage and why the data cannot fit it, when none can (any family)."""
     if not any(stages.values()):
