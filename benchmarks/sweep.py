@@ -25,7 +25,6 @@ import argparse
 import copy
 import itertools
 import json
-import math
 import sys
 import time
 from pathlib import Path
