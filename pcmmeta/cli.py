@@ -455,7 +455,7 @@ def learn_programming_cmd(
     import jax.numpy as jnp
 
     from .device import load_device
-    from .imagedata import default_cache_dir
+    from .cache_dir import default_cache_dir
     from .programming import WriteVerify, cached_policy_path, make_method, save_policy
     from .programming.compare import compare_methods
     from .programming import sample_targets

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .cache_dir import default_cache_dir  # noqa: F401  (also this module's public name)
+from .cache_dir import default_cache_dir
 from . import interrupts
 from .errors import UserInputError
 

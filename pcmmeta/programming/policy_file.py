@@ -141,7 +141,7 @@ def obtain_policy(
             check_policy_fits(path, info, device, tolerance, max_pulses)
         return policy, info, Path(path), False
     if cache_dir is None:
-        from ..imagedata import default_cache_dir
+        from ..cache_dir import default_cache_dir
 
         cache_dir = default_cache_dir()
     cached = cached_policy_path(device, tolerance, max_pulses, cost, cache_dir)
