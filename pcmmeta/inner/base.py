@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..clock import ChipClock
+from ..compute_once import compute_once
 from ..crossbar import layer_keys, pair_weights
 from ..device import DeviceState, PCMDevice
 from ..devices.base import where_state
@@ -57,7 +58,7 @@ class HeadChip(eqx.Module):
         return {n: self.mode.read(keys[n], s, t, self.device) for n, s in states.items()}
 
     def weights(self, g: dict[str, Array]) -> Weights:
-        return {n: pair_weights(g[n], self.device, self.scales[n]) for n in g}
+        return compute_once({n: pair_weights(g[n], self.device, self.scales[n]) for n in g})
 
 
 class HeadAdaptation(eqx.Module):
@@ -106,7 +107,9 @@ class AbstractInnerRule(eqx.Module):
             g_read = chip.read(k_read, states, chip.clock.read_time(r))
             if r > 0:
                 trajectory.append(chip.weights(g_read))
-            grads = self.direction(support_loss, chip.weights(g_read))
+            # once per weight, value and cotangent (`compute_once`: else XLA recomputes the
+            # device model for every time step and sample of the features' cotangent)
+            grads = compute_once(self.direction(support_loss, chip.weights(g_read)))
             pulse_keys = layer_keys(k_pulse, tuple(states))
             new_states = {}
             for n, s in states.items():
