@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .device import DeviceState, PCMDevice
+from .noise import normal
 
 
 def straight_through(forward: Array, identity: Array) -> Array:
@@ -62,7 +63,7 @@ class PCM(AbstractMode):
     name = "pcm"
 
     def program_offline(self, key, g, device, noise_std):
-        noise = noise_std * jax.random.normal(key, g.shape)
+        noise = noise_std * normal(key, g.shape)
         return straight_through(device.clip(g + noise), g)
 
     def read(self, key, state, t, device):

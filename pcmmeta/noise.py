@@ -4,7 +4,7 @@ on a CPU (1.8 vs 5.0 ms per million numbers; docs/speed.md).
 The device model draws up to three normals per device and pulse (SET increment, drift exponent,
 read noise). `jax.random.normal` spends most of its time in threefry's 20 rounds of mixing per
 pair of words; here every element's bits come from a counter-based integer hash of its flat
-index, keyed by 64 bits drawn once from the JAX key (a scalar-cost threefry draw), and become a
+index, keyed by the JAX key's own words, mixed by the same hash, and become a
 normal through an inverse error function written for single precision.
 
 - Bits: w = h(h(i ⊕ s₀) + s₁) with h Wellons' `lowbias32` (xorshift-multiply, a bijection of
@@ -21,6 +21,7 @@ The numbers differ from `jax.random.normal`'s for the same key.
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import partial
 
@@ -50,8 +51,19 @@ def _lowbias32(x: UInt32[Array, "..."]) -> UInt32[Array, "..."]:
 
 
 def seed_words(key: PRNGKeyArray) -> UInt32[Array, "2"]:
-    """The two 32-bit words that key the hash, drawn from the JAX key (scalar cost)."""
-    return jax.random.bits(key, (2,), jnp.uint32)
+    """The two 32-bit words that key the hash: the key's own 64 bits, mixed by the hash.
+
+    A key's words are already threefry outputs wherever it came from `split` or `fold_in`;
+    mixing them, rather than drawing from the key with threefry, keeps threefry's rounds (and
+    their compiled kernels) out of every draw. Raw keys such as `jax.random.key(0)` and
+    `jax.random.key(1)` differ in one bit; the mixing spreads it over both words. Keys of more
+    than two words (`rbg`) are folded to two by xor first."""
+    data = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
+    k0 = functools.reduce(jnp.bitwise_xor, list(data[0::2]))
+    k1 = functools.reduce(jnp.bitwise_xor, list(data[1::2]))
+    s0 = _lowbias32(_lowbias32(k0 ^ jnp.uint32(0x9E3779B9)) + k1)
+    s1 = _lowbias32(_lowbias32(k1 ^ jnp.uint32(0x85EBCA6B)) + k0)
+    return jnp.stack([s0, s1])
 
 
 def bits(key: PRNGKeyArray, shape: tuple[int, ...]) -> UInt32[Array, "..."]:
@@ -96,3 +108,20 @@ def normal(key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
 @partial(jax.jit, static_argnums=1)
 def _normal(key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
     return normal_from_bits(bits(key, shape))
+
+
+def uniform_from_bits(words: UInt32[Array, "..."], minval: float, maxval: float) -> Float[Array, "..."]:
+    """Uniform floats in [minval, maxval) from 32-bit words: the top 23 bits on a grid of 2⁻²³."""
+    one_to_two = lax.bitcast_convert_type((words >> 9) | jnp.uint32(0x3F800000), jnp.float32)
+    return minval + (maxval - minval) * (one_to_two - 1.0)
+
+
+def uniform(key: PRNGKeyArray, shape: tuple[int, ...], minval: float = 0.0, maxval: float = 1.0) -> Float[Array, "..."]:
+    """Uniform float32 numbers in [minval, maxval); a drop-in for `jax.random.uniform` (another
+    stream) that compiles to one small kernel instead of threefry's loop."""
+    return _uniform(key, tuple(shape), float(minval), float(maxval))
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], minval: float, maxval: float) -> Float[Array, "..."]:
+    return uniform_from_bits(bits(key, shape), minval, maxval)

@@ -114,13 +114,17 @@ def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed):
     drifted = read_weights(jax.random.key(0), array, t, net, exp.meta.device)
     ratio = np.array([float(probe_response(drifted, names)[n] / array.reference[n]) for n in names])
     assert np.all(ratio < 0.95)  # drift shrinks every layer
-    # α from one read at 720 h, applied to another read at the same time
-    now = probe_response(read_weights(jax.random.key(1), array, t, net, exp.meta.device), names)
-    alpha = {n: array.reference[n] / now[n] for n in names}
-    restored_w = {n: drifted[n] * alpha[n] for n in names}
-    restored = np.array([float(probe_response(restored_w, names)[n] / array.reference[n]) for n in names])
-    # one noisy read sets α: on the 2 × 16 input layer that alone is a ~10% spread
-    assert np.all(np.abs(restored - 1) < 0.15) and np.all(np.abs(restored - 1) < np.abs(ratio - 1))
+    # α from one read at 720 h, applied to another read at the same time; one noisy read sets α
+    # (on the 2 × 16 input layer that alone is a ~10% spread), so the error is averaged over
+    # eight independent pairs of reads
+    errors = []
+    for i in range(8):
+        first, second = (read_weights(jax.random.key(10 + 2 * i + j), array, t, net, exp.meta.device) for j in (0, 1))
+        now = probe_response(first, names)
+        restored_w = {n: second[n] * array.reference[n] / now[n] for n in names}
+        errors.append([abs(float(probe_response(restored_w, names)[n] / array.reference[n]) - 1) for n in names])
+    mean_error = np.mean(errors, axis=0)
+    assert np.all(mean_error < 0.1) and np.all(mean_error < np.abs(ratio - 1))
     again = invoke("drift-eval", "--runs-dir", runs, "--hours", "720,1", "--tasks", 60, "--json")
     assert json.loads(again.stdout)["results"] == rows  # same seed, same numbers
 

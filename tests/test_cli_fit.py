@@ -94,10 +94,12 @@ def test_missing_file(tmp_path):
 
 # Simulate with known parameters, fit, compare. 600 devices of the default protocol; the
 # tolerances (relative) are ≥ 3 bootstrap s.e. at this size, and a fit that drops one of its
-# noise corrections misses them (read-noise and increment-slope biases of 20–80%).
+# noise corrections misses them (read-noise and increment-slope biases of 20–80%). RESET draws
+# are clipped at g_min = reset_mean = 0.1 µS, so the fitted mean sits near the clipped mean,
+# 0.104 µS; over simulation seeds 11–14 it was 0.1007–0.1067 (s.d. 0.0026): hence 12%.
 ROUND_TRIP_TOLERANCE = {
     "read_std_slope": 0.05, "read_std_intercept": 0.08, "drift_t0": 0.05, "drift_nu_mean": 0.03,
-    "drift_nu_std": 0.06, "reset_mean": 0.05, "set_mean_slope": 0.15, "set_mean_intercept": 0.10,
+    "drift_nu_std": 0.06, "reset_mean": 0.12, "set_mean_slope": 0.15, "set_mean_intercept": 0.10,
     "set_mean_history": 0.15, "set_std_slope": 0.10, "set_std_intercept": 0.10, "set_std_history": 0.10,
     "set_history_decay": 0.15,
 }

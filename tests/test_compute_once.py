@@ -8,10 +8,13 @@ from pcmmeta.compute_once import compute_once
 
 
 def test_value_is_bitwise_unchanged():
-    x = jax.random.normal(jax.random.key(0), (3, 5, 7)) * jnp.logspace(-30, 30, 7)
-    tree = {"w": x, "n": jnp.arange(4), "s": jnp.float32(2.5)}
+    x = jax.random.normal(jax.random.key(0), (3, 8, 7)) * jnp.logspace(-30, 30, 7)
+    odd = jnp.arange(15.0).reshape(3, 5)  # not a whole number of blocks: passed through
+    tree = {"w": x, "odd": odd, "n": jnp.arange(4), "s": jnp.float32(2.5)}
     out = jax.jit(compute_once)(tree)
+    assert "dot" in jax.jit(compute_once).lower(tree).as_text()
     np.testing.assert_array_equal(np.asarray(out["w"]), np.asarray(x))
+    np.testing.assert_array_equal(np.asarray(out["odd"]), np.asarray(odd))
     np.testing.assert_array_equal(np.asarray(out["n"]), np.arange(4))
     assert out["n"].dtype == tree["n"].dtype and float(out["s"]) == 2.5
 

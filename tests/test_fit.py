@@ -43,11 +43,15 @@ def recovered():
 
 @pytest.mark.slow
 def test_parameter_recovery(recovered):
-    # 10% relative: with 2,000 devices the bootstrap s.e. of every parameter is below 3% of its
-    # value (largest: reset_std, 0.004 of 0.05), so 10% is > 3 s.e. and still fails on a
-    # missing noise correction (uncorrected, read-noise and slope biases were 20–80%).
+    # 10% relative: with 2,000 devices most parameters scatter by less than 3% of their value
+    # from one simulation seed to the next, so 10% is > 3 s.d. and still fails on a missing
+    # noise correction (uncorrected, read-noise and slope biases were 20–80%). The SET noise's
+    # slope and intercept are estimated together and scatter more: over simulation seeds 0–8
+    # their relative errors had s.d. 4% and 6% (largest: +10% and −18%, seed 0, in opposite
+    # directions), hence 20% for those two.
+    loose = {"set_std_slope": 0.20, "set_std_intercept": 0.20}
     for key in fitted(recovered):
-        assert getattr(recovered.device, key) == pytest.approx(getattr(TRUE, key), rel=0.10), key
+        assert getattr(recovered.device, key) == pytest.approx(getattr(TRUE, key), rel=loose.get(key, 0.10)), key
     assert recovered.constrained["g_min"].startswith("default")
     assert len(fitted(recovered)) == 14
     assert all(recovered.stderr[k] > 0 for k in fitted(recovered))

@@ -102,3 +102,31 @@ def test_shapes_and_gradients():
     key = jax.random.key(5)
     grad = jax.grad(lambda a: jnp.sum(a * noise.normal(key, (4,))))(jnp.ones(4))
     assert np.array_equal(np.asarray(grad), np.asarray(noise.normal(key, (4,))))  # the noise is a constant
+
+
+def test_uniform_range_moments_and_quantiles():
+    u = np.asarray(noise.uniform(jax.random.key(5), (1_000_000,), -5.0, 5.0), np.float64)
+    assert u.min() >= -5.0 and u.max() < 5.0
+    assert abs(u.mean()) < 4 * 10 / math.sqrt(12 * len(u))
+    assert abs(u.var() - 100 / 12) < 0.05
+    # every decile holds a tenth of the draws (binomial s.e. 3e-4)
+    counts = np.histogram(u, bins=10, range=(-5, 5))[0] / len(u)
+    assert np.all(np.abs(counts - 0.1) < 0.002)
+
+
+def test_uniform_is_reproducible_and_differs_between_keys():
+    k1, k2 = jax.random.split(jax.random.key(6))
+    a = noise.uniform(k1, (1000, 3))
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(jax.jit(lambda k: noise.uniform(k, (1000, 3)))(k1)))
+    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda k: noise.uniform(k, (1000, 3)))(jnp.stack([k1, k2]))[0]), np.asarray(a))
+    b = np.asarray(noise.uniform(k2, (1000, 3)))
+    assert abs(np.corrcoef(np.asarray(a).ravel(), b.ravel())[0, 1]) < 0.1
+
+
+def test_raw_keys_one_bit_apart_give_unrelated_streams():
+    """`jax.random.key(0)` and `key(1)` differ in one bit of their data: the seed words do not."""
+    a = np.asarray(noise.normal(jax.random.key(0), (100_000,)))
+    b = np.asarray(noise.normal(jax.random.key(1), (100_000,)))
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.02
+    s0, s1 = (np.asarray(noise.seed_words(jax.random.key(i))) for i in (0, 1))
+    assert all(bin(int(x) ^ int(y)).count("1") >= 8 for x, y in zip(s0, s1))

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .. import noise
 from ..errors import UserInputError
 from ..fields import FLOAT32_MAX, Field
 from .base import AbstractTaskFamily, TaskBatch
@@ -48,9 +49,9 @@ class Sinusoid(AbstractTaskFamily):
 
     def sample(self, key: PRNGKeyArray, n_tasks: int) -> TaskBatch:
         k_a, k_p, k_x = jax.random.split(key, 3)
-        amp = jax.random.uniform(k_a, (n_tasks, 1), minval=self.amplitude[0], maxval=self.amplitude[1])
-        phase = jax.random.uniform(k_p, (n_tasks, 1), minval=self.phase[0], maxval=self.phase[1])
-        x = jax.random.uniform(k_x, (n_tasks, 2 * self.shots, 1), minval=self.x_range[0], maxval=self.x_range[1])
+        amp = noise.uniform(k_a, (n_tasks, 1), minval=self.amplitude[0], maxval=self.amplitude[1])
+        phase = noise.uniform(k_p, (n_tasks, 1), minval=self.phase[0], maxval=self.phase[1])
+        x = noise.uniform(k_x, (n_tasks, 2 * self.shots, 1), minval=self.x_range[0], maxval=self.x_range[1])
         y = amp * jnp.sin(x[..., 0] + phase)
         k = self.shots
         return TaskBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:], jnp.concatenate([amp, phase], -1))
