@@ -21,7 +21,6 @@ The numbers differ from `jax.random.normal`'s for the same key.
 
 from __future__ import annotations
 
-import functools
 import math
 from functools import partial
 
@@ -59,8 +58,7 @@ def seed_words(key: PRNGKeyArray) -> UInt32[Array, "2"]:
     `jax.random.key(1)` differ in one bit; the mixing spreads it over both words. Keys of more
     than two words (`rbg`) are folded to two by xor first."""
     data = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
-    k0 = functools.reduce(jnp.bitwise_xor, list(data[0::2]))
-    k1 = functools.reduce(jnp.bitwise_xor, list(data[1::2]))
+    k0, k1 = jnp.bitwise_xor.reduce(data[0::2]), jnp.bitwise_xor.reduce(data[1::2])
     s0 = _lowbias32(_lowbias32(k0 ^ jnp.uint32(0x9E3779B9)) + k1)
     s1 = _lowbias32(_lowbias32(k1 ^ jnp.uint32(0x85EBCA6B)) + k0)
     return jnp.stack([s0, s1])

@@ -8,15 +8,12 @@ W_out z at every time step (time × samples), so the family scores every step.
 
 from __future__ import annotations
 
-from functools import partial
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ..crossbar import pairs_around
-from ..device import PCMDevice
 from ..errors import UserInputError
 from ..fields import Field
 from ..snn import LIFConfig, readout_traces
@@ -51,17 +48,22 @@ class LIFNetwork(AbstractNetwork):
             raise UserInputError("'network.kind': lif reads a vector of input currents, but task family 'images' gives images (use network.kind: cnn)")
         if family.name == "arm":
             raise UserInputError("'network.kind': lif reads a vector of input currents, but task family 'arm' gives a clock and a demonstration (use network.kind: rsnn)")
-        channels = int(jax.eval_shape(family.encode, jax.ShapeDtypeStruct((1, 1), jnp.float32)).shape[-1])
+        channels = int(family.encode(jnp.zeros((1, 1))).shape[-1])
         h1, h2 = section["hidden"]
         n_out = family.n_outputs
         scales = {"in": section["scale_in"], "hidden": section["scale_hidden"], "out": section["scale_out"]}
-        specs = (  # (shape, weight of a full-range pair, fan-in of the ±1/√fan_in initialisation)
-            ((channels, h1), scales["in"], 1.0),
-            ((h1, h2), scales["hidden"], h1 / 4.0),
-            ((h2,) if n_out == 1 else (h2, n_out), scales["out"], float(h2)),
-        )
-        pairs = _initial_pairs(key, specs, device, section["init_conductance"])
-        layers = dict(zip(("in", "hidden", "out"), pairs))
+
+        def pair(k, shape, scale, fan_in):
+            """Weights uniform in ±1/√fan_in."""
+            w = jax.random.uniform(k, shape, minval=-1.0, maxval=1.0) * (1.0 / jnp.sqrt(fan_in))
+            return pairs_around(w, device, scale, section["init_conductance"])
+
+        k1, k2, k3 = jax.random.split(key, 3)
+        layers = {
+            "in": pair(k1, (channels, h1), scales["in"], 1.0),
+            "hidden": pair(k2, (h1, h2), scales["hidden"], h1 / 4.0),
+            "out": pair(k3, (h2,) if n_out == 1 else (h2, n_out), scales["out"], h2),
+        }
         lif = LIFConfig(
             time_steps=section["time_steps"], dt=section["dt"], tau_mem=section["tau_mem"], tau_out=section["tau_out"],
             threshold=section["threshold"], surrogate_beta=section["surrogate_beta"],
@@ -83,14 +85,3 @@ class LIFNetwork(AbstractNetwork):
 
     def head_output(self, weights, features: Float[Array, "time samples hidden2"]) -> Array:
         return features @ weights["out"]
-
-
-@partial(jax.jit, static_argnums=(1, 2, 3))
-def _initial_pairs(key, specs: tuple, device: PCMDevice, g_base: float) -> tuple[Float[Array, "2 ..."], ...]:
-    """The layers' initial pairs: weights uniform in ±1/√fan_in around `g_base` µS. One compiled
-    program: op by op, these few arrays cost ~40 small compilations (1.3 s) on every start."""
-    keys = jax.random.split(key, len(specs))
-    return tuple(
-        pairs_around(jax.random.uniform(k, shape, minval=-1.0, maxval=1.0) * (1.0 / jnp.sqrt(fan_in)), device, scale, g_base)
-        for k, (shape, scale, fan_in) in zip(keys, specs)
-    )
