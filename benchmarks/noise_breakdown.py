@@ -3,7 +3,8 @@ with each non-ideality of the chip switched off in turn.
 
 Usage: python benchmarks/noise_breakdown.py RUN_DIR [--tasks 200]
 Rows: as trained (the recipe's mode); without offline-programming noise; without read noise and
-drift (device with read_std = 0 and ν = 0); both off; the same inner rule on an ideal 4-bit
+drift (device with read_std = 0 and ν = 0); both off; SET increments without their spread (each
+pulse gives its mean increment); no noise at all; the same inner rule on an ideal 4-bit
 device (`quantized` mode, no noise); float SGD (`ideal` mode). Prints the family's metric after
 0 … S inner steps (mean ± s.e.) per row, one JSON line each.
 """
@@ -25,11 +26,16 @@ def main() -> None:
     exp, state = load_run(Path(args.run_dir))
     meta = exp.meta
     quiet = dataclasses.replace(meta.device, read_std_slope=0.0, read_std_intercept=0.0, drift_nu_mean=0.0, drift_nu_std=0.0)
+    # SET pulses that always give their mean increment (the stochastic spread removed).
+    steady = dataclasses.replace(meta.device, **{k: 0.0 for k in ("set_std_slope", "set_std_intercept", "set_std_history") if hasattr(meta.device, k)})
+    silent = dataclasses.replace(steady, read_std_slope=0.0, read_std_intercept=0.0, drift_nu_mean=0.0, drift_nu_std=0.0)
     variants = {
         "as trained": meta,
         "no programming noise": dataclasses.replace(meta, programming_noise=0.0),
         "no read noise, no drift": dataclasses.replace(meta, device=quiet),
         "neither": dataclasses.replace(meta, device=quiet, programming_noise=0.0),
+        "no SET-increment noise": dataclasses.replace(meta, device=steady),
+        "no noise at all (SET, read, drift, programming)": dataclasses.replace(meta, device=silent, programming_noise=0.0),
         "ideal 4-bit device (quantized mode)": dataclasses.replace(meta, mode=Quantized(bits=4, quantize_weights=True)),
         "float SGD (ideal mode)": dataclasses.replace(meta, mode=Ideal()),
     }

@@ -38,22 +38,38 @@ from .tasks import AbstractTaskFamily, TaskBatch
 SET_PULSE_ENERGY_J = 10e-12
 
 
+#: Fixed ±1 probe vectors per layer whose responses measure a layer's weight scale.
+PROBES = 32
+
+
 class DeployedArray(eqx.Module):
     """Every device of a deployed network; t = 0 is the end of deployment."""
 
     layers: dict[str, DeviceState]  # per layer, pairs on axis 0
-    reference: dict[str, Float[Array, ""]]  # mean|W p| per layer at the reference read (t = 0)
+    reference: dict[str, Float[Array, " probes"]]  # `probe_response` per layer at the reference read (t = 0)
 
 
-def probe_response(weights: dict[str, Array], names: tuple[str, ...]) -> dict[str, Float[Array, ""]]:
-    """mean|W p| per layer, p = a fixed ±1 probe over the layer's inputs (axis 0)."""
+def probe_response(weights: dict[str, Array], names: tuple[str, ...]) -> dict[str, Float[Array, " probes"]]:
+    """Per layer, mean over its outputs of |p_k·W| for `PROBES` fixed ±1 probes p_k over the
+    layer's inputs (axis 0).
+
+    Many probes, not one: for a layer with a single output (the sinusoid's readout), one probe's
+    response is a single sum of ± weights, which can cancel to almost nothing, and the ratio of
+    two such reads — the drift compensation — then has no precision (a 50 % error was seen).
+    """
     out = {}
     for i, name in enumerate(names):
         w = weights[name]
         w2 = w.reshape(w.shape[0], -1) if w.ndim > 1 else w[:, None]
-        probe = jnp.where(jax.random.bernoulli(jax.random.key(1000 + i), 0.5, (w2.shape[0],)), 1.0, -1.0)
-        out[name] = jnp.mean(jnp.abs(probe @ w2))
+        probes = jnp.where(jax.random.bernoulli(jax.random.key(1000 + i), 0.5, (PROBES, w2.shape[0])), 1.0, -1.0)
+        out[name] = jnp.mean(jnp.abs(probes @ w2), axis=1)
     return out
+
+
+def response_ratio(now: dict[str, Array], reference: dict[str, Array]) -> dict[str, Float[Array, ""]]:
+    """Per layer, how much larger the weights' scale is in `now` than in `reference` (both
+    `probe_response`s): the ratio of the probes' total responses."""
+    return {n: jnp.sum(now[n]) / jnp.sum(reference[n]) for n in now}
 
 
 def read_weights(key: PRNGKeyArray, array: DeployedArray, t: float | Array, network: AbstractNetwork, device: PCMDevice) -> dict[str, Array]:
@@ -102,7 +118,7 @@ def deploy(
     for n, t in zip(names, targets):
         states[n] = jax.tree.map(lambda a: a[start : start + t.size].reshape(t.shape), shifted)
         start += t.size
-    unreferenced = DeployedArray(states, {n: jnp.ones(()) for n in names})
+    unreferenced = DeployedArray(states, {n: jnp.ones((PROBES,)) for n in names})
     array = DeployedArray(states, probe_response(read_weights(k_ref, unreferenced, 0.0, network, device), names))
     target = np.asarray(flat)
     budget = getattr(method, "max_pulses", None)
@@ -129,7 +145,7 @@ def array_like(network: AbstractNetwork) -> DeployedArray:
     def state(g):
         return DeviceState(jnp.zeros(g.shape), jnp.zeros(g.shape), jnp.zeros(g.shape), jnp.zeros(g.shape, jnp.int32))
 
-    return DeployedArray({n: state(g) for n, g in network.layers.items()}, {n: jnp.zeros(()) for n in network.layers})
+    return DeployedArray({n: state(g) for n, g in network.layers.items()}, {n: jnp.zeros((PROBES,)) for n in network.layers})
 
 
 def save_array(path: Path, array: DeployedArray) -> None:
@@ -153,7 +169,7 @@ def _on_chip(key, array: DeployedArray, tasks: TaskBatch, family, network: Abstr
         w_q = read_weights(k_q, array, clock.t_query, network, meta.device)
         if compensate:
             now = probe_response(read_weights(k_c, array, clock.t_read, network, meta.device), names)
-            alpha = {n: array.reference[n] / now[n] for n in names}
+            alpha = {n: 1.0 / r for n, r in response_ratio(now, array.reference).items()}
         else:
             alpha = {n: jnp.ones(()) for n in names}
         weights = {n: jnp.stack([w_s[n], w_q[n]]) * alpha[n] for n in body}

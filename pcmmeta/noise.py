@@ -55,12 +55,22 @@ def seed_words(key: PRNGKeyArray) -> UInt32[Array, "2"]:
     A key's words are already threefry outputs wherever it came from `split` or `fold_in`;
     mixing them, rather than drawing from the key with threefry, keeps threefry's rounds (and
     their compiled kernels) out of every draw. Raw keys such as `jax.random.key(0)` and
-    `jax.random.key(1)` differ in one bit; the mixing spreads it over both words. Keys of more
-    than two words (`rbg`) are folded to two by xor first."""
+    `jax.random.key(1)` differ in one bit; the mixing spreads it over both words.
+
+    Keys of four words (`rbg`, `unsafe_rbg`, which `seeds.seed_key` makes) are mixed word by
+    word into both seeds, not folded by xor: an `rbg` seed key repeats its two words
+    ([a, b, a, b], which xor would cancel), and `unsafe_rbg`'s `fold_in` xors the same bits
+    into every key (xor-folding pairs would leave only those bits)."""
     data = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
-    k0, k1 = jnp.bitwise_xor.reduce(data[0::2]), jnp.bitwise_xor.reduce(data[1::2])
-    s0 = _lowbias32(_lowbias32(k0 ^ jnp.uint32(0x9E3779B9)) + k1)
-    s1 = _lowbias32(_lowbias32(k1 ^ jnp.uint32(0x85EBCA6B)) + k0)
+    if data.shape[0] == 2:
+        k0, k1 = data[0], data[1]
+        s0 = _lowbias32(_lowbias32(k0 ^ jnp.uint32(0x9E3779B9)) + k1)
+        s1 = _lowbias32(_lowbias32(k1 ^ jnp.uint32(0x85EBCA6B)) + k0)
+        return jnp.stack([s0, s1])
+    s0, s1 = jnp.uint32(0x9E3779B9), jnp.uint32(0x85EBCA6B)
+    for i in range(data.shape[0]):
+        s0 = _lowbias32(s0 + data[i])
+        s1 = _lowbias32(s1 ^ data[data.shape[0] - 1 - i])
     return jnp.stack([s0, s1])
 
 

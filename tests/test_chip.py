@@ -9,7 +9,7 @@ import yaml
 from tiny import assert_png_drawn, tiny_recipe
 from typer.testing import CliRunner
 
-from pcmmeta.chip import deploy, drift_table, load_array, probe_response, read_weights
+from pcmmeta.chip import deploy, drift_table, load_array, probe_response, read_weights, response_ratio
 from pcmmeta.chip import CONDITIONS
 from pcmmeta.cli import app
 from pcmmeta.programming import WriteVerify
@@ -112,7 +112,7 @@ def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed):
     t = 720 * 3600.0
     net, names = state.network, state.network.layer_names
     drifted = read_weights(jax.random.key(0), array, t, net, exp.meta.device)
-    ratio = np.array([float(probe_response(drifted, names)[n] / array.reference[n]) for n in names])
+    ratio = np.array([float(response_ratio(probe_response(drifted, names), array.reference)[n]) for n in names])
     assert np.all(ratio < 0.95)  # drift shrinks every layer
     # α from one read at 720 h, applied to another read at the same time; one noisy read sets α
     # (on the 2 × 16 input layer that alone is a ~10% spread), so the error is averaged over
@@ -120,13 +120,49 @@ def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed):
     errors = []
     for i in range(8):
         first, second = (read_weights(jax.random.key(10 + 2 * i + j), array, t, net, exp.meta.device) for j in (0, 1))
-        now = probe_response(first, names)
-        restored_w = {n: second[n] * array.reference[n] / now[n] for n in names}
-        errors.append([abs(float(probe_response(restored_w, names)[n] / array.reference[n]) - 1) for n in names])
+        now = response_ratio(probe_response(first, names), array.reference)
+        restored_w = {n: second[n] / now[n] for n in names}
+        errors.append([abs(float(response_ratio(probe_response(restored_w, names), array.reference)[n]) - 1) for n in names])
     mean_error = np.mean(errors, axis=0)
     assert np.all(mean_error < 0.1) and np.all(mean_error < np.abs(ratio - 1))
     again = invoke("drift-eval", "--runs-dir", runs, "--hours", "720,1", "--tasks", 60, "--json")
     assert json.loads(again.stdout)["results"] == rows  # same seed, same numbers
+
+
+def test_a_single_output_layers_scale_is_measured_even_where_one_probe_cancels():
+    """The sinusoid's readout is one column of weights: one ±1 probe's response p·w is one sum,
+    which can cancel to zero. Here w is made orthogonal to the first probe; the bank of probes
+    still measures a 10 % smaller copy as 0.9 and a slightly noisy read as ≈ 1."""
+    from pcmmeta.chip import PROBES
+
+    names = ("out",)
+    bank = np.where(np.asarray(jax.random.bernoulli(jax.random.key(1000), 0.5, (PROBES, 40))), 1.0, -1.0)
+    v = np.asarray(jax.random.normal(jax.random.key(3), (40,)))
+    w = jnp.asarray(v - (bank[0] @ v) / 40 * bank[0], jnp.float32)
+    reference = probe_response({"out": w}, names)
+    assert reference["out"].shape == (PROBES,)
+    assert float(reference["out"][0]) < 1e-5  # what the first probe alone would have seen
+    assert float(response_ratio(probe_response({"out": 0.9 * w}, names), reference)["out"]) == pytest.approx(0.9, rel=1e-5)
+    noisy = w + 0.02 * np.std(v) * jax.random.normal(jax.random.key(4), (40,))
+    assert float(response_ratio(probe_response({"out": noisy}, names), reference)["out"]) == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_deployed_array_of_the_older_format_is_refused_with_a_remedy(deployed, tmp_path):
+    """Older versions kept one probe's response per layer (a scalar): such a file must not load
+    and silently mis-scale the compensation."""
+    import equinox as eqx
+
+    from pcmmeta.chip import DeployedArray
+    from pcmmeta.errors import UserInputError
+
+    _, _, run_dir, _ = deployed
+    exp, state = load_run(run_dir)
+    array = load_array(run_dir / "deployed.eqx", state.network)
+    old = DeployedArray(array.layers, {n: jnp.mean(r) for n, r in array.reference.items()})
+    path = tmp_path / "deployed.eqx"
+    eqx.tree_serialise_leaves(path, old)
+    with pytest.raises(UserInputError, match="does not match this run's deployed array.*deploy again"):
+        load_array(path, state.network)
 
 
 def test_compensation_undoes_uniform_drift_exactly_on_a_noiseless_device(deployed):
@@ -148,7 +184,7 @@ def test_compensation_undoes_uniform_drift_exactly_on_a_noiseless_device(deploye
     for hours in (24, 720):
         t = hours * 3600.0
         now = probe_response(read_weights(jax.random.key(2), array, t, net, device), names)
-        alpha = np.array([float(array.reference[n] / now[n]) for n in names])
+        alpha = np.array([1 / float(response_ratio(now, array.reference)[n]) for n in names])
         np.testing.assert_allclose(alpha, (t / device.drift_t0) ** device.drift_nu_mean, rtol=1e-4)
     tasks = exp.eval_family.sample(jax.random.key(3), 40)
     mse = {}

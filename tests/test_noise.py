@@ -130,3 +130,26 @@ def test_raw_keys_one_bit_apart_give_unrelated_streams():
     assert abs(np.corrcoef(a, b)[0, 1]) < 0.02
     s0, s1 = (np.asarray(noise.seed_words(jax.random.key(i))) for i in (0, 1))
     assert all(bin(int(x) ^ int(y)).count("1") >= 8 for x, y in zip(s0, s1))
+
+
+def test_pcmmeta_keys_streams_are_unrelated():
+    """`seeds.seed_key` makes four-word `unsafe_rbg` keys. Their seed words must depend on the
+    whole key: an rbg seed key repeats its words ([a, b, a, b]) and `unsafe_rbg`'s fold_in xors
+    the same bits into every key, so folding the words by xor would give neighbouring seeds, and
+    the same fold of different keys, one stream."""
+    from pcmmeta.seeds import seed_key
+
+    n = 200_000
+    bound = 5 / math.sqrt(n)
+    k0, k1 = seed_key(0), seed_key(1)
+    assert jax.random.key_data(k0).shape == (4,)
+    keys = [k0, k1, *jax.random.split(k0, 2), jax.random.fold_in(k0, 5), jax.random.fold_in(k1, 5), jax.random.fold_in(k0, 6), seed_key(2**40)]
+    draws = [np.asarray(noise.normal(k, (n,))) for k in keys]
+    for i in range(len(draws)):
+        assert abs(draws[i].mean()) < bound and abs(draws[i].std() - 1) < 0.01
+        for j in range(i):
+            assert abs(corr(draws[i], draws[j])) < bound, (i, j)
+    words = {tuple(np.asarray(noise.seed_words(k)).tolist()) for k in keys}
+    assert len(words) == len(keys)
+    # the same key gives the same numbers, under jit too
+    np.testing.assert_array_equal(draws[4], np.asarray(jax.jit(lambda k: noise.normal(k, (n,)))(jax.random.fold_in(seed_key(0), 5))))
