@@ -57,10 +57,10 @@ def seed_words(key: PRNGKeyArray) -> UInt32[Array, "2"]:
     their compiled kernels) out of every draw. Raw keys such as `jax.random.key(0)` and
     `jax.random.key(1)` differ in one bit; the mixing spreads it over both words.
 
-    Keys of four words (`rbg`, `unsafe_rbg`, which `seeds.seed_key` makes) are mixed word by
-    word into both seeds, not folded by xor: an `rbg` seed key repeats its two words
-    ([a, b, a, b], which xor would cancel), and `unsafe_rbg`'s `fold_in` xors the same bits
-    into every key (xor-folding pairs would leave only those bits)."""
+    Keys of four words (`rbg`, `unsafe_rbg`, if a user passes them) are mixed word by word into
+    both seeds, not folded by xor: an `rbg` seed key repeats its two words ([a, b, a, b], which
+    xor would cancel), and `unsafe_rbg`'s `fold_in` xors the same bits into every key
+    (xor-folding pairs would leave only those bits)."""
     data = jax.random.key_data(key).reshape(-1).astype(jnp.uint32)
     if data.shape[0] == 2:
         k0, k1 = data[0], data[1]
