@@ -4,6 +4,7 @@ Usage:
     python benchmarks/sweep.py --recipe recipes/sine-quick.yaml \\
         --set inner.pulse_threshold=0.01,0.02,0.04 --set maml.tasks_per_chip=1,4,16 \\
         --seeds 0,1,2 [--iterations 400] [--grid] [--runs-dir runs-sweep] [--out sweep.jsonl]
+    python benchmarks/sweep.py --table sweep.jsonl more-seeds.jsonl   # earlier runs' table, together
 
 Each `--set KEY=V1,V2,…` names a dotted recipe key and its values (each read as YAML, so
 `network.hidden=[40,40]` works; a value holding commas needs its own `--set`). By default keys
@@ -80,7 +81,16 @@ def main() -> None:
     parser.add_argument("--grid", action="store_true")
     parser.add_argument("--runs-dir", default="runs-sweep")
     parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    parser.add_argument("--table", nargs="+", default=None, metavar="JSONL", help="train nothing: the table of earlier sweeps' --out files together")
     args = parser.parse_args()
+    if args.table:
+        try:
+            rows, metric, higher_is_better, seeds = rows_from_lines(args.table)
+        except (OSError, ValueError, KeyError) as err:
+            print(f"sweep.py: --table: {err}", file=sys.stderr)
+            sys.exit(2)
+        print_table(rows, metric, higher_is_better, seeds)
+        return
     try:
         base = load_recipe(args.recipe)
         if args.iterations is not None:
@@ -119,7 +129,7 @@ def main() -> None:
                     rows[name]["after"][seed] = ev.after()
                     rows[name]["wall"].append(time.perf_counter() - t0)
                     line = {"config": config, "seed": seed, "run_dir": str(run_dir), "wall_s": round(rows[name]["wall"][-1], 1),
-                            "metric": metric, "after": ev.after(), "sem_after": ev.metrics_sem[metric][-1], "before": ev.before(), "per_step": [c["mean"] for c in ev.curve()]}
+                            "metric": metric, "higher_is_better": higher_is_better, "after": ev.after(), "sem_after": ev.metrics_sem[metric][-1], "before": ev.before(), "per_step": [c["mean"] for c in ev.curve()]}
                 print(json.dumps(line), flush=True)
                 if args.out:
                     with open(args.out, "a") as f:
@@ -127,6 +137,30 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted: the table holds the runs finished so far", file=sys.stderr)
     print_table(rows, metric, higher_is_better, seeds)
+
+
+def rows_from_lines(paths: list[str]) -> tuple[dict[str, dict], str | None, bool, list[int]]:
+    """The table's rows from --out files, in the order configurations first appear (put the file
+    with the baseline first); a configuration and seed seen twice keeps its last line."""
+    rows: dict[str, dict] = {}
+    metric, higher_is_better, seeds = None, False, set()
+    for path in paths:
+        for number, text in enumerate(Path(path).read_text().splitlines(), 1):
+            try:
+                line = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
+            row = rows.setdefault(label(line["config"]), {"after": {}, "wall": [], "failed": []})
+            seeds.add(line["seed"])
+            if "failed" in line:
+                row["failed"].append(line["seed"])
+                continue
+            row["after"][line["seed"]] = line["after"]
+            row["wall"].append(line["wall_s"])
+            metric = line["metric"]
+            # lines written before the key existed: accuracy is the only higher-is-better metric
+            higher_is_better = line.get("higher_is_better", metric == "accuracy")
+    return rows, metric, higher_is_better, sorted(seeds)
 
 
 def paired_verdict(values: dict[int, float], first: dict[int, float], higher_is_better: bool) -> str:
