@@ -27,8 +27,9 @@ def main() -> None:
     meta = exp.meta
     quiet = dataclasses.replace(meta.device, read_std_slope=0.0, read_std_intercept=0.0, drift_nu_mean=0.0, drift_nu_std=0.0)
     # SET pulses that always give their mean increment (the stochastic spread removed).
-    steady = dataclasses.replace(meta.device, **{k: 0.0 for k in ("set_std_slope", "set_std_intercept", "set_std_history") if hasattr(meta.device, k)})
-    silent = dataclasses.replace(steady, read_std_slope=0.0, read_std_intercept=0.0, drift_nu_mean=0.0, drift_nu_std=0.0)
+    no_set_spread = {k: 0.0 for k in ("set_std_slope", "set_std_intercept", "set_std_history") if hasattr(meta.device, k)}
+    steady = dataclasses.replace(meta.device, **no_set_spread)
+    silent = dataclasses.replace(quiet, **no_set_spread)
     variants = {
         "as trained": meta,
         "no programming noise": dataclasses.replace(meta, programming_noise=0.0),

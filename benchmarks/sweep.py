@@ -119,17 +119,15 @@ def main() -> None:
                 try:
                     outcome = train(recipe, run_dir)
                 except (NaNLossError, UserInputError) as err:
-                    rows[name]["failed"].append(seed)
                     line = {"config": config, "seed": seed, "run_dir": str(run_dir), "failed": str(err)}
                 else:
                     if outcome.interrupted:
                         raise KeyboardInterrupt
                     ev = outcome.evaluation
                     metric, higher_is_better = ev.metric, ev.higher_is_better
-                    rows[name]["after"][seed] = ev.after()
-                    rows[name]["wall"].append(time.perf_counter() - t0)
-                    line = {"config": config, "seed": seed, "run_dir": str(run_dir), "wall_s": round(rows[name]["wall"][-1], 1),
+                    line = {"config": config, "seed": seed, "run_dir": str(run_dir), "wall_s": round(time.perf_counter() - t0, 1),
                             "metric": metric, "higher_is_better": higher_is_better, "after": ev.after(), "sem_after": ev.metrics_sem[metric][-1], "before": ev.before(), "per_step": [c["mean"] for c in ev.curve()]}
+                add_line(rows, line)
                 print(json.dumps(line), flush=True)
                 if args.out:
                     with open(args.out, "a") as f:
@@ -137,6 +135,16 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted: the table holds the runs finished so far", file=sys.stderr)
     print_table(rows, metric, higher_is_better, seeds)
+
+
+def add_line(rows: dict[str, dict], line: dict) -> None:
+    """One run's JSON line into the table's rows (a row per configuration)."""
+    row = rows.setdefault(label(line["config"]), {"after": {}, "wall": [], "failed": []})
+    if "failed" in line:
+        row["failed"].append(line["seed"])
+    else:
+        row["after"][line["seed"]] = line["after"]
+        row["wall"].append(line["wall_s"])
 
 
 def rows_from_lines(paths: list[str]) -> tuple[dict[str, dict], str | None, bool, list[int]]:
@@ -150,13 +158,10 @@ def rows_from_lines(paths: list[str]) -> tuple[dict[str, dict], str | None, bool
                 line = json.loads(text)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
-            row = rows.setdefault(label(line["config"]), {"after": {}, "wall": [], "failed": []})
+            add_line(rows, line)
             seeds.add(line["seed"])
             if "failed" in line:
-                row["failed"].append(line["seed"])
                 continue
-            row["after"][line["seed"]] = line["after"]
-            row["wall"].append(line["wall_s"])
             metric = line["metric"]
             # lines written before the key existed: accuracy is the only higher-is-better metric
             higher_is_better = line.get("higher_is_better", metric == "accuracy")

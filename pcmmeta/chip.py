@@ -49,6 +49,11 @@ class DeployedArray(eqx.Module):
     reference: dict[str, Float[Array, " probes"]]  # `probe_response` per layer at the reference read (t = 0)
 
 
+def probe_bank(layer_index: int, n_inputs: int) -> Float[Array, "probes inputs"]:
+    """The `PROBES` fixed ±1 probe vectors of the layer at `layer_index` (the same on every call)."""
+    return jnp.where(jax.random.bernoulli(jax.random.key(1000 + layer_index), 0.5, (PROBES, n_inputs)), 1.0, -1.0)
+
+
 def probe_response(weights: dict[str, Array], names: tuple[str, ...]) -> dict[str, Float[Array, " probes"]]:
     """Per layer, mean over its outputs of |p_k·W| for `PROBES` fixed ±1 probes p_k over the
     layer's inputs (axis 0).
@@ -61,8 +66,7 @@ def probe_response(weights: dict[str, Array], names: tuple[str, ...]) -> dict[st
     for i, name in enumerate(names):
         w = weights[name]
         w2 = w.reshape(w.shape[0], -1) if w.ndim > 1 else w[:, None]
-        probes = jnp.where(jax.random.bernoulli(jax.random.key(1000 + i), 0.5, (PROBES, w2.shape[0])), 1.0, -1.0)
-        out[name] = jnp.mean(jnp.abs(probes @ w2), axis=1)
+        out[name] = jnp.mean(jnp.abs(probe_bank(i, w2.shape[0]) @ w2), axis=1)
     return out
 
 

@@ -133,10 +133,10 @@ def test_a_single_output_layers_scale_is_measured_even_where_one_probe_cancels()
     """The sinusoid's readout is one column of weights: one ±1 probe's response p·w is one sum,
     which can cancel to zero. Here w is made orthogonal to the first probe; the bank of probes
     still measures a 10 % smaller copy as 0.9 and a slightly noisy read as ≈ 1."""
-    from pcmmeta.chip import PROBES
+    from pcmmeta.chip import PROBES, probe_bank
 
     names = ("out",)
-    bank = np.where(np.asarray(jax.random.bernoulli(jax.random.key(1000), 0.5, (PROBES, 40))), 1.0, -1.0)
+    bank = np.asarray(probe_bank(0, 40))  # the probes of the first layer named
     v = np.asarray(jax.random.normal(jax.random.key(3), (40,)))
     w = jnp.asarray(v - (bank[0] @ v) / 40 * bank[0], jnp.float32)
     reference = probe_response({"out": w}, names)
