@@ -15,6 +15,7 @@ needs the `filelock` package).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 #: Programs that compile faster than this (s) are not worth a disk entry.
@@ -50,6 +51,9 @@ def enable_compile_cache(path: Path | None = None) -> Path | None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
+    # A cache entry that cannot be written or read (a full disk, a file-size limit, a damaged
+    # file) only means compiling again; JAX's warning would break a command's one-line error.
+    warnings.filterwarnings("ignore", message="Error (writing|reading) persistent compilation cache entry", category=UserWarning)
     settings = {
         "jax_compilation_cache_dir": str(path),
         "jax_persistent_cache_min_compile_time_secs": MIN_COMPILE_S,

@@ -21,10 +21,10 @@ ENTRY = "from pcmmeta._console import entry; entry()"
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
 
-def start(args, cwd, file_size_limit=None):
+def start(args, cwd, file_size_limit=None, env=None):
     # the limit is set by the child itself: no fork-time hook in this (multithreaded) process
     limit = f"import resource; resource.setrlimit(resource.RLIMIT_FSIZE, ({file_size_limit}, {file_size_limit})); " if file_size_limit else ""
-    return subprocess.Popen([sys.executable, "-c", limit + ENTRY, *map(str, args)], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-c", limit + ENTRY, *map(str, args)], cwd=cwd, env=dict(ENV, **(env or {})), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -222,7 +222,9 @@ def test_json_output_is_strict_with_one_evaluation_task(tmp_path):
 def test_file_size_limit_during_deploy_is_one_line_and_keeps_earlier_outputs(trained):
     run_dir = trained / "runs" / (trained / "runs" / "LATEST").read_text().strip()
     before = (run_dir / "deployed.eqx").read_bytes()
-    code, out, err = run(["deploy", "--seed", 7], trained, file_size_limit=2000)
+    # an empty compilation cache: its entries cannot be written either, which must stay silent
+    cache = trained / "empty-compile-cache"
+    code, out, err = run(["deploy", "--seed", 7], trained, file_size_limit=2000, env={"PCMMETA_COMPILE_CACHE": str(cache)})
     assert code == 1, err
     line = assert_one_clean_line(err)
     assert "deployed.eqx: cannot write" in line and len(err.strip().splitlines()) == 1
