@@ -54,6 +54,11 @@ class AbstractMode(eqx.Module):
         controller converting a wanted Δg into a pulse count assumes."""
         return device.set_increment_mean(g, n_next)
 
+    def pulse_spread(self, device: PCMDevice, g: Float[Array, "..."], n_next: Array) -> Float[Array, "..."]:
+        """Standard deviation (µS) of that change: what a controller planning pulses expects of
+        their noise."""
+        return device.set_increment_std(g, n_next)
+
     def adapt(self, rule, key: PRNGKeyArray, states: dict[str, DeviceState], support_loss: Callable, chip) -> "object":
         """The head's inner update on the chip (`inner.base.HeadAdaptation`)."""
         return rule.on_chip(key, states, support_loss, chip)
@@ -102,6 +107,9 @@ class Quantized(AbstractMode):
 
     def pulse_step(self, device, g, n_next):
         return jnp.full(g.shape, self.step_uS(device))
+
+    def pulse_spread(self, device, g, n_next):
+        return jnp.zeros(g.shape)
 
 
 class Ideal(AbstractMode):

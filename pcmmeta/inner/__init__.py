@@ -3,9 +3,10 @@
 from .base import AbstractInnerRule, HeadAdaptation, HeadChip
 from .blind_pulse import BlindPulse
 from .eprop_lsg import EpropLSG
+from .planned_pulse import PlannedPulse
 from .quantized_sgd import QuantizedSGD
 
 #: Inner rules by the name a recipe gives in `inner.rule`.
-INNER_RULES: dict[str, type[AbstractInnerRule]] = {r.name: r for r in (BlindPulse, QuantizedSGD, EpropLSG)}
+INNER_RULES: dict[str, type[AbstractInnerRule]] = {r.name: r for r in (BlindPulse, PlannedPulse, QuantizedSGD, EpropLSG)}
 
-__all__ = ["AbstractInnerRule", "BlindPulse", "EpropLSG", "HeadAdaptation", "HeadChip", "INNER_RULES", "QuantizedSGD"]
+__all__ = ["AbstractInnerRule", "BlindPulse", "EpropLSG", "HeadAdaptation", "HeadChip", "INNER_RULES", "PlannedPulse", "QuantizedSGD"]

@@ -1,0 +1,131 @@
+"""`planned-pulse`: at most one blind SET pulse per device per step, the set of pulses chosen
+to minimise the support loss the controller expects after them.
+
+`blind-pulse` decides each weight alone, from the sign and size of its own gradient; but the
+readout's weights act together (their features overlap), so pulsing every weight whose gradient
+passes a threshold overshoots along shared directions and undershoots elsewhere. The controller
+that computes the gradient can as well compute the support loss's curvature and plan: after a
+read, each weight w_i has three choices — no pulse, a pulse on G⁺ (w_i grows by a_i) or a pulse on
+G⁻ (w_i shrinks by b_i), where a_i, b_i are the device model's expected increments at the read
+conductances (`mode.pulse_step`, converted to weight) — and the rule picks the combination d that
+minimises the second-order model of the support loss, with the pulses' spread added:
+
+    E[L(w + d)] ≈ L(w) + gᵀd + ½ dᵀHd + ½ Σ_i H_ii Var(d_i)
+
+(g, H: the support loss's gradient and the diagonal block of its Hessian per head layer; exact
+for a linear head under MSE, as the LIF readout is; Var(d_i): the pulse's increment variance,
+`mode.pulse_spread`², zero in the quantized mode). The minimisation is a greedy search: from no
+pulses, repeatedly make the single change (one weight's choice) that lowers the model most,
+until none does or after `search_moves` changes. Still one round of blind pulses: the plan is
+digital, before any pulse; nothing is verified.
+
+Gradient: the plan (which devices are pulsed) is held fixed (`stop_gradient`); the outer loop
+sees what the chosen pulses do — the devices' increments at their conductances and the features
+they weight. The choice is piecewise constant in the meta-parameters, so this is the exact
+gradient almost everywhere.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float
+
+from ..fields import Field
+from .base import AbstractInnerRule, SupportLoss, Weights, soft_pulse
+
+
+class Curvature(eqx.Module):
+    """What the plan needs of the support loss at the read weights, for one head layer."""
+
+    grad: Float[Array, "..."]  # ∂L/∂w, the layer's shape
+    hessian: Float[Array, "n n"]  # ∂²L/∂w², n = the layer's size (flattened)
+
+
+def plan_pulses(
+    grad: Float[Array, " n"],
+    hessian: Float[Array, "n n"],
+    up: Float[Array, " n"],
+    down: Float[Array, " n"],
+    var_up: Float[Array, " n"],
+    var_down: Float[Array, " n"],
+    moves: int,
+) -> Float[Array, " n"]:
+    """Greedy minimisation of gᵀd + ½dᵀHd + ½Σ H_ii Var(d_i) over d_i ∈ {0, +up_i, −down_i}.
+
+    Returns the choice per weight: 0 (no pulse), +1 (pulse G⁺), −1 (pulse G⁻). Each move changes
+    one weight's choice to the one that lowers the model most; it stops when no change lowers
+    it (a move that does not lower it changes nothing).
+    """
+    steps = jnp.stack([jnp.zeros_like(up), up, -down], -1)  # (n, 3): the weight's change per choice
+    spread = jnp.stack([jnp.zeros_like(up), var_up, var_down], -1)  # its variance per choice
+    diag = jnp.diagonal(hessian)[:, None]
+
+    def move(_, carry):
+        choice, residual = carry  # residual = g + H d: the model's gradient at the current d
+        d_now = jnp.take_along_axis(steps, choice[:, None], 1)
+        v_now = jnp.take_along_axis(spread, choice[:, None], 1)
+        delta = steps - d_now
+        gain = residual[:, None] * delta + 0.5 * diag * delta**2 + 0.5 * diag * (spread - v_now)  # (n, 3)
+        best = jnp.argmin(gain.reshape(-1))
+        i, c = best // 3, best % 3
+        better = gain.reshape(-1)[best] < 0.0
+        change = jnp.where(better, delta[i, c], 0.0)
+        choice = choice.at[i].set(jnp.where(better, c, choice[i]))
+        return choice, residual + hessian[:, i] * change
+
+    choice, _ = jax.lax.fori_loop(0, moves, move, (jnp.zeros(grad.shape, jnp.int32), grad))
+    return jnp.where(choice == 1, 1.0, jnp.where(choice == 2, -1.0, 0.0))
+
+
+class PlannedPulse(AbstractInnerRule):
+    SCHEMA = {
+        "steps": Field(1, "int", "pulse rounds (inner steps)", low=1, high=10),
+        "search_moves": Field(120, "int", "greedy plan: single-weight changes at most per round (≥ the head's size to reach every weight)", low=1, high=100_000),
+        "ideal_lr": Field(0.3, "float", "ideal mode: SGD step size instead of pulses", positive=True),
+    }
+    name = "planned-pulse"
+
+    steps: int = eqx.field(static=True, default=1)
+    search_moves: int = eqx.field(static=True, default=120)
+    ideal_lr: float = eqx.field(static=True, default=0.3)
+
+    @classmethod
+    def from_recipe(cls, section):
+        return cls(section["steps"], section["search_moves"], section["ideal_lr"])
+
+    def float_lr(self) -> float:
+        return self.ideal_lr
+
+    def direction(self, support_loss: SupportLoss, weights: Weights) -> dict[str, Curvature]:
+        """The gradient and the Hessian's diagonal block per head layer, both held fixed: they
+        only choose the pulses."""
+        weights = jax.lax.stop_gradient(weights)
+        grads = jax.grad(support_loss)(weights)
+        out = {}
+        for name, w in weights.items():
+            flat, unravel = ravel_pytree(w)
+
+            def layer_loss(v, name=name, unravel=unravel):
+                return support_loss({**weights, name: unravel(v)})
+
+            out[name] = Curvature(grads[name], jax.hessian(layer_loss)(flat))
+        return jax.lax.stop_gradient(out)
+
+    def pulse(self, key, state, g_read, curvature, scale, t, chip):
+        dev, mode = chip.device, chip.mode
+        g = jax.lax.stop_gradient(g_read)
+        n_next = state.n_set + 1
+        to_weight = jax.lax.stop_gradient(scale) / (dev.g_max - dev.g_min)
+        # a pulse cannot raise a device above g_max
+        step = jnp.minimum(mode.pulse_step(dev, g, n_next), dev.g_max - g) * to_weight  # (2, …): [G⁺, G⁻]
+        var = (mode.pulse_spread(dev, g, n_next) * to_weight) ** 2
+        flat = lambda a: a.reshape(-1)
+        choice = plan_pulses(
+            flat(curvature.grad), curvature.hessian, flat(step[0]), flat(step[1]), flat(var[0]), flat(var[1]), self.search_moves
+        ).reshape(curvature.grad.shape)
+        mask = jax.lax.stop_gradient(jnp.stack([choice > 0, choice < 0]).astype(g.dtype))
+        outcome = mode.pulse_outcome(key, state, t, dev)
+        return soft_pulse(state, outcome, mask), mask

@@ -1,0 +1,113 @@
+"""`planned-pulse`: the greedy plan, and the rule on the LIF/sinusoid pipeline."""
+
+import itertools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tiny import tiny_recipe
+
+from pcmmeta.inner.planned_pulse import plan_pulses
+from pcmmeta.maml import adapt_chips, outer_loss, program_chips
+from pcmmeta.train import build_experiment
+
+
+def objective(choice, g, h, up, down, var_up, var_down):
+    d = np.where(choice > 0, up, np.where(choice < 0, -down, 0.0))
+    var = np.where(choice > 0, var_up, np.where(choice < 0, var_down, 0.0))
+    return g @ d + 0.5 * d @ h @ d + 0.5 * np.sum(np.diagonal(h) * var)
+
+
+def problem(seed, n=6, spread=0.0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(3 * n, n))
+    h = a.T @ a / (3 * n)  # positive definite, with off-diagonal coupling
+    g = rng.normal(size=n)
+    up, down = rng.uniform(0.2, 1.0, n), rng.uniform(0.2, 1.0, n)
+    var_up, var_down = spread * up**2, spread * down**2
+    return g, h, up, down, var_up, var_down
+
+
+def plan(g, h, up, down, var_up, var_down, moves=100):
+    f = lambda *a: np.asarray(plan_pulses(*(jnp.asarray(x, jnp.float32) for x in a), moves), np.float64)
+    return f(g, h, up, down, var_up, var_down)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_plan_is_a_local_minimum_and_never_worse_than_no_pulse(seed):
+    args = problem(seed, spread=0.3 * (seed % 2))
+    choice = plan(*args)
+    best = objective(choice, *args)
+    assert best <= 0.0
+    for i, c in itertools.product(range(len(choice)), (-1.0, 0.0, 1.0)):
+        other = choice.copy()
+        other[i] = c
+        assert objective(other, *args) >= best - 1e-5
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_plan_is_the_exact_optimum_when_weights_do_not_interact(seed):
+    g, h, up, down, var_up, var_down = problem(seed, n=5, spread=0.2)
+    h = np.diag(np.diagonal(h))
+    choice = plan(g, h, up, down, var_up, var_down)
+    brute = min(objective(np.array(c, float), g, h, up, down, var_up, var_down) for c in itertools.product((-1, 0, 1), repeat=5))
+    np.testing.assert_allclose(objective(choice, g, h, up, down, var_up, var_down), brute, rtol=1e-5, atol=1e-6)
+
+
+def test_plan_beats_pulsing_every_gradient_sign_when_weights_interact():
+    wins = 0
+    for seed in range(10):
+        args = problem(seed, n=8)
+        g = args[0]
+        every = -np.sign(g)  # blind-pulse with threshold 0: every weight against its gradient
+        wins += objective(plan(*args), *args) < objective(every, *args) - 1e-6
+    assert wins >= 8
+
+
+def test_no_pulse_when_the_pulses_are_too_noisy_to_help():
+    g, h, up, down, _, _ = problem(0)
+    choice = plan(g, h, up, down, 1e6 * np.ones_like(up), 1e6 * np.ones_like(down))
+    assert np.all(choice == 0.0)
+
+
+def test_a_move_budget_limits_the_pulses():
+    args = problem(1, n=8)
+    assert np.count_nonzero(plan(*args, moves=2)) <= 2
+
+
+def planned(mode):
+    exp = build_experiment(tiny_recipe(mode=mode, inner={"rule": "planned-pulse"}, maml__programming_noise=0.0))
+    tasks = exp.family.sample(jax.random.key(1), 6)
+    return exp, tasks
+
+
+def test_quantized_mode_support_loss_falls_exactly_as_planned():
+    """Deterministic pulses (quantized mode, no noise, no drift): the support loss after the
+    round equals the plan's quadratic model (the LIF readout under MSE is exactly quadratic)."""
+    exp, tasks = planned("quantized")
+    net, meta = exp.network, exp.meta
+    chips = program_chips(net, jax.random.key(2), tasks.n_tasks, meta)
+    x = exp.family.encode(tasks.x_support)
+    z = jax.vmap(lambda b, xs: net.features({n: w[0] for n, w in b.items()}, xs))(chips.body, x)
+    _, adapted = adapt_chips(net, chips, tasks, exp.family, meta)
+    assert float(adapted.pulses.sum()) > 0
+    for i in range(tasks.n_tasks):
+        w0, w1 = (np.asarray(w["out"][i], np.float64) for w in adapted.weights)
+        zz, y = np.asarray(z[i], np.float64).reshape(-1, w0.size), np.repeat(np.asarray(tasks.y_support[i], np.float64)[None], z.shape[1], 0).reshape(-1)
+        loss = lambda w: np.mean((zz @ w - y) ** 2)
+        g = 2 * zz.T @ (zz @ w0 - y) / len(y)
+        h = 2 * zz.T @ zz / len(y)
+        d = w1 - w0
+        np.testing.assert_allclose(loss(w1), loss(w0) + g @ d + 0.5 * d @ h @ d, rtol=1e-4)
+        assert loss(w1) < loss(w0)
+
+
+def test_outer_gradient_reaches_every_layer_through_the_planned_pulses():
+    exp, tasks = planned("pcm")
+    net = exp.network
+    grads = eqx.filter_grad(lambda n: outer_loss(n, jax.random.key(3), tasks, exp.family, exp.meta)[0])(net)
+    for name in net.layer_names:
+        g = np.asarray(grads.layers[name])
+        assert np.all(np.isfinite(g)) and np.abs(g).max() > 0, name
