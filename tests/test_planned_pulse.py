@@ -1,6 +1,7 @@
 """`planned-pulse`: the greedy plan, and the rule on the LIF/sinusoid pipeline."""
 
 import itertools
+import json
 
 import equinox as eqx
 import jax
@@ -111,3 +112,36 @@ def test_outer_gradient_reaches_every_layer_through_the_planned_pulses():
     for name in net.layer_names:
         g = np.asarray(grads.layers[name])
         assert np.all(np.isfinite(g)) and np.abs(g).max() > 0, name
+
+
+def test_the_chain_runs_with_planned_pulses(tmp_path):
+    """meta-train → deploy → adapt → drift-eval with `inner.rule: planned-pulse`: the rule's
+    pulses reach the deployed array's head only, one per device at most per round."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from pcmmeta.chip import load_array
+    from pcmmeta.cli import app
+    from pcmmeta.train import load_run
+
+    invoke = lambda *a: CliRunner().invoke(app, [str(x) for x in a])
+    recipe = tiny_recipe(inner={"rule": "planned-pulse"}, train__iterations=3, eval__tasks=5, eval__plot_tasks=0)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(recipe))
+    runs = tmp_path / "runs"
+    assert invoke("meta-train", tmp_path / "tiny.yaml", "--runs-dir", runs).exit_code == 0
+    assert invoke("deploy", "--runs-dir", runs).exit_code == 0
+    result = invoke("adapt", "--runs-dir", runs, "--steps", 2, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    run_dir = runs / (runs / "LATEST").read_text().strip()
+    _, state = load_run(run_dir)
+    before = load_array(run_dir / "deployed.eqx", state.network)
+    after = load_array(run_dir / report["adapted_array"].split("/")[-1], state.network)
+    dn = np.asarray(after.layers["out"].n_set) - np.asarray(before.layers["out"].n_set)
+    assert dn.min() >= 0 and dn.max() <= 2 and int(dn.sum()) == report["total_pulses"] > 0
+    for layer in ("in", "hidden"):
+        np.testing.assert_array_equal(np.asarray(after.layers[layer].g_prog), np.asarray(before.layers[layer].g_prog))
+    drift = invoke("drift-eval", "--runs-dir", runs, "--hours", "1,24", "--tasks", 5, "--json")
+    assert drift.exit_code == 0, drift.output
+    rows = json.loads(drift.stdout)["results"]
+    assert {r["condition"] for r in rows} >= {"deployed", "adapted"} and all(np.isfinite(r["mse"]) for r in rows)
