@@ -3,13 +3,14 @@
 Usage:
     python benchmarks/sweep.py --recipe recipes/sine-quick.yaml \\
         --set inner.pulse_threshold=0.01,0.02,0.04 --set maml.tasks_per_chip=1,4,16 \\
+        [--row "inner.rule=planned-pulse train.iterations=13000"] \\
         --seeds 0,1,2 [--iterations 400] [--grid] [--runs-dir runs-sweep] [--out sweep.jsonl]
     python benchmarks/sweep.py --table sweep.jsonl more-seeds.jsonl   # earlier runs' table, together
 
 Each `--set KEY=V1,V2,…` names a dotted recipe key and its values (each read as YAML, so
 `network.hidden=[40,40]` works; a value holding commas needs its own `--set`). By default keys
 vary one at a time around the recipe (the recipe's own values are the baseline row); `--grid`
-runs every combination. Every configuration trains once per seed (the recipe's `seed`: weights,
+runs every combination; each `--row` adds one configuration that changes several keys together. Every configuration trains once per seed (the recipe's `seed`: weights,
 tasks and device noise) and is evaluated on the recipe's fixed held-out tasks. Prints one JSON
 line per run, then a table: the primary metric after adaptation, mean ± s.e. over seeds, its
 difference from the first row (the recipe; with --grid, the first combination) and a verdict:
@@ -34,7 +35,7 @@ import yaml
 from scipy import stats
 
 from pcmmeta.errors import UserInputError
-from pcmmeta.recipe import load_recipe, validate
+from pcmmeta.recipe import load_recipe
 from pcmmeta.train import NaNLossError, mean_sem, start_run, train
 
 
@@ -48,24 +49,26 @@ def parse_set(text: str) -> tuple[str, list]:
     return key, [yaml.safe_load(v) for v in values.split(",") if v != ""]
 
 
-def with_values(recipe: dict, values: dict) -> dict:
-    """A copy of the recipe with dotted keys replaced (validated again by the caller)."""
-    out = copy.deepcopy(recipe)
-    for dotted, value in values.items():
-        node = out
-        *path, last = dotted.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return out
+def parse_row(text: str) -> dict:
+    """'a.b=1 c.d=x' → {'a.b': 1, 'c.d': 'x'}: one configuration changing several keys together."""
+    row = {}
+    for part in text.split():
+        key, values = parse_set(part)
+        if len(values) != 1:
+            raise UserInputError(f"--row {text!r}: {key} needs exactly one value (a row is one configuration)")
+        row[key] = values[0]
+    if not row:
+        raise UserInputError("--row: expected KEY=V [KEY2=V2 …]")
+    return row
 
 
-def configurations(sets: list[tuple[str, list]], grid: bool) -> list[dict]:
-    """The baseline ({}), then one key at a time, or every combination with `grid`."""
+def configurations(sets: list[tuple[str, list]], grid: bool, rows: list[dict] = ()) -> list[dict]:
+    """The baseline ({}), then one key at a time, or every combination with `grid`; then each
+    --row (several keys changed together)."""
     if grid:
         keys = [k for k, _ in sets]
-        return [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in sets))]
-    return [{}] + [{key: v} for key, values in sets for v in values]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in sets))] + list(rows)
+    return [{}] + [{key: v} for key, values in sets for v in values] + list(rows)
 
 
 def label(config: dict) -> str:
@@ -76,6 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default=str(Path(__file__).parent.parent / "recipes" / "sine-quick.yaml"))
     parser.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=V1,V2")
+    parser.add_argument("--row", action="append", default=[], dest="rows", metavar="'KEY=V KEY2=V2'",
+                        help="one configuration changing several keys together (e.g. a rule and its iterations)")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--iterations", type=int, default=None, help="override train.iterations")
     parser.add_argument("--grid", action="store_true")
@@ -92,15 +97,13 @@ def main() -> None:
         print_table(rows, metric, higher_is_better, seeds)
         return
     try:
-        base = load_recipe(args.recipe)
-        if args.iterations is not None:
-            base["train"]["iterations"] = args.iterations
+        fixed = {} if args.iterations is None else {"train.iterations": args.iterations}
         sets = [parse_set(s) for s in args.sets]
         seeds = [int(s) for s in args.seeds.split(",")]
-        configs = configurations(sets, args.grid)
+        configs = configurations(sets, args.grid, [parse_row(r) for r in args.rows])
         recipes = {}
         for config in configs:  # validate everything before the first (long) run
-            recipes[label(config)] = validate(with_values(base, config), f"{args.recipe} with {label(config)}")
+            recipes[label(config)] = load_recipe(args.recipe, {**fixed, **config})
     except (UserInputError, ValueError, yaml.YAMLError) as err:
         print(f"sweep.py: {err}", file=sys.stderr)
         sys.exit(2)

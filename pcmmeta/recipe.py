@@ -136,14 +136,36 @@ def validate(user: dict | None, origin: str = "recipe") -> dict:
     return recipe
 
 
-def load_recipe(path: str | Path) -> dict:
-    """A validated recipe from a YAML file; a relative device or data path is looked up beside
-    the recipe first, then in the current folder."""
+def with_overrides(user: dict, values: dict) -> dict:
+    """A copy of a user's (unvalidated) recipe with dotted keys set: {'inner.rule': 'x'}.
+
+    Applied before validation, so that a changed plug-in (`inner.rule`, `network.kind`, …) gets
+    its own defaults rather than the keys of the one it replaces."""
+    out = copy.deepcopy(user)
+    for dotted, value in values.items():
+        node = out
+        *path, last = dotted.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserInputError(f"'{dotted}': '{part}' is not a section")
+        node[last] = value
+    return out
+
+
+def load_recipe(path: str | Path, overrides: dict | None = None) -> dict:
+    """A validated recipe from a YAML file, with dotted keys replaced by `overrides` first (see
+    `with_overrides`); a relative device or data path is looked up beside the recipe first, then
+    in the current folder."""
     path = Path(path)
     user = read_yaml(path)
     if not user:  # an empty file would otherwise train every default (a 256-task meta-batch) unasked
         raise UserInputError(f"{path}: empty recipe; start from one in recipes/ (e.g. recipes/sine-quick.yaml, keys in docs/recipes.md)")
-    recipe = validate(user, str(path))
+    origin = str(path)
+    if overrides:
+        user = with_overrides(user, overrides)
+        origin += " with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    recipe = validate(user, origin)
     device = recipe["device"]
     if device.endswith((".yaml", ".yml")):
         recipe["device"] = _beside(path, device)

@@ -271,3 +271,18 @@ def test_damaged_run_files_are_one_line_naming_the_file_and_what_to_do(run_dir, 
     files = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert message in cli_error(root, monkeypatch, capsys, *argv)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == files, "a refused command modified the run"
+
+
+def test_overrides_that_change_a_plug_in_get_its_own_defaults(tmp_path):
+    from pcmmeta.recipe import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\ntrain:\n  iterations: 5\n")
+    recipe = load_recipe(path, {"inner.rule": "quantized-sgd", "train.iterations": 7})
+    assert recipe["inner"]["rule"] == "quantized-sgd" and recipe["inner"]["steps"] == 4  # not blind-pulse's 1
+    assert recipe["train"]["iterations"] == 7 and "pulse_threshold" not in recipe["inner"]
+    path.write_text("name: r\ninner:\n  pulse_threshold: 0.3\n")
+    with pytest.raises(UserInputError, match=r"r\.yaml with inner\.rule=planned-pulse: unknown key 'inner\.pulse_threshold'"):
+        load_recipe(path, {"inner.rule": "planned-pulse"})
+    with pytest.raises(UserInputError, match="'name.x': 'name' is not a section"):
+        load_recipe(path, {"name.x": 1})

@@ -56,15 +56,15 @@ def plan_pulses(
     """Greedy minimisation of gᵀd + ½dᵀHd + ½Σ H_ii Var(d_i) over d_i ∈ {0, +up_i, −down_i}.
 
     Returns the choice per weight: 0 (no pulse), +1 (pulse G⁺), −1 (pulse G⁻). Each move changes
-    one weight's choice to the one that lowers the model most; it stops when no change lowers
-    it (a move that does not lower it changes nothing).
+    one weight's choice to the one that lowers the model most; the search stops when no change
+    lowers it, or after `moves` moves.
     """
     steps = jnp.stack([jnp.zeros_like(up), up, -down], -1)  # (n, 3): the weight's change per choice
     spread = jnp.stack([jnp.zeros_like(up), var_up, var_down], -1)  # its variance per choice
     diag = jnp.diagonal(hessian)[:, None]
 
-    def move(_, carry):
-        choice, residual = carry  # residual = g + H d: the model's gradient at the current d
+    def move(carry):
+        choice, residual, moves_made, _ = carry  # residual = g + H d: the model's gradient at d
         d_now = jnp.take_along_axis(steps, choice[:, None], 1)
         v_now = jnp.take_along_axis(spread, choice[:, None], 1)
         delta = steps - d_now
@@ -74,9 +74,11 @@ def plan_pulses(
         better = gain.reshape(-1)[best] < 0.0
         change = jnp.where(better, delta[i, c], 0.0)
         choice = choice.at[i].set(jnp.where(better, c, choice[i]))
-        return choice, residual + hessian[:, i] * change
+        return choice, residual + hessian[:, i] * change, moves_made + 1, better
 
-    choice, _ = jax.lax.fori_loop(0, moves, move, (jnp.zeros(grad.shape, jnp.int32), grad))
+    searching = lambda carry: (carry[2] < moves) & carry[3]
+    start = (jnp.zeros(grad.shape, jnp.int32), grad, jnp.zeros((), jnp.int32), jnp.ones((), bool))
+    choice, _, _, _ = jax.lax.while_loop(searching, move, start)
     return jnp.where(choice == 1, 1.0, jnp.where(choice == 2, -1.0, 0.0))
 
 
