@@ -145,3 +145,17 @@ def test_the_chain_runs_with_planned_pulses(tmp_path):
     assert drift.exit_code == 0, drift.output
     rows = json.loads(drift.stdout)["results"]
     assert {r["condition"] for r in rows} >= {"deployed", "adapted"} and all(np.isfinite(r["mse"]) for r in rows)
+
+
+def test_ideal_mode_is_plain_sgd_with_the_rules_step():
+    exp, tasks = planned("ideal")
+    net, meta = exp.network, exp.meta
+    chips = program_chips(net, jax.random.key(2), tasks.n_tasks, meta)
+    x = exp.family.encode(tasks.x_support)
+    z = jax.vmap(lambda b, xs: net.features({n: w[0] for n, w in b.items()}, xs))(chips.body, x)
+    _, adapted = adapt_chips(net, chips, tasks, exp.family, meta)
+    w0, w1 = (np.asarray(w["out"], np.float64) for w in adapted.weights)
+    zz, y = np.asarray(z, np.float64), np.asarray(tasks.y_support, np.float64)
+    err = np.einsum("itsh,ih->its", zz, w0) - y[:, None, :]
+    grad = 2 * np.einsum("its,itsh->ih", err, zz) / (zz.shape[1] * zz.shape[2])
+    np.testing.assert_allclose(w1, w0 - meta.rule.ideal_lr * grad, rtol=1e-4, atol=1e-6)

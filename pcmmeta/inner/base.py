@@ -92,6 +92,11 @@ class AbstractInnerRule(eqx.Module):
         """What the update descends, per head layer: the support loss's gradient by default."""
         return jax.grad(support_loss)(weights)
 
+    def pulse_input(self, support_loss: SupportLoss, weights: Weights) -> dict[str, Any]:
+        """What `pulse` receives per head layer on the chip (its `grad` argument): `direction` by
+        default; a rule that plans its pulses may want more (`planned-pulse`: the curvature)."""
+        return self.direction(support_loss, weights)
+
     def with_steps(self, steps: int) -> "AbstractInnerRule":
         return dataclasses.replace(self, steps=steps)
 
@@ -109,7 +114,7 @@ class AbstractInnerRule(eqx.Module):
                 trajectory.append(chip.weights(g_read))
             # once per weight, value and cotangent (`compute_once`: else XLA recomputes the
             # device model for every time step and sample of the features' cotangent)
-            grads = compute_once(self.direction(support_loss, chip.weights(g_read)))
+            grads = compute_once(self.pulse_input(support_loss, chip.weights(g_read)))
             pulse_keys = layer_keys(k_pulse, tuple(states))
             new_states = {}
             for n, s in states.items():

@@ -101,9 +101,9 @@ class PlannedPulse(AbstractInnerRule):
     def float_lr(self) -> float:
         return self.ideal_lr
 
-    def direction(self, support_loss: SupportLoss, weights: Weights) -> dict[str, Curvature]:
+    def pulse_input(self, support_loss: SupportLoss, weights: Weights) -> dict[str, Curvature]:
         """The gradient and the Hessian's diagonal block per head layer, both held fixed: they
-        only choose the pulses."""
+        only choose the pulses. (`direction` stays the gradient: the `ideal` mode's SGD.)"""
         weights = jax.lax.stop_gradient(weights)
         grads = jax.grad(support_loss)(weights)
         out = {}
