@@ -325,7 +325,7 @@ def adapt(
         extra = {}
         if hasattr(network, "spike_raster"):  # a spiking network shows its spikes after the update
             extra["raster"] = np.asarray(spike_raster(network, DeployedArray(new_layers, array.reference), exp.meta.device, family, task, t))
-        family.plot(plot, f"on-chip adaptation at {at_hours:g} h ({exp.meta.rule.name}, {steps} steps)", task, np.asarray(plot_out),
+        family.plot(plot, f"on-chip adaptation at {at_hours:g} h ({exp.meta.rule.name}, {steps} step{'' if steps == 1 else 's'})", task, np.asarray(plot_out),
                     [{"step": i, "mean": float(v), "sem": float("nan")} for i, v in enumerate(np.asarray(result.metrics[family.metric][0]))], **extra)
     n_pulses = float(result.pulses[0])
     return AdaptReport(
