@@ -79,20 +79,22 @@ def test_a_move_budget_limits_the_pulses():
 
 
 def planned(mode):
+    """A tiny planned-pulse experiment adapted on 6 tasks: (experiment, tasks, support features
+    (tasks, time, samples, hidden), the head's adaptation)."""
     exp = build_experiment(tiny_recipe(mode=mode, inner={"rule": "planned-pulse"}, maml__programming_noise=0.0))
     tasks = exp.family.sample(jax.random.key(1), 6)
-    return exp, tasks
-
-
-def test_quantized_mode_support_loss_falls_exactly_as_planned():
-    """Deterministic pulses (quantized mode, no noise, no drift): the support loss after the
-    round equals the plan's quadratic model (the LIF readout under MSE is exactly quadratic)."""
-    exp, tasks = planned("quantized")
     net, meta = exp.network, exp.meta
     chips = program_chips(net, jax.random.key(2), tasks.n_tasks, meta)
     x = exp.family.encode(tasks.x_support)
     z = jax.vmap(lambda b, xs: net.features({n: w[0] for n, w in b.items()}, xs))(chips.body, x)
     _, adapted = adapt_chips(net, chips, tasks, exp.family, meta)
+    return exp, tasks, z, adapted
+
+
+def test_quantized_mode_support_loss_falls_exactly_as_planned():
+    """Deterministic pulses (quantized mode, no noise, no drift): the support loss after the
+    round equals the plan's quadratic model (the LIF readout under MSE is exactly quadratic)."""
+    exp, tasks, z, adapted = planned("quantized")
     assert float(adapted.pulses.sum()) > 0
     for i in range(tasks.n_tasks):
         w0, w1 = (np.asarray(w["out"][i], np.float64) for w in adapted.weights)
@@ -106,7 +108,8 @@ def test_quantized_mode_support_loss_falls_exactly_as_planned():
 
 
 def test_outer_gradient_reaches_every_layer_through_the_planned_pulses():
-    exp, tasks = planned("pcm")
+    exp = build_experiment(tiny_recipe(inner={"rule": "planned-pulse"}))
+    tasks = exp.family.sample(jax.random.key(1), 6)
     net = exp.network
     grads = eqx.filter_grad(lambda n: outer_loss(n, jax.random.key(3), tasks, exp.family, exp.meta)[0])(net)
     for name in net.layer_names:
@@ -148,14 +151,9 @@ def test_the_chain_runs_with_planned_pulses(tmp_path):
 
 
 def test_ideal_mode_is_plain_sgd_with_the_rules_step():
-    exp, tasks = planned("ideal")
-    net, meta = exp.network, exp.meta
-    chips = program_chips(net, jax.random.key(2), tasks.n_tasks, meta)
-    x = exp.family.encode(tasks.x_support)
-    z = jax.vmap(lambda b, xs: net.features({n: w[0] for n, w in b.items()}, xs))(chips.body, x)
-    _, adapted = adapt_chips(net, chips, tasks, exp.family, meta)
+    exp, tasks, z, adapted = planned("ideal")
     w0, w1 = (np.asarray(w["out"], np.float64) for w in adapted.weights)
     zz, y = np.asarray(z, np.float64), np.asarray(tasks.y_support, np.float64)
     err = np.einsum("itsh,ih->its", zz, w0) - y[:, None, :]
     grad = 2 * np.einsum("its,itsh->ih", err, zz) / (zz.shape[1] * zz.shape[2])
-    np.testing.assert_allclose(w1, w0 - meta.rule.ideal_lr * grad, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(w1, w0 - exp.meta.rule.ideal_lr * grad, rtol=1e-4, atol=1e-6)
