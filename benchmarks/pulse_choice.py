@@ -6,11 +6,12 @@ Takes the run's meta-trained network as programmed (no programming noise, no dri
 noise) and, for held-out sinusoid tasks, gives the output layer one round of pulses whose every
 increment is the device model's mean, chosen three ways:
 - `threshold`: `blind-pulse`'s rule, each weight alone — G⁺ where ∂L/∂w < −T, G⁻ where > T
-  (T: the run's `inner.pulse_threshold`, else `--threshold`, default 0.3);
+  (T: `--threshold`, else the run's `inner.pulse_threshold`, else 0.3);
 - `planned`: `planned-pulse`'s greedy plan on the support loss (`inner.planned_pulse.plan_pulses`);
 - `planned on the query set`: the same plan made on the query set itself — what no rule that
   sees only the support set can beat by much (an oracle, not a rule).
-Prints the held-out query MSE (all time steps) before and after each. The gap between the first
+A device's SET count, which the increment depends on, is taken as the count that reaches its
+conductance on the mean trajectory (as offline programming sets it). Prints the held-out query MSE (all time steps) before and after each. The gap between the first
 two is what choosing the pulses together buys on features trained for the threshold rule.
 """
 

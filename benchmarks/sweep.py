@@ -1,7 +1,7 @@
 """Sweep recipe keys over several seeds; held-out quality as mean ± s.e. across seeds.
 
 Usage:
-    python benchmarks/sweep.py --recipe recipes/sine-quick.yaml \\
+    python benchmarks/sweep.py --recipe recipes/sine.yaml \\
         --set inner.pulse_threshold=0.01,0.02,0.04 --set maml.tasks_per_chip=1,4,16 \\
         [--row "inner.rule=planned-pulse train.iterations=13000"] \\
         --seeds 0,1,2 [--iterations 400] [--grid] [--runs-dir runs-sweep] [--out sweep.jsonl]
@@ -10,7 +10,7 @@ Usage:
 Each `--set KEY=V1,V2,…` names a dotted recipe key and its values (each read as YAML, so
 `network.hidden=[40,40]` works; a value holding commas needs its own `--set`). By default keys
 vary one at a time around the recipe (the recipe's own values are the baseline row); `--grid`
-runs every combination; each `--row` adds one configuration that changes several keys together. Every configuration trains once per seed (the recipe's `seed`: weights,
+runs every combination; each `--row` adds one configuration that changes several keys together (KEY=VALUE pairs separated by spaces, so a value may hold no space: `network.hidden=[40,40]`). Every configuration trains once per seed (the recipe's `seed`: weights,
 tasks and device noise) and is evaluated on the recipe's fixed held-out tasks. Prints one JSON
 line per run, then a table: the primary metric after adaptation, mean ± s.e. over seeds, its
 difference from the first row (the recipe; with --grid, the first combination) and a verdict:

@@ -42,6 +42,9 @@ def enable_compile_cache(path: Path | None = None) -> Path | None:
     stays free of JAX until a command needs it); afterwards it updates `jax.config`."""
     import sys
 
+    # A cache entry that cannot be written or read (a full disk, a file-size limit, a damaged
+    # file) only means compiling again; JAX's warning would break a command's one-line error.
+    warnings.filterwarnings("ignore", message="Error (writing|reading) persistent compilation cache entry", category=UserWarning)
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
     path = path if path is not None else compile_cache_dir()
@@ -51,9 +54,6 @@ def enable_compile_cache(path: Path | None = None) -> Path | None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    # A cache entry that cannot be written or read (a full disk, a file-size limit, a damaged
-    # file) only means compiling again; JAX's warning would break a command's one-line error.
-    warnings.filterwarnings("ignore", message="Error (writing|reading) persistent compilation cache entry", category=UserWarning)
     settings = {
         "jax_compilation_cache_dir": str(path),
         "jax_persistent_cache_min_compile_time_secs": MIN_COMPILE_S,

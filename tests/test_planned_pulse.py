@@ -91,20 +91,96 @@ def planned(mode):
     return exp, tasks, z, adapted
 
 
-def test_quantized_mode_support_loss_falls_exactly_as_planned():
-    """Deterministic pulses (quantized mode, no noise, no drift): the support loss after the
-    round equals the plan's quadratic model (the LIF readout under MSE is exactly quadratic)."""
+def test_quantized_mode_pulses_are_whole_steps_and_no_single_change_would_help():
+    """Deterministic pulses (quantized mode, no noise, no drift; the LIF readout's support loss is
+    exactly quadratic): every weight moved by 0 or one whole step (g_max/4 µS, capped at g_max),
+    and the plan is a local minimum of the true support loss — no weight's other choice lowers it
+    (a per-weight threshold rule would not pass this)."""
     exp, tasks, z, adapted = planned("quantized")
+    dev, scale = exp.meta.device, exp.network.scales["out"]
+    g0 = np.asarray(adapted.weights[0]["out"])  # only for the shape
     assert float(adapted.pulses.sum()) > 0
+    programmed = np.asarray(exp.network.layers["out"], np.float64)  # no noise: what the chip holds
+    to_weight = float(scale) / (dev.g_max - dev.g_min)
+    step = np.minimum(dev.g_max / 4, dev.g_max - programmed) * to_weight  # [G⁺, G⁻]
     for i in range(tasks.n_tasks):
         w0, w1 = (np.asarray(w["out"][i], np.float64) for w in adapted.weights)
-        zz, y = np.asarray(z[i], np.float64).reshape(-1, w0.size), np.repeat(np.asarray(tasks.y_support[i], np.float64)[None], z.shape[1], 0).reshape(-1)
-        loss = lambda w: np.mean((zz @ w - y) ** 2)
-        g = 2 * zz.T @ (zz @ w0 - y) / len(y)
-        h = 2 * zz.T @ zz / len(y)
         d = w1 - w0
-        np.testing.assert_allclose(loss(w1), loss(w0) + g @ d + 0.5 * d @ h @ d, rtol=1e-4)
+        for k in range(g0.shape[-1]):
+            assert min(abs(d[k]), abs(d[k] - step[0, k]), abs(d[k] + step[1, k])) < 1e-5, (i, k, d[k])
+        zz = np.asarray(z[i], np.float64).reshape(-1, w0.size)
+        y = np.repeat(np.asarray(tasks.y_support[i], np.float64)[None], z.shape[1], 0).reshape(-1)
+        loss = lambda w: np.mean((zz @ w - y) ** 2)
         assert loss(w1) < loss(w0)
+        for k in range(w0.size):
+            for option in (0.0, step[0, k], -step[1, k]):
+                other = w1.copy()
+                other[k] = w0[k] + option
+                assert loss(other) >= loss(w1) * (1 - 1e-5), (i, k, option)
+
+
+def pulse_setup(shape, seed=0):
+    """A PlannedPulse, a pcm HeadChip and a layer state of `shape` (pairs on axis 0)."""
+    from pcmmeta.clock import ChipClock
+    from pcmmeta.device import load_device
+    from pcmmeta.inner import HeadChip
+    from pcmmeta.inner.planned_pulse import Curvature, PlannedPulse
+    from pcmmeta.modes import PCM
+
+    dev = load_device("nandakumar2018")
+    chip = HeadChip(dev, PCM(), ChipClock(100.0, 101.0, 50.0), {"out": jnp.ones(())})
+    g = jax.random.uniform(jax.random.key(seed), (2, *shape), minval=0.5, maxval=6.0)
+    state = dev.programmed_state(jax.random.key(seed + 1), g)
+    n = int(np.prod(shape))
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(3 * n, n))
+    curvature = Curvature(jnp.asarray(rng.normal(size=shape), jnp.float32), jnp.asarray(a.T @ a / (3 * n), jnp.float32))
+    return PlannedPulse(), chip, state, curvature
+
+
+@pytest.mark.parametrize("shape", [(6,), (3, 2)])
+def test_pulse_follows_the_plan_on_flat_and_matrix_heads(shape):
+    """`pulse` pulses exactly the devices `plan_pulses` chooses on the flattened layer, for a
+    vector head (LIF readout) and a matrix head (CNN, features × classes)."""
+    rule, chip, state, curv = pulse_setup(shape)
+    dev = chip.device
+    g = state.g_prog  # read without noise: what the plan sees
+    to_weight = 1.0 / (dev.g_max - dev.g_min)
+    step = jnp.minimum(dev.set_increment_mean(g, state.n_set + 1), dev.g_max - g) * to_weight
+    std = dev.set_increment_std(g, state.n_set + 1) * to_weight
+    flat = lambda a: a.reshape(-1)
+    expect = plan_pulses(flat(curv.grad), curv.hessian, flat(step[0]), flat(step[1]), flat(std[0] ** 2), flat(std[1] ** 2), 3 * flat(g[0]).size)
+    new, mask = rule.pulse(jax.random.key(5), state, g, curv, jnp.ones(()), jnp.asarray(101.0), chip)
+    np.testing.assert_array_equal(np.asarray(mask[0]).reshape(-1), np.asarray(expect > 0))
+    np.testing.assert_array_equal(np.asarray(mask[1]).reshape(-1), np.asarray(expect < 0))
+    assert np.asarray(mask).sum() > 0
+    np.testing.assert_array_equal(np.asarray(new.n_set - state.n_set), np.asarray(mask, np.int32))
+
+
+def test_the_pulse_outcome_carries_the_gradient_of_the_devices_increment():
+    """d(new G)/d(old G) is 1 where no pulse was given and 1 + ∂(increment)/∂G where one was
+    (the SET increment's mean falls with G): the outer loop sees what the chosen pulses do."""
+    rule, chip, state, curv = pulse_setup((8,), seed=3)
+    _, mask = rule.pulse(jax.random.key(5), state, state.g_prog, curv, jnp.ones(()), jnp.asarray(101.0), chip)
+
+    def new_g(g_prog):
+        s = type(state)(g_prog, state.t_prog, state.nu, state.n_set)
+        return rule.pulse(jax.random.key(5), s, state.g_prog, curv, jnp.ones(()), jnp.asarray(101.0), chip)[0].g_prog.sum()
+
+    slope = np.asarray(jax.grad(new_g)(state.g_prog))
+    pulsed = np.asarray(mask) > 0.5
+    assert pulsed.any() and (~pulsed).any()
+    np.testing.assert_allclose(slope[~pulsed], 1.0, rtol=1e-6)
+    assert np.all(np.abs(slope[pulsed] - 1.0) > 1e-3)
+
+
+def test_a_head_too_large_to_plan_is_refused_in_one_line():
+    from pcmmeta.errors import UserInputError
+    from pcmmeta.inner.planned_pulse import MAX_PLANNED_WEIGHTS, PlannedPulse
+
+    w = {"rec": jnp.zeros((MAX_PLANNED_WEIGHTS + 1,))}
+    with pytest.raises(UserInputError, match="head layer 'rec' has 4,097 weights"):
+        PlannedPulse().pulse_input(lambda weights: jnp.sum(weights["rec"] ** 2), w)
 
 
 def test_outer_gradient_reaches_every_layer_through_the_planned_pulses():

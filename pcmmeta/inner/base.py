@@ -1,9 +1,10 @@
 """The inner-rule interface: how the head's support gradient becomes chip operations.
 
 A rule is an `AbstractInnerRule`. The generic loop (`on_chip`) is written once: for each inner
-step r, read the head at `clock.read_time(r)`, ask the rule for the update's direction (`direction`:
-by default the gradient of the support loss with respect to the head's weights; e-prop's learning
-signals for `eprop-lsg`), and let the rule's `pulse` turn it into SET pulses at
+step r, read the head at `clock.read_time(r)`, ask the rule what its pulses need (`pulse_input`: by
+default the update's direction, `direction` — the gradient of the support loss with respect to
+the head's weights, or e-prop's learning signals for `eprop-lsg`; `planned-pulse` adds the
+support loss's curvature), and let the rule's `pulse` turn it into SET pulses at
 `clock.pulse_time(r)`. A rule also says what it becomes without a device (`in_float`: plain SGD
 with its step size, the `ideal` mode) and when the head is not adapted (`frozen`).
 """

@@ -33,8 +33,14 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
+from ..errors import UserInputError
 from ..fields import Field
 from .base import AbstractInnerRule, SupportLoss, Weights, soft_pulse
+
+
+#: Largest head layer (weights) the rule plans over: its Hessian block holds n² floats per task
+#: (4,096 weights: 64 MiB per task), and the search costs n per move.
+MAX_PLANNED_WEIGHTS = 4096
 
 
 class Curvature(eqx.Module):
@@ -62,13 +68,16 @@ def plan_pulses(
     steps = jnp.stack([jnp.zeros_like(up), up, -down], -1)  # (n, 3): the weight's change per choice
     spread = jnp.stack([jnp.zeros_like(up), var_up, var_down], -1)  # its variance per choice
     diag = jnp.diagonal(hessian)[:, None]
+    # the spread costs ½·H_ii·Var(d_i) only where the loss curves upwards; a negative H_ii (a
+    # non-convex loss) must not make noisy pulses look attractive
+    spread_cost = 0.5 * jnp.maximum(diag, 0.0)
 
     def move(carry):
         choice, residual, moves_made, _ = carry  # residual = g + H d: the model's gradient at d
         d_now = jnp.take_along_axis(steps, choice[:, None], 1)
         v_now = jnp.take_along_axis(spread, choice[:, None], 1)
         delta = steps - d_now
-        gain = residual[:, None] * delta + 0.5 * diag * delta**2 + 0.5 * diag * (spread - v_now)  # (n, 3)
+        gain = residual[:, None] * delta + 0.5 * diag * delta**2 + spread_cost * (spread - v_now)  # (n, 3)
         best = jnp.argmin(gain.reshape(-1))
         i, c = best // 3, best % 3
         better = gain.reshape(-1)[best] < 0.0
@@ -76,7 +85,10 @@ def plan_pulses(
         choice = choice.at[i].set(jnp.where(better, c, choice[i]))
         return choice, residual + hessian[:, i] * change, moves_made + 1, better
 
-    searching = lambda carry: (carry[2] < moves) & carry[3]
+    def searching(carry):
+        _, _, moves_made, improved = carry
+        return (moves_made < moves) & improved
+
     start = (jnp.zeros(grad.shape, jnp.int32), grad, jnp.zeros((), jnp.int32), jnp.ones((), bool))
     choice, _, _, _ = jax.lax.while_loop(searching, move, start)
     return jnp.where(choice == 1, 1.0, jnp.where(choice == 2, -1.0, 0.0))
@@ -85,13 +97,13 @@ def plan_pulses(
 class PlannedPulse(AbstractInnerRule):
     SCHEMA = {
         "steps": Field(1, "int", "pulse rounds (inner steps)", low=1, high=10),
-        "search_moves": Field(120, "int", "greedy plan: single-weight changes at most per round (≥ the head's size to reach every weight)", low=1, high=100_000),
+        "search_moves": Field(0, "int", "greedy plan: single-weight changes at most per round (0: three per weight of the layer)", low=0, high=100_000),
         "ideal_lr": Field(0.3, "float", "ideal mode: SGD step size instead of pulses", positive=True),
     }
     name = "planned-pulse"
 
     steps: int = eqx.field(static=True, default=1)
-    search_moves: int = eqx.field(static=True, default=120)
+    search_moves: int = eqx.field(static=True, default=0)  # 0: three per weight
     ideal_lr: float = eqx.field(static=True, default=0.3)
 
     @classmethod
@@ -104,6 +116,12 @@ class PlannedPulse(AbstractInnerRule):
     def pulse_input(self, support_loss: SupportLoss, weights: Weights) -> dict[str, Curvature]:
         """The gradient and the Hessian's diagonal block per head layer, both held fixed: they
         only choose the pulses. (`direction` stays the gradient: the `ideal` mode's SGD.)"""
+        for name, w in weights.items():
+            if w.size > MAX_PLANNED_WEIGHTS:
+                raise UserInputError(
+                    f"'inner.rule': planned-pulse plans over each head layer's curvature (n² entries); head layer "
+                    f"'{name}' has {w.size:,} weights, more than {MAX_PLANNED_WEIGHTS:,} (use blind-pulse or quantized-sgd)"
+                )
         weights = jax.lax.stop_gradient(weights)
         grads = jax.grad(support_loss)(weights)
         out = {}
@@ -120,13 +138,15 @@ class PlannedPulse(AbstractInnerRule):
         dev, mode = chip.device, chip.mode
         g = jax.lax.stop_gradient(g_read)
         n_next = state.n_set + 1
-        to_weight = jax.lax.stop_gradient(scale) / (dev.g_max - dev.g_min)
-        # a pulse cannot raise a device above g_max
-        step = jnp.minimum(mode.pulse_step(dev, g, n_next), dev.g_max - g) * to_weight  # (2, …): [G⁺, G⁻]
-        var = (mode.pulse_spread(dev, g, n_next) * to_weight) ** 2
+        to_weight = jax.lax.stop_gradient(scale) / (dev.g_max - dev.g_min)  # weight per µS
+        # a pulse cannot raise a device above g_max (a noisy read may even lie above it)
+        headroom = jnp.maximum(dev.g_max - g, 0.0)  # µS
+        step = jnp.minimum(mode.pulse_step(dev, g, n_next), headroom) * to_weight  # (2, …): [G⁺, G⁻], weight
+        var = (mode.pulse_spread(dev, g, n_next) * to_weight) ** 2  # weight²
         flat = lambda a: a.reshape(-1)
+        moves = self.search_moves or 3 * curvature.grad.size
         choice = plan_pulses(
-            flat(curvature.grad), curvature.hessian, flat(step[0]), flat(step[1]), flat(var[0]), flat(var[1]), self.search_moves
+            flat(curvature.grad), curvature.hessian, flat(step[0]), flat(step[1]), flat(var[0]), flat(var[1]), moves
         ).reshape(curvature.grad.shape)
         mask = jax.lax.stop_gradient(jnp.stack([choice > 0, choice < 0]).astype(g.dtype))
         outcome = mode.pulse_outcome(key, state, t, dev)
