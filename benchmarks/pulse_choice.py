@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pcmmeta.crossbar import pair_weights
-from pcmmeta.inner.planned_pulse import plan_pulses
+from pcmmeta.inner.planned_pulse import plan_pulses, pulse_sizes
+from pcmmeta.modes import PCM
 from pcmmeta.train import load_run
 
 
@@ -44,9 +45,8 @@ def main() -> None:
     tasks = family.sample(jax.random.key(exp.eval.seed), args.tasks)
     body = {n: pair_weights(net.layers[n], dev, net.scales[n]) for n in net.body}
     g = net.layers["out"]
-    to_weight = net.scales["out"] / (dev.g_max - dev.g_min)
     w0 = pair_weights(g, dev, net.scales["out"])
-    step = jnp.minimum(dev.set_increment_mean(g, dev.pulses_to_reach(g) + 1), dev.g_max - g) * to_weight  # [G⁺, G⁻]
+    step, _ = pulse_sizes(PCM(), dev, g, dev.pulses_to_reach(g) + 1, net.scales["out"])  # means only: noise-free
     zeros = jnp.zeros_like(w0)
 
     def loss(w, z, y):

@@ -29,6 +29,7 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -62,7 +63,7 @@ def parse_row(text: str) -> dict:
     return row
 
 
-def configurations(sets: list[tuple[str, list]], grid: bool, rows: list[dict] = ()) -> list[dict]:
+def configurations(sets: list[tuple[str, list]], grid: bool, rows: Sequence[dict] = ()) -> list[dict]:
     """The baseline ({}), then one key at a time, or every combination with `grid`; then each
     --row (several keys changed together)."""
     if grid:

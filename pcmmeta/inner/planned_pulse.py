@@ -50,6 +50,17 @@ class Curvature(eqx.Module):
     hessian: Float[Array, "n n"]  # ∂²L/∂w², n = the layer's size (flattened)
 
 
+def pulse_sizes(mode, device, g: Float[Array, "2 ..."], n_next: Array, scale: Float[Array, ""] | float) -> tuple[Array, Array]:
+    """What the controller expects of one SET pulse on each device of a layer read at g (µS):
+    the weight change (mean, capped so that no device passes g_max — a noisy read may even lie
+    above it) and its variance (weight²), per device [G⁺, G⁻]."""
+    to_weight = scale / (device.g_max - device.g_min)  # weight per µS
+    headroom = jnp.maximum(device.g_max - g, 0.0)  # µS
+    step = jnp.minimum(mode.pulse_step(device, g, n_next), headroom) * to_weight
+    var = (mode.pulse_spread(device, g, n_next) * to_weight) ** 2
+    return step, var
+
+
 def plan_pulses(
     grad: Float[Array, " n"],
     hessian: Float[Array, "n n"],
@@ -137,12 +148,7 @@ class PlannedPulse(AbstractInnerRule):
     def pulse(self, key, state, g_read, curvature, scale, t, chip):
         dev, mode = chip.device, chip.mode
         g = jax.lax.stop_gradient(g_read)
-        n_next = state.n_set + 1
-        to_weight = jax.lax.stop_gradient(scale) / (dev.g_max - dev.g_min)  # weight per µS
-        # a pulse cannot raise a device above g_max (a noisy read may even lie above it)
-        headroom = jnp.maximum(dev.g_max - g, 0.0)  # µS
-        step = jnp.minimum(mode.pulse_step(dev, g, n_next), headroom) * to_weight  # (2, …): [G⁺, G⁻], weight
-        var = (mode.pulse_spread(dev, g, n_next) * to_weight) ** 2  # weight²
+        step, var = pulse_sizes(mode, dev, g, state.n_set + 1, jax.lax.stop_gradient(scale))  # (2, …): [G⁺, G⁻]
         flat = lambda a: a.reshape(-1)
         moves = self.search_moves or 3 * curvature.grad.size
         choice = plan_pulses(
