@@ -116,20 +116,21 @@ def main() -> None:
             rows[name] = {"after": {}, "wall": [], "failed": []}
             for seed in seeds:
                 recipe = copy.deepcopy(recipes[name])
+                recipe_name = recipe["name"]
                 recipe["seed"] = seed
-                recipe["name"] = f"sweep-{recipe['name']}"
+                recipe["name"] = f"sweep-{recipe_name}"
                 run_dir = start_run(recipe, Path(args.runs_dir))
                 t0 = time.perf_counter()
                 try:
                     outcome = train(recipe, run_dir)
                 except (NaNLossError, UserInputError) as err:
-                    line = {"config": config, "seed": seed, "run_dir": str(run_dir), "failed": str(err)}
+                    line = {"recipe": recipe_name, "config": config, "seed": seed, "run_dir": str(run_dir), "failed": str(err)}
                 else:
                     if outcome.interrupted:
                         raise KeyboardInterrupt
                     ev = outcome.evaluation
                     metric, higher_is_better = ev.metric, ev.higher_is_better
-                    line = {"config": config, "seed": seed, "run_dir": str(run_dir), "wall_s": round(time.perf_counter() - t0, 1),
+                    line = {"recipe": recipe_name, "config": config, "seed": seed, "run_dir": str(run_dir), "wall_s": round(time.perf_counter() - t0, 1),
                             "metric": metric, "higher_is_better": higher_is_better, "after": ev.after(), "sem_after": ev.metrics_sem[metric][-1], "before": ev.before(), "per_step": [c["mean"] for c in ev.curve()]}
                 add_line(rows, line)
                 print(json.dumps(line), flush=True)
@@ -141,9 +142,13 @@ def main() -> None:
     print_table(rows, metric, higher_is_better, seeds)
 
 
-def add_line(rows: dict[str, dict], line: dict) -> None:
-    """One run's JSON line into the table's rows (a row per configuration)."""
-    row = rows.setdefault(label(line["config"]), {"after": {}, "wall": [], "failed": []})
+def add_line(rows: dict[str, dict], line: dict, with_recipe: bool = False) -> None:
+    """One run's JSON line into the table's rows (a row per configuration; per recipe and
+    configuration with `with_recipe`, when the lines come from sweeps of different recipes)."""
+    name = label(line["config"])
+    if with_recipe:
+        name = f"{line.get('recipe', '?')}: {name}"
+    row = rows.setdefault(name, {"after": {}, "wall": [], "failed": []})
     if "failed" in line:
         row["failed"].append(line["seed"])
     else:
@@ -153,22 +158,27 @@ def add_line(rows: dict[str, dict], line: dict) -> None:
 
 def rows_from_lines(paths: list[str]) -> tuple[dict[str, dict], str | None, bool, list[int]]:
     """The table's rows from --out files, in the order configurations first appear (put the file
-    with the baseline first); a configuration and seed seen twice keeps its last line."""
-    rows: dict[str, dict] = {}
-    metric, higher_is_better, seeds = None, False, set()
+    with the baseline first); a configuration and seed seen twice keeps its last line. Lines of
+    sweeps over different recipes (their `recipe` names differ) stay apart: each row is then
+    named by recipe and configuration, so two recipes' baselines are two rows."""
+    lines = []
     for path in paths:
         for number, text in enumerate(Path(path).read_text().splitlines(), 1):
             try:
-                line = json.loads(text)
+                lines.append(json.loads(text))
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
-            add_line(rows, line)
-            seeds.add(line["seed"])
-            if "failed" in line:
-                continue
-            metric = line["metric"]
-            # lines written before the key existed: accuracy is the only higher-is-better metric
-            higher_is_better = line.get("higher_is_better", metric == "accuracy")
+    with_recipe = len({line.get("recipe") for line in lines}) > 1
+    rows: dict[str, dict] = {}
+    metric, higher_is_better, seeds = None, False, set()
+    for line in lines:
+        add_line(rows, line, with_recipe)
+        seeds.add(line["seed"])
+        if "failed" in line:
+            continue
+        metric = line["metric"]
+        # lines written before the key existed: accuracy is the only higher-is-better metric
+        higher_is_better = line.get("higher_is_better", metric == "accuracy")
     return rows, metric, higher_is_better, sorted(seeds)
 
 
@@ -179,7 +189,7 @@ def paired_verdict(values: dict[int, float], first: dict[int, float], higher_is_
         return f"({len(common)} seeds: none)"
     d = [values[s] - first[s] for s in common]
     mean, se = mean_sem(d)
-    if se == 0 or abs(mean) <= stats.t.ppf(0.975, len(d) - 1) * se:
+    if mean == 0 or abs(mean) <= stats.t.ppf(0.975, len(d) - 1) * se:  # se = 0, mean ≠ 0: the same shift on every seed
         return "no difference"
     return "better" if (mean > 0) == higher_is_better else "worse"
 
