@@ -6,7 +6,7 @@ Rows: as trained (the recipe's mode); without offline-programming noise; without
 drift (device with read_std = 0 and ν = 0); both off; SET increments without their spread (each
 pulse gives its mean increment); no noise at all; the same inner rule on an ideal 4-bit
 device (`quantized` mode, no noise); float SGD (`ideal` mode); and, for a rule with
-`inner.steps`, one more pulse round than it was trained for. Prints the family's metric after
+`inner.steps`, one more inner step (pulse round) than it was trained for. Prints the family's metric after
 0 … S inner steps (mean ± s.e.) per row, one JSON line each.
 """
 
@@ -43,10 +43,11 @@ def main() -> None:
         "float SGD (ideal mode)": dataclasses.replace(meta, mode=Ideal()),
     }
     if hasattr(meta.rule, "steps"):
-        # one more pulse round than the network was meta-trained for, on the same schedule
+        # one more inner step (a pulse round for the pulse rules) than the network was
+        # meta-trained for, on the same schedule
         clock = meta.clock
         more = ChipClock(clock.t_read, clock.t_prog, clock.t_wait, clock.steps + 1)
-        variants[f"as trained, {more.steps} pulse rounds"] = meta.with_clock(more)
+        variants[f"as trained, {more.steps} inner steps"] = meta.with_clock(more)
     for name, variant in variants.items():
         ev = evaluate(dataclasses.replace(exp, meta=variant), state.network, n_tasks=args.tasks)
         m = ev.metric

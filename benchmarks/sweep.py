@@ -144,15 +144,20 @@ def main() -> None:
 
 def add_line(rows: dict[str, dict], line: dict, with_recipe: bool = False) -> None:
     """One run's JSON line into the table's rows (a row per configuration; per recipe and
-    configuration with `with_recipe`, when the lines come from sweeps of different recipes)."""
+    configuration with `with_recipe`, when the lines come from sweeps of different recipes —
+    a line written before lines named their recipe joins the rows without a recipe name)."""
     name = label(line["config"])
-    if with_recipe:
-        name = f"{line.get('recipe', '?')}: {name}"
+    if with_recipe and line.get("recipe") is not None:
+        name = f"{line['recipe']}: {name}"
     row = rows.setdefault(name, {"after": {}, "wall": [], "failed": []})
     if "failed" in line:
         row["failed"].append(line["seed"])
     else:
-        row["after"][line["seed"]] = line["after"]
+        seed = line["seed"]
+        if seed in row["after"] and row["after"][seed] != line["after"]:
+            # e.g. a copy of a recipe that kept its `name:` — two different runs under one row
+            print(f"sweep.py: {name}, seed {seed}: a second line ({line['after']:.4f}) replaces {row['after'][seed]:.4f}", file=sys.stderr)
+        row["after"][seed] = line["after"]
         row["wall"].append(line["wall_s"])
 
 
@@ -160,7 +165,9 @@ def rows_from_lines(paths: list[str]) -> tuple[dict[str, dict], str | None, bool
     """The table's rows from --out files, in the order configurations first appear (put the file
     with the baseline first); a configuration and seed seen twice keeps its last line. Lines of
     sweeps over different recipes (their `recipe` names differ) stay apart: each row is then
-    named by recipe and configuration, so two recipes' baselines are two rows."""
+    named by recipe and configuration, so two recipes' baselines are two rows. (Lines written
+    before lines named their recipe count as the same recipe as any other lines: give a copy of
+    a recipe its own `name:` before sweeping it.)"""
     lines = []
     for path in paths:
         for number, text in enumerate(Path(path).read_text().splitlines(), 1):
@@ -168,7 +175,7 @@ def rows_from_lines(paths: list[str]) -> tuple[dict[str, dict], str | None, bool
                 lines.append(json.loads(text))
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
-    with_recipe = len({line.get("recipe") for line in lines}) > 1
+    with_recipe = len({line["recipe"] for line in lines if line.get("recipe") is not None}) > 1
     rows: dict[str, dict] = {}
     metric, higher_is_better, seeds = None, False, set()
     for line in lines:

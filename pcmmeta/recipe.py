@@ -54,7 +54,7 @@ SCHEMA: dict[str, Any] = {
         "offchip_learning_rate": Field(1.5e-3, "float", "peak Adam learning rate of off-chip float parameters (the arm's learning-signal generator; Ortner: 1.5e-3)", positive=True),
         "warmup": Field(50, "int", "linear warm-up iterations", low=0),
         "final_lr_fraction": Field(0.1, "float", "cosine decay ends at this fraction of the peak", low=0.0, high=1.0),
-        "chunk_tasks": Field(16, "int", "tasks per gradient-accumulation chunk (memory and cache; not the result)", low=1),
+        "chunk_tasks": Field(16, "int", "tasks per gradient-accumulation chunk (memory and speed; the result only through float rounding)", low=1),
         "checkpoint_every": Field(100, "int", "iterations between checkpoints", low=1),
         "log_every": Field(10, "int", "iterations between metrics.jsonl lines", low=1),
     },

@@ -65,3 +65,17 @@ def test_not_a_json_line_names_file_and_line(sweep, tmp_path):
         f.write("{not json\n")
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: not a JSON line"):
         sweep.rows_from_lines([str(path)])
+
+
+def test_lines_without_a_recipe_name_join_the_same_recipes_lines(sweep, tmp_path, capsys):
+    # an old sweep (no "recipe" key) and new seeds of the same recipe: one table, plain names
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    write_lines(old, None, {}, [1.0, 1.1])
+    with open(new, "w") as f:
+        f.write(json.dumps({"recipe": "sine-quick", "config": {}, "seed": 2, "wall_s": 1.0, "metric": "mse", "after": 1.05}) + "\n")
+        # the same seed again with another value: kept (the last line), and said on stderr
+        f.write(json.dumps({"recipe": "sine-quick", "config": {}, "seed": 1, "wall_s": 1.0, "metric": "mse", "after": 1.2}) + "\n")
+    rows, _, _, seeds = sweep.rows_from_lines([str(old), str(new)])
+    assert list(rows) == ["baseline (recipe)"] and seeds == [0, 1, 2]
+    assert rows["baseline (recipe)"]["after"] == {0: 1.0, 1: 1.2, 2: 1.05}
+    assert "seed 1: a second line (1.2000) replaces 1.1000" in capsys.readouterr().err
