@@ -21,10 +21,20 @@ ENTRY = "from pcmmeta._console import entry; entry()"
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
 
-def start(args, cwd, file_size_limit=None, env=None):
+# How the child starts with SIGINT: "handled", as at a terminal (Ctrl-C) — also when the tests
+# themselves run as a background job of a script, whose children inherit SIGINT ignored — or
+# "ignored", as such a background job (pcmmeta keeps an inherited SIG_IGN).
+SIGINT_AT_START = {
+    "handled": "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); ",
+    "ignored": "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); ",
+}
+
+
+def start(args, cwd, file_size_limit=None, env=None, sigint="handled"):
     # the limit is set by the child itself: no fork-time hook in this (multithreaded) process
     limit = f"import resource; resource.setrlimit(resource.RLIMIT_FSIZE, ({file_size_limit}, {file_size_limit})); " if file_size_limit else ""
-    return subprocess.Popen([sys.executable, "-c", limit + ENTRY, *map(str, args)], cwd=cwd, env=dict(ENV, **(env or {})), stdout=subprocess.PIPE,
+    prefix = SIGINT_AT_START[sigint] + limit
+    return subprocess.Popen([sys.executable, "-c", prefix + ENTRY, *map(str, args)], cwd=cwd, env=dict(ENV, **(env or {})), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -77,6 +87,21 @@ def test_sigint_right_at_start_ends_cleanly_and_writes_nothing(tmp_path):
     assert line.startswith("interrupted; ")
     runs = tmp_path / "runs"
     assert not runs.exists() or not any(p.is_dir() for p in runs.iterdir()) or (runs / "LATEST").exists()
+
+
+@pytest.mark.slow
+def test_a_background_job_with_sigint_ignored_is_not_stopped_by_it(tmp_path):
+    # a script's `pcmmeta meta-train … &` inherits SIGINT ignored: a Ctrl-C meant for the script's
+    # foreground must not end (or half-write) the background training
+    recipe = write_recipe(tmp_path)
+    proc = start(["meta-train", recipe, "--json"], tmp_path, sigint="ignored")
+    assert wait_for(lambda: (tmp_path / "runs").exists() and any((tmp_path / "runs").glob("*/recipe.yaml")))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    report = json.loads(out[out.index("{"):])
+    assert (tmp_path / report["run_dir"] / "checkpoint.eqx").is_file()  # run_dir: relative to the run's cwd, or absolute
+    assert "interrupted" not in err
 
 
 @pytest.mark.slow
