@@ -5,8 +5,8 @@ Usage: python benchmarks/noise_breakdown.py RUN_DIR [--tasks 200]
 Rows: as trained (the recipe's mode); without offline-programming noise; without read noise and
 drift (device with read_std = 0 and ν = 0); both off; SET increments without their spread (each
 pulse gives its mean increment); no noise at all; the same inner rule on an ideal 4-bit
-device (`quantized` mode, no noise); float SGD (`ideal` mode); and, for a rule with
-`inner.steps`, one more inner step (pulse round) than it was trained for. Prints the family's metric after
+device (`quantized` mode, no noise); float SGD (`ideal` mode); and one more inner step (pulse
+round) than the run was trained for. Prints the family's metric after
 0 … S inner steps (mean ± s.e.) per row, one JSON line each.
 """
 
@@ -15,7 +15,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pcmmeta.clock import ChipClock
 from pcmmeta.modes import Ideal, Quantized
 from pcmmeta.train import evaluate, load_run
 
@@ -42,12 +41,10 @@ def main() -> None:
         "ideal 4-bit device (quantized mode)": dataclasses.replace(meta, mode=Quantized(bits=4, quantize_weights=True)),
         "float SGD (ideal mode)": dataclasses.replace(meta, mode=Ideal()),
     }
-    if hasattr(meta.rule, "steps"):
-        # one more inner step (a pulse round for the pulse rules) than the network was
-        # meta-trained for, on the same schedule
-        clock = meta.clock
-        more = ChipClock(clock.t_read, clock.t_prog, clock.t_wait, clock.steps + 1)
-        variants[f"as trained, {more.steps} inner steps"] = meta.with_clock(more)
+    # one more inner step (a pulse round for the pulse rules) than the network was meta-trained
+    # for, on the same schedule (`with_clock` gives the rule the clock's step count)
+    more = dataclasses.replace(meta.clock, steps=meta.clock.steps + 1)
+    variants[f"as trained, {more.steps} inner steps"] = meta.with_clock(more)
     for name, variant in variants.items():
         ev = evaluate(dataclasses.replace(exp, meta=variant), state.network, n_tasks=args.tasks)
         m = ev.metric
