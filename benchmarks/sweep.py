@@ -92,8 +92,11 @@ def main() -> None:
     if args.table:
         try:
             rows, metric, higher_is_better, seeds = rows_from_lines(args.table)
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError) as err:
             print(f"sweep.py: --table: {err}", file=sys.stderr)
+            sys.exit(2)
+        except KeyError as err:
+            print(f"sweep.py: --table: a line lacks the key {err} (not a sweep.py --out file?)", file=sys.stderr)
             sys.exit(2)
         print_table(rows, metric, higher_is_better, seeds)
         return
