@@ -22,7 +22,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .clock import ChipClock
 from .crossbar import layer_keys, pair_weights
 from .device import DeviceState, PCMDevice
-from .vector_width import device_array_options
+from .compile_options import device_array_options
 from .errors import UserInputError
 from .maml import ChipState, MetaConfig, TaskResult, adapt_chips, head_outputs, results_of
 from .modes import PCM, NoAdapt

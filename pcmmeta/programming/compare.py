@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..device import PCMDevice
-from ..vector_width import device_array_options
+from ..compile_options import device_array_options
 from .base import AbstractProgrammingMethod, ProgramResult
 from .cost import ProgrammingCost, counts_energy, counts_time
 

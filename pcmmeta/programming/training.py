@@ -20,7 +20,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..device import PCMDevice
-from ..vector_width import device_array_options
+from ..compile_options import device_array_options
 from .cost import ProgrammingCost, counts_time
 from .learned import MAX_BURST, ProgrammingPolicy, learned_program
 from .planning import make_grid, plan_policy, transition_kernels

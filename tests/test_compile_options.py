@@ -1,0 +1,72 @@
+"""Compiler options for device-array programs: only where they help, and never a different number."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pcmmeta.device import BUILTIN_DEVICES, DEFAULT_DEVICE
+from pcmmeta.compile_options import NO_DONATION_COPIES, WIDE_VECTORS, compiler_accepts, cpu_has_avx512, device_array_options
+
+
+def test_avx512_is_read_from_the_cpu_flags():
+    assert cpu_has_avx512("processor : 0\nflags\t\t: fpu sse avx2 avx512f avx512dq\n")
+    assert not cpu_has_avx512("processor : 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert not cpu_has_avx512("model name : avx512f in a name only\nflags : fpu avx2\n")
+
+
+def test_options_match_the_machine_and_give_the_same_numbers():
+    options = device_array_options()
+    on_cpu = jax.default_backend() == "cpu"
+    expected = {**(NO_DONATION_COPIES if on_cpu else {}), **(WIDE_VECTORS if on_cpu and cpu_has_avx512() else {})}
+    assert options == expected
+    options["changed"] = 1
+    assert "changed" not in device_array_options()  # every caller gets its own dict
+    device = BUILTIN_DEVICES[DEFAULT_DEVICE]
+    state = device.programmed_state(jax.random.key(2), jnp.linspace(device.g_min, device.g_max, 4096), 0.0)
+    mask = jnp.ones(state.shape, bool)
+
+    def pulse_and_read(key, state):  # the kernels a programming loop repeats
+        k_set, k_read = jax.random.split(key)
+        after = device.set_pulse(k_set, state, mask, 100.0)
+        return after.g_prog, device.read(k_read, after, 200.0)
+
+    plain = jax.jit(pulse_and_read)(jax.random.key(3), state)
+    wide = jax.jit(pulse_and_read, compiler_options=WIDE_VECTORS)(jax.random.key(3), state)
+    # vector width changes instruction selection, not the model (float tolerance)
+    for a, b in zip(plain, wide):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-5)
+
+
+def test_an_unknown_compiler_option_is_refused_not_raised():
+    assert compiler_accepts(tuple(WIDE_VECTORS.items()))
+    assert not compiler_accepts((("xla_cpu_no_such_option_anywhere", True),))
+
+
+def test_region_analysis_removes_the_donated_states_copies_and_changes_no_bit():
+    """A donated SET + read compiled with NO_DONATION_COPIES has no copies of the state's arrays
+    (the default compilation has some) and returns bitwise the same state and read."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("an XLA:CPU option")
+    device = BUILTIN_DEVICES[DEFAULT_DEVICE]
+    n = 4096
+    mask = jnp.arange(n) % 3 > 0
+
+    def pulse_and_read(key, state):
+        k_set, k_read = jax.random.split(key)
+        state = device.set_pulse(k_set, state, mask, 100.0)
+        return state, device.read(k_read, state, 200.0)
+
+    def fresh():
+        return device.programmed_state(jax.random.key(2), jnp.linspace(device.g_min, device.g_max, n), 0.0)
+
+    def copies(options):
+        text = jax.jit(pulse_and_read, donate_argnums=1, compiler_options=options).lower(jax.random.key(3), fresh()).compile().as_text()
+        return sum(1 for line in text.splitlines() if " copy(" in line and f"[{n}]" in line)
+
+    assert copies({}) > 0  # what the option is for: if XLA stops making them, this test says so
+    assert copies(NO_DONATION_COPIES) == 0
+    plain = jax.jit(pulse_and_read, donate_argnums=1)(jax.random.key(3), fresh())
+    region = jax.jit(pulse_and_read, donate_argnums=1, compiler_options=NO_DONATION_COPIES)(jax.random.key(3), fresh())
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(region)):
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
