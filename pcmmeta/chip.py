@@ -32,7 +32,7 @@ from .programming.compare import MethodFigures, devices_of, figures_of
 from .runs import atomic_write_unique
 from .seeds import seed_key
 from .serial import eqx_bytes, load_eqx, save_eqx
-from .tasks import AbstractTaskFamily, TaskBatch
+from .tasks import AbstractTaskFamily, TaskBatch, sample_compiled
 
 #: Energy of one SET pulse, J: the order of magnitude reported for PCM SET pulses (~10 pJ).
 SET_PULSE_ENERGY_J = 10e-12
@@ -107,8 +107,8 @@ def deploy(
     """Program every device of every layer to the trained conductances, all layers at once.
     `tolerance` (µS) is what the report counts as "within" for any method."""
     names = network.layer_names
-    targets = [network.layers[n] for n in names]
-    flat = jnp.concatenate([t.ravel() for t in targets])
+    targets = [np.asarray(network.layers[n]) for n in names]
+    flat = np.concatenate([t.ravel() for t in targets])
     k_prog, k_ref = jax.random.split(key)
     program = jax.jit(lambda k, g: method.program(k, device, g), compiler_options=device_array_options())
     compiled = program.lower(k_prog, flat).compile()  # timed without compilation
@@ -116,15 +116,9 @@ def deploy(
     result: ProgramResult = compiled(k_prog, flat)
     jax.block_until_ready(result.state.g_prog)
     elapsed = time.perf_counter() - t0
-    # Deployment ends at t_end; shift every clock so that this is t = 0.
-    shifted = DeviceState(result.state.g_prog, result.state.t_prog - result.t_end, result.state.nu, result.state.n_set)
-    states, start = {}, 0
-    for n, t in zip(names, targets):
-        states[n] = jax.tree.map(lambda a: a[start : start + t.size].reshape(t.shape), shifted)
-        start += t.size
-    unreferenced = DeployedArray(states, {n: jnp.ones((PROBES,)) for n in names})
-    array = DeployedArray(states, probe_response(read_weights(k_ref, unreferenced, 0.0, network, device), names))
-    target = np.asarray(flat)
+    array = _deployed_array(k_ref, result.state, result.t_end, network, device)
+    result = jax.tree.map(np.asarray, result)  # the figures below in NumPy: no program per op
+    target = flat
     budget = getattr(method, "max_pulses", None)
     figures = figures_of(method.name, result, target, tolerance, cost, elapsed, budget)
     error = np.asarray(result.state.g_prog) - target
@@ -141,8 +135,25 @@ def deploy(
         rms_weight_error=float(np.sqrt(np.mean(w_err**2))), max_weight_error=float(np.abs(w_err).max()),
         cost=cost.to_dict(), deploy_time_s=elapsed, layers=per_layer,
     )
-    arrays = {"target": np.asarray(flat), "programmed": np.asarray(result.state.g_prog), "pulses": pulses}
+    arrays = {"target": flat, "programmed": result.state.g_prog, "pulses": pulses}
     return array, report, arrays
+
+
+# One program: op by op, splitting the layers and the reference read compiled about a hundred
+# tiny programs on every deploy (~2 s; docs/speed.md).
+@eqx.filter_jit
+def _deployed_array(key: PRNGKeyArray, state: DeviceState, t_end: Float[Array, ""], network: AbstractNetwork, device: PCMDevice) -> DeployedArray:
+    """The programmed devices per layer, with every clock shifted so that deployment ends at
+    t = 0, and the reference read that drift compensation compares later reads with."""
+    shifted = DeviceState(state.g_prog, state.t_prog - t_end, state.nu, state.n_set)
+    states, start = {}, 0
+    for n in network.layer_names:
+        shape = network.layers[n].shape
+        size = int(np.prod(shape))
+        states[n] = jax.tree.map(lambda a: a[start : start + size].reshape(shape), shifted)
+        start += size
+    unreferenced = DeployedArray(states, {n: jnp.ones((PROBES,)) for n in network.layer_names})
+    return DeployedArray(states, probe_response(read_weights(key, unreferenced, 0.0, network, device), network.layer_names))
 
 
 def array_like(network: AbstractNetwork) -> DeployedArray:
@@ -237,11 +248,12 @@ def drift_table(exp, network: AbstractNetwork, array: DeployedArray, hours: list
 
     key = seed_key(seed)
     family = exp.eval_family
-    tasks = family.sample(jax.random.fold_in(key, 0), n_tasks)
+    tasks = jax.tree.map(np.asarray, sample_compiled(family, jax.random.fold_in(key, 0), n_tasks))
     rows = []
     for h in sorted(hours):
         for name, adapt, compensate in conditions:
             res, _ = run_on_chip(jax.random.fold_in(key, 1), array, tasks, family, network, exp.meta, jnp.asarray(h * 3600.0), adapt, steps, compensate)
+            res = jax.tree.map(np.asarray, res)
             row = {"hours": h, "condition": name}
             for metric, per_step in res.metrics.items():
                 row[metric] = float(np.asarray(per_step[:, -1]).mean())
@@ -311,12 +323,13 @@ def adapt(
     if shots is not None:
         family = family.with_shots(shots)
     # tasks and chip noise from separate streams (equal seeds must not give equal draws)
-    task = family.task_from_file(support) if support is not None else family.sample(jax.random.fold_in(seed_key(task_seed), 0), 1)
+    task = family.task_from_file(support) if support is not None else sample_compiled(family, jax.random.fold_in(seed_key(task_seed), 0), 1)
+    task = jax.tree.map(np.asarray, task)  # read below in NumPy: no program per op
     steps = exp.meta.rule.steps if steps is None else steps
     t = at_hours * 3600.0
     key = jax.random.fold_in(seed_key(seed), 1)
     result, head_state, outputs, plot_out = adapt_on_chip(key, array, task, family, network, exp.meta, t, steps, family.plot_inputs(task))
-    outputs = np.asarray(outputs)
+    result, outputs = jax.tree.map(np.asarray, (result, outputs))
     new_layers = dict(array.layers)
     new_layers.update({n: jax.tree.map(lambda a: a[0], s) for n, s in head_state.items()})
     stem = f"adapted-task{task_seed}-{at_hours:g}h" if support is None else f"adapted-{Path(support).stem}-{at_hours:g}h"

@@ -34,7 +34,7 @@ from .networks import NETWORKS, AbstractNetwork
 from .seeds import seed_key
 from .runs import append_jsonl, atomic_write_text, check_run_format, new_run_dir, set_latest, write_json, write_run_format
 from .serial import load_eqx, save_eqx
-from .tasks import TASK_FAMILIES, AbstractTaskFamily, TaskBatch
+from .tasks import TASK_FAMILIES, AbstractTaskFamily, TaskBatch, sample_compiled
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,8 @@ def parameter_labels(params: AbstractNetwork) -> AbstractNetwork:
 
 
 def init_state(exp: Experiment, optimizer: optax.GradientTransformation) -> TrainState:
-    return TrainState(exp.network, optimizer.init(eqx.filter(exp.network, eqx.is_array)), jnp.zeros((), jnp.int32))
+    # one program: op by op, the optimizer's zeros compiled a tiny program each
+    return eqx.filter_jit(lambda network: TrainState(network, optimizer.init(eqx.filter(network, eqx.is_array)), jnp.zeros((), jnp.int32)))(exp.network)
 
 
 def task_sharding() -> NamedSharding | None:
@@ -285,8 +286,11 @@ class Evaluation:
 
 
 def held_out_tasks(exp: Experiment, n_tasks: int | None = None, seed: int | None = None) -> tuple[TaskBatch, jax.Array]:
+    """The held-out tasks (NumPy arrays: slicing them compiles nothing) and the key of their
+    device noise."""
     key = seed_key(exp.eval.seed if seed is None else seed)
-    return exp.eval_family.sample(key, n_tasks or exp.eval.tasks), jax.random.fold_in(key, 1)
+    tasks = sample_compiled(exp.eval_family, key, n_tasks or exp.eval.tasks)
+    return jax.tree.map(np.asarray, tasks), jax.random.fold_in(key, 1)
 
 
 @eqx.filter_jit

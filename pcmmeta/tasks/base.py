@@ -114,3 +114,12 @@ class AbstractTaskFamily(eqx.Module):
         """A figure of a few tasks. `outputs[i, s]` is the head's output for task i at
         `plot_inputs` after s inner steps (s = 0: before adaptation); `curve`, if given, is the
         held-out metric per inner step ({"step", "mean", "sem"})."""
+
+
+# One program: a family's `sample` op by op compiles a dozen tiny programs on every command's
+# start, each too quick for the compilation cache to keep (~0.4 s; docs/speed.md).
+@eqx.filter_jit
+def sample_compiled(family: AbstractTaskFamily, key: PRNGKeyArray, n_tasks: int) -> TaskBatch:
+    """`family.sample(key, n_tasks)` compiled as one program (the same tasks; float rounding
+    may differ from op-by-op evaluation in the last bit)."""
+    return family.sample(key, n_tasks)

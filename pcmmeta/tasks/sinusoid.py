@@ -66,9 +66,10 @@ class Sinusoid(AbstractTaskFamily):
     def n_outputs(self) -> int:
         return 1
 
-    def target(self, params: Float[Array, "2"], x: Float[Array, "... 1"]) -> Float[Array, "..."]:
-        """The task's function at x."""
-        return params[0] * jnp.sin(x[..., 0] + params[1])
+    def target(self, params: Float[np.ndarray, "2"], x: Float[np.ndarray, "... 1"]) -> Float[np.ndarray, "..."]:
+        """The task's function at x, in NumPy (for plots: JAX would compile a program per op)."""
+        params, x = np.asarray(params), np.asarray(x)
+        return params[0] * np.sin(x[..., 0] + params[1])
 
     def loss(self, prediction: Float[Array, "*time points"], y: Float[Array, " points"]) -> Float[Array, ""]:
         return jnp.mean((prediction - y) ** 2)
@@ -102,9 +103,10 @@ class Sinusoid(AbstractTaskFamily):
         amp, phase = (float(v) for v in np.asarray(tasks.params[i]))
         return {"amplitude": amp, "phase": phase} if math.isfinite(amp) else {}
 
-    def plot_inputs(self, tasks: TaskBatch) -> Array:
-        grid = jnp.linspace(self.x_range[0], self.x_range[1], 100)[:, None]
-        return jnp.broadcast_to(grid, (tasks.n_tasks, *grid.shape))
+    def plot_inputs(self, tasks: TaskBatch) -> np.ndarray:
+        """100 evenly spaced x over the range, for every task (NumPy: no program to compile)."""
+        grid = np.linspace(self.x_range[0], self.x_range[1], 100, dtype=np.float32)[:, None]
+        return np.broadcast_to(grid, (tasks.n_tasks, *grid.shape))
 
     def plot(self, path, title, tasks, outputs, curve=None) -> None:
         from ..plots import plot_task_predictions
@@ -116,7 +118,7 @@ class Sinusoid(AbstractTaskFamily):
         rows = []
         for i in range(outputs.shape[0]):
             params = np.asarray(tasks.params[i])
-            target = np.asarray(self.target(tasks.params[i], grid[i])) if np.all(np.isfinite(params)) else np.full(grid.shape[1], np.nan)
+            target = self.target(params, grid[i]) if np.all(np.isfinite(params)) else np.full(grid.shape[1], np.nan)
             rows.append(dict(
                 x=grid[i, :, 0], target=target, before=outputs[i, 0], after=outputs[i, -1],
                 x_support=np.asarray(tasks.x_support[i, :, 0]), y_support=np.asarray(tasks.y_support[i]),
