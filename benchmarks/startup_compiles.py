@@ -4,8 +4,10 @@ Usage: python benchmarks/startup_compiles.py [--all] [--json] -- PCMMETA_ARGS...
   e.g. python benchmarks/startup_compiles.py -- meta-train recipes/sine-quick.yaml
        python benchmarks/startup_compiles.py -- drift-eval --hours 1,24
 
-Runs the command in this process with JAX's compile log on and the compilation cache off
-(`PCMMETA_COMPILE_CACHE=off`: every program is compiled, as on a first start). Prints each
+Runs the command for real, in this process (it writes what it writes: a run directory, a
+deployed array…), with JAX's compile log on and the compilation cache off
+(`PCMMETA_COMPILE_CACHE=off`, and a `JAX_COMPILATION_CACHE_DIR` of the environment unset: every
+program is compiled, as on a first start). Prints each
 program compiled in 0.1 s or more, and the small ones (under 0.1 s) as a count and a total —
 each line of JAX evaluated op by op outside `jit` compiles such a program, on every start: they
 are too quick for the compilation cache to keep. `--all` lists the small ones too, with the
@@ -49,6 +51,7 @@ def main() -> None:
     if not command:
         parser.error("give the pcmmeta command after --, e.g. -- meta-train recipes/sine-quick.yaml")
     os.environ["PCMMETA_COMPILE_CACHE"] = "off"
+    os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
     import jax
 
     jax.config.update("jax_log_compiles", True)

@@ -138,8 +138,14 @@ def parameter_labels(params: AbstractNetwork) -> AbstractNetwork:
 
 
 def init_state(exp: Experiment, optimizer: optax.GradientTransformation) -> TrainState:
-    # one program: op by op, the optimizer's zeros compiled a tiny program each
-    return eqx.filter_jit(lambda network: TrainState(network, optimizer.init(eqx.filter(network, eqx.is_array)), jnp.zeros((), jnp.int32)))(exp.network)
+    return _init_state(exp.network, optimizer)
+
+
+# One program: op by op, the optimizer's zeros compiled a tiny program each. The optimizer (a
+# tuple of functions) is a static argument: the same optimizer object reuses the program.
+@eqx.filter_jit
+def _init_state(network: AbstractNetwork, optimizer: optax.GradientTransformation) -> TrainState:
+    return TrainState(network, optimizer.init(eqx.filter(network, eqx.is_array)), jnp.zeros((), jnp.int32))
 
 
 def task_sharding() -> NamedSharding | None:
