@@ -35,12 +35,19 @@ from .base import AbstractTaskFamily, TaskBatch
 MAX_TIME_STEPS = 20_000
 
 
+def array_namespace(*arrays):
+    """NumPy for NumPy inputs (reports and figures: JAX outside `jit` would compile a program per
+    operation), jax.numpy otherwise (inside `jit`, for JAX arrays)."""
+    return np if all(isinstance(a, (np.ndarray, np.generic)) for a in arrays) else jnp
+
+
 def forward_kinematics(theta: Float[Array, "... 2"], links: tuple[float, float]) -> Float[Array, "... 2"]:
     """End-effector (x, y) of joint angles (θ₁ at the shoulder, θ₂ relative to link 1), in the
-    links' length unit."""
+    links' length unit; NumPy in, NumPy out."""
+    xp = array_namespace(theta)
     l1, l2 = links
     t1, t12 = theta[..., 0], theta[..., 0] + theta[..., 1]
-    return jnp.stack([l1 * jnp.cos(t1) + l2 * jnp.cos(t12), l1 * jnp.sin(t1) + l2 * jnp.sin(t12)], -1)
+    return xp.stack([l1 * xp.cos(t1) + l2 * xp.cos(t12), l1 * xp.sin(t1) + l2 * xp.sin(t12)], -1)
 
 
 def inverse_kinematics(xy: np.ndarray, links: tuple[float, float], elbow_sign: float) -> np.ndarray:
@@ -107,8 +114,10 @@ class ArmTrajectories(AbstractTaskFamily):
         return jnp.clip(smooth, -jnp.pi, jnp.pi)
 
     def angles(self, omega: Float[Array, "... time 2"]) -> Float[Array, "... time 2"]:
-        """Joint angles (rad) that angular velocities ω drive from the start pose."""
-        return jnp.asarray(self.start_pose, omega.dtype) + self.step_size * jnp.cumsum(omega, axis=-2)
+        """Joint angles (rad) that angular velocities ω drive from the start pose (NumPy in,
+        NumPy out)."""
+        xp = array_namespace(omega)
+        return xp.asarray(self.start_pose, omega.dtype) + self.step_size * xp.cumsum(omega, axis=-2)
 
     def positions(self, omega: Float[Array, "... time 2"]) -> Float[Array, "... time 2"]:
         """End-effector path that angular velocities ω drive."""
@@ -168,7 +177,8 @@ class ArmTrajectories(AbstractTaskFamily):
 
     def baselines(self, tasks: TaskBatch) -> dict[str, float]:
         """The loss of an arm that stays at its start pose (ω̂ = 0)."""
-        zero = jax.vmap(lambda y: self.loss(jnp.zeros_like(y), y))(tasks.y_query)
+        # one program (op by op under vmap, a few dozen tiny ones)
+        zero = jax.jit(jax.vmap(lambda y: self.loss(jnp.zeros_like(y), y)))(tasks.y_query)
         return {"loss_zero": float(np.mean(np.asarray(zero)))}
 
     # ------------------------------------------------------------------ a user's demonstration
@@ -218,7 +228,7 @@ class ArmTrajectories(AbstractTaskFamily):
 
     def describe(self, tasks: TaskBatch, i: int) -> dict:
         omega = np.asarray(tasks.y_query[i, 0])
-        path = np.asarray(self.positions(tasks.y_query[i, 0]))
+        path = self.positions(omega)
         return {"time_steps": int(omega.shape[0]), "path_length_links": float(np.sum(np.linalg.norm(np.diff(path, axis=0), axis=-1)) / (self.reach / 2))}
 
     # ------------------------------------------------------------------ figures
@@ -233,9 +243,9 @@ class ArmTrajectories(AbstractTaskFamily):
         for i in range(outputs.shape[0]):
             target = np.asarray(tasks.y_query[i, 0])
             rows.append({
-                "angles": {k: np.asarray(self.angles(jnp.asarray(w))) for k, w in (("target", target), ("before", outputs[i, 0]), ("after", outputs[i, -1]))},
-                "path": {k: np.asarray(self.positions(jnp.asarray(w))) for k, w in (("target", target), ("before", outputs[i, 0]), ("after", outputs[i, -1]))},
+                "angles": {k: self.angles(w) for k, w in (("target", target), ("before", outputs[i, 0]), ("after", outputs[i, -1]))},
+                "path": {k: self.positions(w) for k, w in (("target", target), ("before", outputs[i, 0]), ("after", outputs[i, -1]))},
             })
-        start = np.asarray(forward_kinematics(jnp.asarray(self.start_pose), self.link_lengths))
+        start = forward_kinematics(np.asarray(self.start_pose, np.float32), self.link_lengths)
         elbow = self.link_lengths[0] * np.array([math.cos(self.start_pose[0]), math.sin(self.start_pose[0])])
         plot_arm_tasks(rows, path, title=title, arm=np.stack([np.zeros(2), elbow, start]), raster=raster)
