@@ -169,7 +169,8 @@ def save_array(path: Path, array: DeployedArray) -> None:
 
 
 def load_array(path: Path, network: AbstractNetwork) -> DeployedArray:
-    return load_eqx(path, array_like(network), "deployed array", f"deploy again with `pcmmeta deploy --run {Path(path).parent}`")
+    like = eqx.filter_eval_shape(array_like, network)  # shapes only: no zeros computed (nor compiled)
+    return load_eqx(path, like, "deployed array", f"deploy again with `pcmmeta deploy --run {Path(path).parent}`")
 
 
 # ------------------------------------------------------------------------ on the chip
