@@ -122,10 +122,10 @@ def deploy(
     target = flat
     budget = getattr(method, "max_pulses", None)
     figures = figures_of(method.name, result, target, tolerance, cost, elapsed, budget)
-    error = np.asarray(result.state.g_prog) - target
+    error = result.state.g_prog - target
     scales = np.concatenate([np.full(t.size, network.scales[n]) for n, t in zip(names, targets)])
     w_err = error / (device.g_max - device.g_min) * scales
-    pulses = np.asarray(result.pulses)
+    pulses = result.pulses
     per_layer, start = {}, 0
     for n, t in zip(names, targets):
         layer = figures_of(method.name, devices_of(result, start, start + t.size), target[start : start + t.size], tolerance, cost, elapsed, budget)
@@ -250,7 +250,7 @@ def drift_table(exp, network: AbstractNetwork, array: DeployedArray, hours: list
 
     key = seed_key(seed)
     family = exp.eval_family
-    tasks = jax.tree.map(np.asarray, sample_compiled(family, jax.random.fold_in(key, 0), n_tasks))
+    tasks = sample_compiled(family, jax.random.fold_in(key, 0), n_tasks)
     rows = []
     for h in sorted(hours):
         for name, adapt, compensate in conditions:
@@ -258,9 +258,9 @@ def drift_table(exp, network: AbstractNetwork, array: DeployedArray, hours: list
             res = jax.tree.map(np.asarray, res)
             row = {"hours": h, "condition": name}
             for metric, per_step in res.metrics.items():
-                row[metric] = float(np.asarray(per_step[:, -1]).mean())
-            row["sem"] = mean_sem(np.asarray(res.metrics[family.metric][:, -1]))[1]
-            row["pulses_per_task"] = float(np.asarray(res.pulses).mean())
+                row[metric] = float(per_step[:, -1].mean())
+            row["sem"] = mean_sem(res.metrics[family.metric][:, -1])[1]
+            row["pulses_per_task"] = float(res.pulses.mean())
             rows.append(row)
             if progress:
                 progress()
@@ -325,8 +325,10 @@ def adapt(
     if shots is not None:
         family = family.with_shots(shots)
     # tasks and chip noise from separate streams (equal seeds must not give equal draws)
-    task = family.task_from_file(support) if support is not None else sample_compiled(family, jax.random.fold_in(seed_key(task_seed), 0), 1)
-    task = jax.tree.map(np.asarray, task)  # read below in NumPy: no program per op
+    if support is not None:
+        task = jax.tree.map(np.asarray, family.task_from_file(support))  # read below in NumPy: no program per op
+    else:
+        task = sample_compiled(family, jax.random.fold_in(seed_key(task_seed), 0), 1)
     steps = exp.meta.rule.steps if steps is None else steps
     t = at_hours * 3600.0
     key = jax.random.fold_in(seed_key(seed), 1)
@@ -341,7 +343,7 @@ def adapt(
         if hasattr(network, "spike_raster"):  # a spiking network shows its spikes after the update
             extra["raster"] = np.asarray(spike_raster(network, DeployedArray(new_layers, array.reference), exp.meta.device, family, task, t))
         family.plot(plot, f"on-chip adaptation at {at_hours:g} h ({exp.meta.rule.name}, {steps} step{'' if steps == 1 else 's'})", task, np.asarray(plot_out),
-                    [{"step": i, "mean": float(v), "sem": float("nan")} for i, v in enumerate(np.asarray(result.metrics[family.metric][0]))], **extra)
+                    [{"step": i, "mean": float(v), "sem": float("nan")} for i, v in enumerate(result.metrics[family.metric][0])], **extra)
     n_pulses = float(result.pulses[0])
     return AdaptReport(
         adapted_array=out_path, at_hours=at_hours, steps=steps,
@@ -349,8 +351,8 @@ def adapt(
         shots=family.shots_of(task), metric=family.metric, set_name="support" if support is not None else "query",
         before={k: float(v[0, 0]) for k, v in result.metrics.items()},
         after={k: float(v[0, -1]) for k, v in result.metrics.items()},
-        per_step=[float(v) for v in np.asarray(result.metrics[family.metric][0])],
-        breakdown=family.breakdown(outputs[0, -1], np.asarray(task.y_query[0])),
+        per_step=[float(v) for v in result.metrics[family.metric][0]],
+        breakdown=family.breakdown(outputs[0, -1], task.y_query[0]),
         devices_pulsed=int(result.devices_pulsed[0]), total_pulses=int(n_pulses),
         energy_pJ=n_pulses * energy_pj, energy_per_pulse_pJ=energy_pj, seed=seed,
     )

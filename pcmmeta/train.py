@@ -295,8 +295,7 @@ def held_out_tasks(exp: Experiment, n_tasks: int | None = None, seed: int | None
     """The held-out tasks (NumPy arrays: slicing them compiles nothing) and the key of their
     device noise."""
     key = seed_key(exp.eval.seed if seed is None else seed)
-    tasks = sample_compiled(exp.eval_family, key, n_tasks or exp.eval.tasks)
-    return jax.tree.map(np.asarray, tasks), jax.random.fold_in(key, 1)
+    return sample_compiled(exp.eval_family, key, n_tasks or exp.eval.tasks), jax.random.fold_in(key, 1)
 
 
 @eqx.filter_jit

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import equinox as eqx
+import jax
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..fields import Field
@@ -116,10 +118,15 @@ class AbstractTaskFamily(eqx.Module):
         held-out metric per inner step ({"step", "mean", "sem"})."""
 
 
+def sample_compiled(family: AbstractTaskFamily, key: PRNGKeyArray, n_tasks: int) -> TaskBatch:
+    """`family.sample(key, n_tasks)` compiled as one program, as NumPy arrays: what the commands
+    evaluate and report on outside `jit` (slicing and reading NumPy compiles nothing). The same
+    tasks; float rounding may differ from op-by-op evaluation in the last bit."""
+    return jax.tree.map(np.asarray, _sample(family, key, n_tasks))
+
+
 # One program: a family's `sample` op by op compiles a dozen tiny programs on every command's
 # start, each too quick for the compilation cache to keep (~0.4 s; docs/speed.md).
 @eqx.filter_jit
-def sample_compiled(family: AbstractTaskFamily, key: PRNGKeyArray, n_tasks: int) -> TaskBatch:
-    """`family.sample(key, n_tasks)` compiled as one program (the same tasks; float rounding
-    may differ from op-by-op evaluation in the last bit)."""
+def _sample(family: AbstractTaskFamily, key: PRNGKeyArray, n_tasks: int) -> TaskBatch:
     return family.sample(key, n_tasks)
