@@ -10,6 +10,9 @@ figure; give your machine's).
 Run each meta-batch in a fresh process (the script re-executes itself) so peak memory and
 compile time are per configuration. Set XLA_FLAGS=--xla_force_host_platform_device_count=2
 to split the meta-batch over two CPU devices (one per core).
+The children run with the XLA flags the `pcmmeta` command sets for itself
+(`pcmmeta.compile_options.PROCESS_XLA_FLAGS`, added to any XLA_FLAGS of yours); --xla-defaults
+leaves them out (what a notebook gets unless it sets XLA_FLAGS). The JSON says which ran.
 --warm runs every configuration twice with a fresh persistent compilation cache (what the
 `pcmmeta` command uses, `pcmmeta.compile_cache`): a cold start, then a warm one that reads the
 compiled step back; both lines are printed ("start": "cold" / "warm").
@@ -67,6 +70,7 @@ def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: flo
         "tasks_per_s_per_core": round(meta_batch / per_it / len(os.sched_getaffinity(0)), 1) if jax.default_backend() == "cpu" else None,
         "samples_per_s": round(samples / per_it, 1),
         "peak_rss_MB": round(peak_mb),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     if recipe["network"]["kind"] == "lif":
         # The model's own count: the layer-2 matmul per time step, forward (2·N·H1·H2) and
@@ -92,6 +96,7 @@ def main() -> None:
     parser.add_argument("--tasks-per-chip", type=int, nargs="*", default=[1])
     parser.add_argument("--chunk-tasks", type=int, default=None, help="override train.chunk_tasks")
     parser.add_argument("--warm", action="store_true", help="cold then warm start with a persistent compilation cache")
+    parser.add_argument("--xla-defaults", action="store_true", help="without the XLA flags the pcmmeta command sets")
     parser.add_argument("--compile-cache", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true")
     args = parser.parse_args()
@@ -102,17 +107,22 @@ def main() -> None:
             enable_compile_cache(Path(args.compile_cache))
         print(json.dumps(measure(args.meta_batch[0], args.iterations, args.recipe, args.peak_gflops, args.tasks_per_chip[0], args.chunk_tasks)))
         return
+    from pcmmeta.compile_options import set_process_flags
+
+    base_env = dict(os.environ)
+    if not args.xla_defaults:
+        set_process_flags(base_env)
     for mb in args.meta_batch:
         for g in args.tasks_per_chip:
             extra = [] if args.chunk_tasks is None else ["--chunk-tasks", str(args.chunk_tasks)]
             command = [sys.executable, __file__, str(mb), "--iterations", str(args.iterations), "--recipe", args.recipe,
                        "--peak-gflops", str(args.peak_gflops), "--tasks-per-chip", str(g), *extra, "--child"]
             if not args.warm:
-                out = subprocess.run(command, capture_output=True, text=True, check=True)
+                out = subprocess.run(command, capture_output=True, text=True, check=True, env=base_env)
                 print(out.stdout.strip().splitlines()[-1], flush=True)
                 continue
             # the children use only the fresh folder, not a cache the environment names
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
+            env = {k: v for k, v in base_env.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
             with tempfile.TemporaryDirectory() as cache:
                 for start in ("cold", "warm"):
                     out = subprocess.run([*command, "--compile-cache", cache], capture_output=True, text=True, check=True, env=env)

@@ -773,7 +773,9 @@ def entry() -> None:
     global _IN_PROCESS
     _IN_PROCESS = False
     from .compile_cache import enable_compile_cache
+    from .compile_options import set_process_flags
 
+    set_process_flags()  # before JAX's backend starts: XLA reads its flags once
     enable_compile_cache()  # a later start reads compiled programs back (pcmmeta.compile_cache)
     main()
 

@@ -18,15 +18,43 @@ Meta-training is not helped by either (0.51 → 0.58 s per meta-iteration with 5
 within noise with region analysis), so only the programming simulations (deploy, the
 comparison, the learned policy's calibration) ask for them, per program
 (`jax.jit(..., compiler_options=device_array_options())`), never process-wide.
+
+One option is process-wide, for the `pcmmeta` command only (`PROCESS_XLA_FLAGS`, set by
+`pcmmeta._console` before JAX starts its backend): **no LLVM loop unrolling in XLA:CPU's
+kernels**. XLA's kernels are vectorised loops already; unrolling them again mostly costs LLVM
+time. The meta-training step of recipes/sine.yaml compiles ~0.9 s faster (6.7 → 5.8 s cold,
+compile + first step), at the same speed per meta-iteration, device operation and write-verify,
+and with the same numbers (docs/speed.md, "LLVM loop unrolling"). It is an XLA backend "extra
+option", which XLA reads only from `XLA_FLAGS`, not per program; a notebook user who wants it
+sets `XLA_FLAGS` before importing JAX.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+from collections.abc import MutableMapping
 from pathlib import Path
 
 WIDE_VECTORS = {"xla_cpu_prefer_vector_width": 512}
 NO_DONATION_COPIES = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
+#: XLA_FLAGS the `pcmmeta` process adds to the user's (see the module's docstring).
+PROCESS_XLA_FLAGS = ("--xla_backend_extra_options=xla_cpu_disable_loop_unrolling=true",)
+
+
+def with_process_flags(xla_flags: str) -> str:
+    """`xla_flags` (the user's XLA_FLAGS) with `PROCESS_XLA_FLAGS` added, except any flag the
+    user sets already: the user's own setting wins (XLA keeps only one value per flag)."""
+    flags = xla_flags.split()
+    present = {flag.split("=", 1)[0] for flag in flags}
+    return " ".join([*flags, *(flag for flag in PROCESS_XLA_FLAGS if flag.split("=", 1)[0] not in present)])
+
+
+def set_process_flags(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Add `PROCESS_XLA_FLAGS` to XLA_FLAGS. Effective only before JAX's backend starts (XLA
+    reads the flags once, at its first computation); the `pcmmeta` command calls it first."""
+    environ["XLA_FLAGS"] = with_process_flags(environ.get("XLA_FLAGS", ""))
 
 
 def cpu_has_avx512(cpuinfo: str | None = None) -> bool:

@@ -1,12 +1,24 @@
 """Compiler options for device-array programs: only where they help, and never a different number."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from pcmmeta.device import BUILTIN_DEVICES, DEFAULT_DEVICE
-from pcmmeta.compile_options import NO_DONATION_COPIES, WIDE_VECTORS, compiler_accepts, cpu_has_avx512, device_array_options
+from pcmmeta.compile_options import (
+    NO_DONATION_COPIES,
+    PROCESS_XLA_FLAGS,
+    WIDE_VECTORS,
+    compiler_accepts,
+    cpu_has_avx512,
+    device_array_options,
+    with_process_flags,
+)
 
 
 def test_avx512_is_read_from_the_cpu_flags():
@@ -76,3 +88,37 @@ def test_region_analysis_removes_the_donated_states_copies_and_changes_no_bit():
     region = jax.jit(pulse_and_read, donate_argnums=1, compiler_options=NO_DONATION_COPIES)(jax.random.key(3), fresh())
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(region)):
         np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+
+
+def test_process_flags_are_added_to_the_users_and_never_replace_them():
+    ours = " ".join(PROCESS_XLA_FLAGS)
+    assert with_process_flags("") == ours
+    assert with_process_flags("--xla_force_host_platform_device_count=2") == f"--xla_force_host_platform_device_count=2 {ours}"
+    own = "--xla_backend_extra_options=xla_cpu_disable_loop_unrolling=false"
+    assert with_process_flags(own) == own  # the user's value of the same flag wins
+    assert with_process_flags(with_process_flags("")) == ours
+
+
+# The console entry with its command line replaced by a probe: what XLA_FLAGS the process ends up
+# with, and that XLA (which aborts the process on a flag it does not know) computes with them.
+PROBE = """
+import os
+import pcmmeta.cli as cli
+def probe():
+    import jax.numpy as jnp
+    print(os.environ["XLA_FLAGS"])
+    print(float(jnp.arange(4.0).sum()))
+cli.main = probe
+from pcmmeta._console import entry
+entry()
+"""
+
+
+def test_the_pcmmeta_process_sets_its_flags_and_xla_accepts_them(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["PCMMETA_COMPILE_CACHE"] = "off"
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    flags, total = out.stdout.split("\n")[:2]
+    assert flags == " ".join(PROCESS_XLA_FLAGS)
+    assert total == "6.0"
