@@ -9,8 +9,9 @@ anonymous (`anon_MB`: heap, the compiler's and the program's buffers) and file-b
 (`file_MB`: the pages of JAX's and XLA's libraries touched so far), and the peak resident size
 (`peak_MB`). It also prints XLA's own split of the step's compilation, read from XLA:CPU's log
 (`TF_CPP_VMODULE=cpu_compiler=2`): HLO passes, then kernel emission and LLVM's code generation
-(`emit_and_llvm_s`), the second of which `llvm_s` separates (from the last LLVM verifier line to
-"Compilation finished").
+(`emit_and_llvm_s`), the second of which `llvm_s` approximates (from the last LLVM verifier line,
+after the kernels are emitted, to "Compilation finished"; LLVM work that overlaps the emission is
+not in it). The verbose log itself costs a little time in every stage.
 
 Like benchmarks/meta_train_speed.py, the process runs with the XLA flags the `pcmmeta` command
 sets for itself (`pcmmeta.compile_options.PROCESS_XLA_FLAGS`) unless --xla-defaults.
@@ -70,20 +71,25 @@ def child(recipe_path: str, meta_batch: int) -> None:
     print(json.dumps({"stages": stages}))
 
 
-def xla_split(log: str) -> dict:
-    """XLA:CPU's timings of the `jit_step` program from its verbose log."""
-    stamp = lambda line: datetime.strptime(line.split()[1], "%H:%M:%S.%f")  # noqa: E731
+def _log_time(line: str) -> datetime:
+    """The time stamp of a glog line ("I1205 06:14:22.986561 15522 file.cc:12] ...")."""
+    return datetime.strptime(line.split()[1], "%H:%M:%S.%f")
+
+
+def xla_split(log: str, program: str = "jit_step") -> dict:
+    """XLA:CPU's timings of one program from its verbose log; {} where the log lacks a line."""
     lines = log.splitlines()
-    passes = next((l for l in lines if "Running HLO passes on [jit_step]" in l), None)
-    start = next((i for i, l in enumerate(lines) if "Compiling: jit_step" in l), None)
-    if passes is None or start is None:
+    passes = next((l for l in lines if f"Running HLO passes on [{program}]" in l), "")
+    start = next((i for i, l in enumerate(lines) if l.rstrip().endswith(f"Compiling: {program}")), None)
+    end = next((i for i in range(start, len(lines)) if "Compilation finished" in lines[i]), None) if start is not None else None
+    timer = re.search(r"\((\d+) us\)", passes)  # "time: 736 ms (736053 us)"
+    if timer is None or end is None:
         return {}
-    end = next(i for i in range(start, len(lines)) if "Compilation finished" in lines[i])
+    split = {"hlo_passes_s": round(int(timer.group(1)) / 1e6, 2),
+             "emit_and_llvm_s": round((_log_time(lines[end]) - _log_time(lines[start])).total_seconds(), 2)}
     verifier = [i for i in range(start, end) if "LLVM verifier" in lines[i]]
-    split = {"hlo_passes_s": round(int(re.search(r"\((\d+) us\)", passes).group(1)) / 1e6, 2)}  # "time: 736 ms (736053 us)"
-    split["emit_and_llvm_s"] = round((stamp(lines[end]) - stamp(lines[start])).total_seconds(), 2)
     if verifier:
-        split["llvm_s"] = round((stamp(lines[end]) - stamp(lines[verifier[-1]])).total_seconds(), 2)
+        split["llvm_s"] = round((_log_time(lines[end]) - _log_time(lines[verifier[-1]])).total_seconds(), 2)
     return split
 
 

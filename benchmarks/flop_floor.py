@@ -10,12 +10,10 @@ Prints one JSON line:
   set, with every time step in one product — forward s·W (steps·K × H1)(H1 × H2), K samples per set, the input
   gradient g·Wᵀ and the weight gradient sᵀ·g — batched over the meta-batch's tasks and sets, one
   call each: what a loop that holds W across steps could do at best with XLA's matmuls;
-- `by_step_ms`: the same products step by step (K rows each), batched over tasks, sets and steps:
-  the shapes of today's time loop;
 - `floor_s_per_iteration_*`: the recipe's layer-2 FLOPs per meta-iteration (the count
-  benchmarks/meta_train_speed.py uses) at the large matmul's rate, and the two sums above.
+  benchmarks/meta_train_speed.py uses) at the large matmul's rate, and the sum above.
 
-The gap between the large matmul's rate and the other two is what XLA's float32 kernels lose at
+The gap between the large matmul's rate and the other is what XLA's float32 kernels lose at
 the network's 40-wide shapes; a meta-iteration near `floor_s_per_iteration_large_gemm` would need
 matmul kernels of its own for these shapes.
 """
@@ -48,14 +46,14 @@ def main() -> None:
 
     from pcmmeta.recipe import load_recipe, validate
 
-    recipe = load_recipe(args.recipe)
+    recipe = validate(load_recipe(args.recipe), args.recipe)
     net = recipe["network"]
     if net["kind"] != "lif":
         raise SystemExit(f"{args.recipe}: flop_floor.py measures the LIF network's layer 2 only (network.kind: lif)")
     h1, h2 = net["hidden"]
     steps = net["time_steps"]
-    per_set = validate(recipe, args.recipe)["task"]["shots"]  # samples per set (support and query each)
-    keys = jax.random.split(jax.random.key(0), 4)
+    per_set = recipe["task"]["shots"]  # samples per set (support and query each)
+    keys = jax.random.split(jax.random.key(0), 5)
 
     n = 2048
     a = jax.random.normal(keys[0], (n, n))
@@ -68,7 +66,7 @@ def main() -> None:
     pairs, rows = args.meta_batch * 2, steps * per_set
     spikes = (jax.random.uniform(keys[2], (pairs, rows, h1)) < 0.2).astype(jnp.float32)
     w = jax.random.normal(keys[3], (pairs, h1, h2)) / h1**0.5
-    g = jax.random.normal(keys[0], (pairs, rows, h2))
+    g = jax.random.normal(keys[4], (pairs, rows, h2))
     flops_each = 2.0 * pairs * rows * h1 * h2
 
     # (a) every step at once: the weights held across steps, one batched product per matmul.
@@ -79,17 +77,6 @@ def main() -> None:
     }
     t_all = {name: best_time(f, spikes, w, g, repeats=args.repeats) for name, f in all_steps.items()}
 
-    # (b) step by step, as the time loop must: the products of one step (K rows per task and set)
-    # batched over tasks, sets and steps.
-    per_step = lambda a: a.reshape(pairs, steps, per_set, -1)
-    s_t, g_t = per_step(spikes), per_step(g)
-    by_step = {
-        "forward": jax.jit(lambda s, w, g: jnp.einsum("btki,bij->btkj", s, w)),
-        "input_gradient": jax.jit(lambda s, w, g: jnp.einsum("btkj,bij->btki", g, w)),
-        "weight_gradient": jax.jit(lambda s, w, g: jnp.einsum("btki,btkj->btij", s, g)),
-    }
-    t_step = {name: best_time(f, s_t, w, g_t, repeats=args.repeats) for name, f in by_step.items()}
-
     flops = 3 * flops_each
     print(json.dumps({
         "recipe": recipe["name"],
@@ -99,10 +86,8 @@ def main() -> None:
         "model_gflop_per_iteration": round(flops / 1e9, 2),
         "large_gemm_gflop_per_s": round(large, 1),
         "all_steps_ms": {k: round(v * 1e3, 1) for k, v in t_all.items()},
-        "by_step_ms": {k: round(v * 1e3, 1) for k, v in t_step.items()},
         "floor_s_per_iteration_large_gemm": round(flops / 1e9 / large, 4),
         "floor_s_per_iteration_all_steps": round(sum(t_all.values()), 4),
-        "floor_s_per_iteration_by_step": round(sum(t_step.values()), 4),
     }))
 
 

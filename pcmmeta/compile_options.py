@@ -1,4 +1,5 @@
-"""Compiler options for programs that are elementwise work over large device arrays.
+"""XLA compiler options: per program for the device arrays' elementwise work, and one XLA flag
+for the whole `pcmmeta` process.
 
 Two XLA:CPU options speed up the device model's kernels (noise, drift, SET law) without
 changing a number (benchmarks/device_throughput.py, docs/speed.md):
@@ -19,14 +20,17 @@ within noise with region analysis), so only the programming simulations (deploy,
 comparison, the learned policy's calibration) ask for them, per program
 (`jax.jit(..., compiler_options=device_array_options())`), never process-wide.
 
-One option is process-wide, for the `pcmmeta` command only (`PROCESS_XLA_FLAGS`, set by
-`pcmmeta._console` before JAX starts its backend): **no LLVM loop unrolling in XLA:CPU's
-kernels**. XLA's kernels are vectorised loops already; unrolling them again mostly costs LLVM
-time. The meta-training step of recipes/sine.yaml compiles ~0.9 s faster (6.7 → 5.8 s cold,
-compile + first step), at the same speed per meta-iteration, device operation and write-verify,
-and with the same numbers (docs/speed.md, "LLVM loop unrolling"). It is an XLA backend "extra
-option", which XLA reads only from `XLA_FLAGS`, not per program; a notebook user who wants it
-sets `XLA_FLAGS` before importing JAX.
+One option is process-wide, for the `pcmmeta` command only (`PROCESS_XLA_FLAGS`, added to the
+user's XLA_FLAGS by `pcmmeta.cli.entry` before JAX starts its backend): **no LLVM loop unrolling
+in XLA:CPU's kernels**. XLA's kernels are vectorised loops already; unrolling them again mostly
+costs LLVM time. Compiling the meta-training step of recipes/sine.yaml (meta-batch 256) takes
+~0.7 s less (LLVM 2.1–2.3 → 1.4–1.5 s, the whole step 4.0–4.7 → 3.3–3.8 s), at the same speed
+per meta-iteration, device operation and write-verify, and with the same numbers to float
+rounding (docs/speed.md, "LLVM loop unrolling"). It is an XLA backend "extra option": XLA reads those only from XLA_FLAGS,
+not per program, and merges every `--xla_backend_extra_options` it is given into one map, in
+which the option is on whenever its name is present (whatever its value). So a notebook user who
+wants it sets XLA_FLAGS before importing JAX, and `PCMMETA_XLA_FLAGS=off` keeps the command from
+adding it.
 """
 
 from __future__ import annotations
@@ -42,19 +46,36 @@ NO_DONATION_COPIES = {"xla_cpu_copy_insertion_use_region_analysis": True}
 #: XLA_FLAGS the `pcmmeta` process adds to the user's (see the module's docstring).
 PROCESS_XLA_FLAGS = ("--xla_backend_extra_options=xla_cpu_disable_loop_unrolling=true",)
 
+#: Set to "off" to keep the `pcmmeta` command from adding `PROCESS_XLA_FLAGS`.
+OPT_OUT_VARIABLE = "PCMMETA_XLA_FLAGS"
+
+
+def _named(flag: str) -> str:
+    """What the user's flags must mention for `flag` to stay out: a backend option's own name
+    (XLA merges several `--xla_backend_extra_options` into one map), else the flag's name."""
+    name, _, value = flag.partition("=")
+    return value.partition("=")[0] if name == "--xla_backend_extra_options" else name
+
 
 def with_process_flags(xla_flags: str) -> str:
-    """`xla_flags` (the user's XLA_FLAGS) with `PROCESS_XLA_FLAGS` added, except any flag the
-    user sets already: the user's own setting wins (XLA keeps only one value per flag)."""
+    """`xla_flags` (the user's XLA_FLAGS) with those of `PROCESS_XLA_FLAGS` that it does not
+    already name added. A value that is not flags (XLA reads one that does not start with "-" as
+    the path of a file of flags) is returned as it is."""
+    if xla_flags.strip() and not xla_flags.lstrip().startswith("-"):
+        return xla_flags
     flags = xla_flags.split()
-    present = {flag.split("=", 1)[0] for flag in flags}
-    return " ".join([*flags, *(flag for flag in PROCESS_XLA_FLAGS if flag.split("=", 1)[0] not in present)])
+    return " ".join([*flags, *(flag for flag in PROCESS_XLA_FLAGS if _named(flag) not in xla_flags)])
 
 
 def set_process_flags(environ: MutableMapping[str, str] = os.environ) -> None:
-    """Add `PROCESS_XLA_FLAGS` to XLA_FLAGS. Effective only before JAX's backend starts (XLA
-    reads the flags once, at its first computation); the `pcmmeta` command calls it first."""
-    environ["XLA_FLAGS"] = with_process_flags(environ.get("XLA_FLAGS", ""))
+    """Add `PROCESS_XLA_FLAGS` to XLA_FLAGS, unless `PCMMETA_XLA_FLAGS=off`. Effective only before
+    JAX's backend starts (XLA reads the flags once, at its first computation); the `pcmmeta`
+    command calls it first."""
+    if environ.get(OPT_OUT_VARIABLE, "").strip().lower() == "off":
+        return
+    flags = with_process_flags(environ.get("XLA_FLAGS", ""))
+    if flags:
+        environ["XLA_FLAGS"] = flags
 
 
 def cpu_has_avx512(cpuinfo: str | None = None) -> bool:

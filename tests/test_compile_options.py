@@ -17,6 +17,7 @@ from pcmmeta.compile_options import (
     compiler_accepts,
     cpu_has_avx512,
     device_array_options,
+    set_process_flags,
     with_process_flags,
 )
 
@@ -90,20 +91,39 @@ def test_region_analysis_removes_the_donated_states_copies_and_changes_no_bit():
         np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
 
 
-def test_process_flags_are_added_to_the_users_and_never_replace_them():
+def test_process_flags_are_added_to_the_users_unless_they_name_them():
     ours = " ".join(PROCESS_XLA_FLAGS)
     assert with_process_flags("") == ours
     assert with_process_flags("--xla_force_host_platform_device_count=2") == f"--xla_force_host_platform_device_count=2 {ours}"
-    own = "--xla_backend_extra_options=xla_cpu_disable_loop_unrolling=false"
-    assert with_process_flags(own) == own  # the user's value of the same flag wins
+    # XLA merges several --xla_backend_extra_options into one map: an unrelated one keeps ours
+    other = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000"
+    assert with_process_flags(other) == f"{other} {ours}"
+    named = "--xla_backend_extra_options=xla_cpu_disable_loop_unrolling"
+    assert with_process_flags(named) == named  # the user has named it: theirs alone
     assert with_process_flags(with_process_flags("")) == ours
+    assert with_process_flags("/etc/xla_flags.txt") == "/etc/xla_flags.txt"  # a file of flags, for XLA
 
 
-# The console entry with its command line replaced by a probe: what XLA_FLAGS the process ends up
-# with, and that XLA (which aborts the process on a flag it does not know) computes with them.
+def test_process_flags_can_be_turned_off():
+    environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    set_process_flags(environ)
+    assert environ["XLA_FLAGS"].endswith(" ".join(PROCESS_XLA_FLAGS))
+    environ = {"PCMMETA_XLA_FLAGS": "off"}
+    set_process_flags(environ)
+    assert "XLA_FLAGS" not in environ
+
+
+# The console entry with its command line replaced by a probe that prints XLA_FLAGS and computes.
+# XLA aborts the process on a flag it does not know, so the second probe, whose process flag is
+# unknown, shows that the flags are in place before JAX's backend starts. (Unknown names inside
+# --xla_backend_extra_options are ignored by XLA: the first probe shows that XLA takes the flag,
+# not that it still knows the option.)
 PROBE = """
 import os
 import pcmmeta.cli as cli
+import pcmmeta.compile_options as compile_options
+if os.environ.get("PROBE_FLAG"):
+    compile_options.PROCESS_XLA_FLAGS = (os.environ["PROBE_FLAG"],)
 def probe():
     import jax.numpy as jnp
     print(os.environ["XLA_FLAGS"])
@@ -114,11 +134,17 @@ entry()
 """
 
 
-def test_the_pcmmeta_process_sets_its_flags_and_xla_accepts_them(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["PCMMETA_COMPILE_CACHE"] = "off"
-    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+def _run_probe(tmp_path, **extra_env):
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PCMMETA_XLA_FLAGS")}
+    env.update(PCMMETA_COMPILE_CACHE="off", **extra_env)
+    return subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+
+def test_the_pcmmeta_process_sets_its_flags_before_xla_starts(tmp_path):
+    out = _run_probe(tmp_path)
     assert out.returncode == 0, out.stderr
     flags, total = out.stdout.split("\n")[:2]
     assert flags == " ".join(PROCESS_XLA_FLAGS)
     assert total == "6.0"
+    unknown = _run_probe(tmp_path, PROBE_FLAG="--xla_pcmmeta_probe_no_such_flag=1")
+    assert unknown.returncode != 0 and "xla_pcmmeta_probe_no_such_flag" in unknown.stderr
