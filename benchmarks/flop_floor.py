@@ -7,9 +7,9 @@ Prints one JSON line:
 - `large_gemm_gflop_per_s`: a 2048 × 2048 × 2048 float32 matmul compiled by XLA (the machine's
   practical peak for float32 multiply-adds);
 - `all_steps_ms`: the three matmuls of the LIF network's layer 2 at their own shapes, per task and
-  set, with every time step in one product — forward s·W (steps·K × H1)(H1 × H2), K samples per set, the input
-  gradient g·Wᵀ and the weight gradient sᵀ·g — batched over the meta-batch's tasks and sets, one
-  call each: what a loop that holds W across steps could do at best with XLA's matmuls;
+  set (K samples each), with every time step in one product — forward s·W (steps·K × H1)(H1 × H2),
+  the input gradient g·Wᵀ and the weight gradient sᵀ·g — batched over the meta-batch's tasks and
+  sets, one call each: what a loop that holds W across steps could do at best with XLA's matmuls;
 - `floor_s_per_iteration_*`: the recipe's layer-2 FLOPs per meta-iteration (the count
   benchmarks/meta_train_speed.py uses) at the large matmul's rate, and the sum above.
 

@@ -26,11 +26,11 @@ in XLA:CPU's kernels**. XLA's kernels are vectorised loops already; unrolling th
 costs LLVM time. Compiling the meta-training step of recipes/sine.yaml (meta-batch 256) takes
 ~0.7 s less (LLVM 2.1–2.3 → 1.4–1.5 s, the whole step 4.0–4.7 → 3.3–3.8 s), at the same speed
 per meta-iteration, device operation and write-verify, and with the same numbers to float
-rounding (docs/speed.md, "LLVM loop unrolling"). It is an XLA backend "extra option": XLA reads those only from XLA_FLAGS,
-not per program, and merges every `--xla_backend_extra_options` it is given into one map, in
-which the option is on whenever its name is present (whatever its value). So a notebook user who
-wants it sets XLA_FLAGS before importing JAX, and `PCMMETA_XLA_FLAGS=off` keeps the command from
-adding it.
+rounding (docs/speed.md, "LLVM loop unrolling"). It is an XLA backend "extra option": XLA reads
+those only from XLA_FLAGS, not per program, and merges every `--xla_backend_extra_options` it is
+given into one map, in which the option is on whenever its name is present (whatever its value).
+So a notebook user who wants it sets XLA_FLAGS before importing JAX, and `PCMMETA_XLA_FLAGS=off`
+keeps the command from adding it.
 """
 
 from __future__ import annotations
