@@ -2,7 +2,9 @@
 
 Per task (all noise drawn per task, keys split explicitly):
 1. offline programming at t = 0 of every layer (`mode.program_offline`: for `pcm`, the
-   meta-conductances + N(0, σ_prog²), clipped to [g_min, g_max], straight-through);
+   meta-conductances + N(0, σ_prog²), clipped to [g_min, g_max], straight-through; then
+   `mode.programmed_state`: the device family's programmed state on the chip, the exact
+   targets in the software modes);
 2. the body is read twice — at `clock.t_read` for the support set and at `clock.t_query` for
    the query set — and computes each set's features once (only the head adapts);
 3. the inner rule adapts the head from the support loss's gradient (`mode.adapt` → the rule's
@@ -65,7 +67,7 @@ def program_and_read(network: AbstractNetwork, key: PRNGKeyArray, cfg: MetaConfi
     n = len(names)
     keys = jax.random.split(key, 2 * n + 2)
     programmed = {name: mode.program_offline(keys[i], network.layers[name], dev, cfg.programming_noise) for i, name in enumerate(names)}
-    states = {name: dev.programmed_state(keys[n + i], programmed[name], 0.0) for i, name in enumerate(names)}
+    states = {name: mode.programmed_state(keys[n + i], programmed[name], dev, 0.0) for i, name in enumerate(names)}
     body = network.body
     read_keys = jax.random.split(keys[2 * n], 2 * len(body))
     times = (cfg.clock.t_read, cfg.clock.t_query)

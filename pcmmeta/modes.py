@@ -1,12 +1,20 @@
 """Modes: how the chip's physics enters meta-training. One class per mode; each fills in the
 few operations that differ.
 
-- `PCM`: offline programming noise (straight-through), drift, read noise, stochastic SET pulses.
+- `PCM`: offline programming noise (straight-through), the device family's own programmed
+  state (for `joshi2020`, aihwkit's programming error), drift, read noise, stochastic SET pulses.
 - `NoAdapt`: `PCM` without the inner update (the control: what adaptation buys).
-- `Quantized`: no noise, no drift; a SET pulse is a fixed step of g_max/2^bits; with
-  `quantize_weights` the offline conductances also sit on that grid (straight-through), as in a
-  b-bit model (Ortner et al. 2025 use 4 bits).
-- `Ideal`: float weights, no device at all; the inner rule becomes plain SGD on the head.
+- `Quantized`: software, no device noise and no drift: the conductances are exactly the targets
+  (clipped to [g_min, g_max]); b bits are 2^b levels spanning [g_min, g_max], one SET pulse is
+  one level step (g_max − g_min)/(2^b − 1); with `quantize_weights` the offline conductances
+  also sit on those levels (straight-through), as in a b-bit model (Ortner et al. 2025 use 4 bits).
+- `Ideal`: float weights, no device at all, and no bound: the conductances are the
+  meta-parameters themselves, unclipped (the training loop does not clip them either), so no
+  weight is ever frozen at a range bound; the inner rule becomes plain SGD on the head.
+  Unbounded rather than clip-after-step: 32-bit software has no conductance range, and the
+  software reference must be the best software can do.
+
+Only the chip modes (`on_chip`) see the device's programming noise, drift and read noise.
 """
 
 from __future__ import annotations
@@ -23,14 +31,18 @@ from .noise import normal
 
 
 def straight_through(forward: Array, identity: Array) -> Array:
-    """Value of `forward`, gradient of `identity`."""
-    return identity + jax.lax.stop_gradient(forward - identity)
+    """Value of `forward` exactly (identity − identity is exactly 0, whereas identity +
+    (forward − identity) is off by rounding), gradient of `identity`."""
+    return jax.lax.stop_gradient(forward) + (identity - jax.lax.stop_gradient(identity))
 
 
 class AbstractMode(eqx.Module):
     name: ClassVar[str]
     #: Meta-parameters are clipped to the device's range after each optimiser step.
     clips: ClassVar[bool] = True
+    #: The chip's physics applies: the device family's programmed state (its programming
+    #: noise), drift and read noise. Software modes hold the targets exactly.
+    on_chip: ClassVar[bool] = False
 
     @classmethod
     def from_recipe(cls, maml: dict) -> "AbstractMode":
@@ -40,6 +52,19 @@ class AbstractMode(eqx.Module):
     def program_offline(self, key: PRNGKeyArray, g: Float[Array, "..."], device: PCMDevice, noise_std: float) -> Float[Array, "..."]:
         """Conductances (µS) right after offline programming of targets g; straight-through."""
         return straight_through(device.clip(g), g)
+
+    def programmed_state(self, key: PRNGKeyArray, g: Float[Array, "..."], device: PCMDevice, t: float | Array = 0.0) -> DeviceState:
+        """The devices holding `program_offline`'s conductances g (µS) from time t (s): on the
+        chip, the device family's programmed state; in software, exactly g, differentiable,
+        with no drift (ν = 0) and the SET count of the mean trajectory that reaches g."""
+        if self.on_chip:
+            return device.programmed_state(key, g, t)
+        return DeviceState(
+            g_prog=g,
+            t_prog=jnp.broadcast_to(jnp.asarray(t, jnp.float32), g.shape),
+            nu=jnp.zeros(g.shape, jnp.float32),
+            n_set=device.pulses_to_reach(jax.lax.stop_gradient(g)),
+        )
 
     def read(self, key: PRNGKeyArray, state: DeviceState, t: Float[Array, ""], device: PCMDevice) -> Float[Array, "..."]:
         """One read (µS) at time t."""
@@ -66,6 +91,7 @@ class AbstractMode(eqx.Module):
 
 class PCM(AbstractMode):
     name = "pcm"
+    on_chip = True
 
     def program_offline(self, key, g, device, noise_std):
         noise = noise_std * normal(key, g.shape)
@@ -92,7 +118,8 @@ class Quantized(AbstractMode):
         return cls(bits=maml["quantized_bits"], quantize_weights=maml["quantize_weights"])
 
     def step_uS(self, device: PCMDevice) -> float:
-        return device.g_max / 2**self.bits
+        """One level step (µS): 2^bits levels g_min, g_min + step, …, g_max."""
+        return (device.g_max - device.g_min) / (2**self.bits - 1)
 
     def program_offline(self, key, g, device, noise_std):
         target = g

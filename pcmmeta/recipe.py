@@ -43,7 +43,7 @@ SCHEMA: dict[str, Any] = {
         "t_read": Field(100.0, "float", "read before the first inner step, s after offline programming", low=0.0),
         "t_prog": Field(101.0, "float", "time of the first inner step's pulses, s", low=0.0),
         "t_wait": Field(50.0, "float", "wait after the last pulses before the query read, s", low=0.0),
-        "quantized_bits": Field(2, "int", "quantized mode: pulse step g_max/2^bits", low=1, high=16),
+        "quantized_bits": Field(2, "int", "quantized mode: 2^bits levels spanning [g_min, g_max]; a pulse is one level step (g_max − g_min)/(2^bits − 1)", low=1, high=16),
         "quantize_weights": Field(False, "bool", "quantized mode: offline conductances on the same grid (a b-bit model)"),
         "tasks_per_chip": Field(1, "int", "meta-training: tasks sharing one programmed chip and its body reads (1: a chip per task; must divide train.meta_batch)", low=1),
     },

@@ -110,7 +110,12 @@ class AbstractPCMDevice(eqx.Module):
 
     # ------------------------------------------------------------ shared operations
     def clip(self, g: Float[Array, "..."]) -> Float[Array, "..."]:
-        return jnp.clip(g, self.g_min, self.g_max)
+        """g clipped to [g_min, g_max] (µS). Its gradient is 1 on the closed range, bounds
+        included, and 0 outside: `jnp.clip` splits the gradient at a tie (0.5 at g = g_max), and
+        conductances sit exactly on a bound after every clip, so a straight-through gradient
+        passing through a second clip would be halved there."""
+        g = jnp.asarray(g)
+        return jnp.where(g > self.g_max, self.g_max, jnp.where(g < self.g_min, self.g_min, g)).astype(g.dtype)
 
     def mean_trajectory(self) -> Float[Array, " pulses"]:
         """Conductance after 0, 1, … mean SET pulses from the mean RESET state (µS)."""

@@ -11,7 +11,7 @@ straight-through: the conductances change by what the pulses did, the gradient s
 continuous change (rounding and programming noise are invisible to it).
 
 Modes: `ideal` applies ΔW in float; `quantized` makes each pulse a fixed step of
-g_max/2^quantized_bits (4 bits: 1/16 of the range); `pcm` uses the device's pulses; `no-adapt`
+one level step (g_max − g_min)/(2^quantized_bits − 1); `pcm` uses the device's pulses; `no-adapt`
 skips the update.
 """
 

@@ -5,7 +5,8 @@ size 0.1. Step r reads the head, computes Δw = −lr·∂L/∂w, converts it to
 the pair, Δg = Δw·(g_max − g_min)/scale, and applies round(|Δg| / step) SET pulses to G⁺ (Δg > 0)
 or G⁻ (Δg < 0), at most `max_pulses` per device and step, with no verify. `step` is the
 expected increment of the device's next pulse at its read conductance (`mode.pulse_step`: the
-device model's mean increment for PCM, g_max/2^bits for the quantized mode). PCM can only
+device model's mean increment for PCM, one level step (g_max − g_min)/(2^bits − 1) for the
+quantized mode). PCM can only
 raise a conductance, so a pair's weight moves down by pulsing its G⁻.
 
 Gradient: straight-through. The outer loop sees the intended conductance change (exact SGD in

@@ -104,9 +104,12 @@ def leaky_readout(kappa: float, signal: Float[Array, "time channels"]) -> Float[
 
 
 def eprop_gradient(run: TraineeRun, learning_signal: Float[Array, "time neurons"]) -> dict[str, Array]:
-    """G = Σ_t x̄(t)ᵀ (L(t) ⊙ ψ(t)) for the input and recurrent weights (ΔW = −η G)."""
+    """G = Σ_t x̄(t)ᵀ (L(t) ⊙ ψ(t)) for the input and recurrent weights (ΔW = −η G). The
+    recurrent diagonal is 0: the trainee has no self-connections (`run_trainee` masks them), so
+    an update there would pulse devices that carry no weight."""
     lp = learning_signal * run.pseudo
-    return {"in": run.input_trace.T @ lp, "rec": run.recurrent_trace.T @ lp}
+    rec = run.recurrent_trace.T @ lp
+    return {"in": run.input_trace.T @ lp, "rec": rec * (1.0 - jnp.eye(rec.shape[0], dtype=rec.dtype))}
 
 
 class LearningSignalGenerator(eqx.Module):
