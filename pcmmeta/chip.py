@@ -120,7 +120,7 @@ def deploy(
     array = _deployed_array(k_ref, result.state, result.t_end, network, device)
     result = jax.tree.map(np.asarray, result)  # the figures below in NumPy: no program per op
     target = flat
-    budget = getattr(method, "max_pulses", None)
+    budget = method.budget
     figures = figures_of(method.name, result, target, tolerance, cost, elapsed, budget)
     error = result.state.g_prog - target
     scales = np.concatenate([np.full(t.size, network.scales[n]) for n, t in zip(names, targets)])

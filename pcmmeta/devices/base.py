@@ -104,6 +104,18 @@ class AbstractPCMDevice(eqx.Module):
         """One noisy read (µS) at time t (s), ≥ 0."""
 
     @abc.abstractmethod
+    def read_std(self, g: Float[Array, "..."], elapsed: float | Array, g_prog: Float[Array, "..."] | None = None) -> Float[Array, "..."]:
+        """Std (µS) of one read of a device at (drifted) conductance g, `elapsed` s after it was
+        programmed to g_prog (µS; default g). Families whose read noise depends on G alone
+        ignore `elapsed` and `g_prog`."""
+
+    @property
+    @abc.abstractmethod
+    def reset_normal(self) -> tuple[float, float]:
+        """(mean, std) in µS of the Normal a RESET draws, before the conductance is clipped to
+        [g_min, g_max]: what a controller planning RESETs needs."""
+
+    @abc.abstractmethod
     def check(self, where: str) -> None:
         """Raise `UserInputError` naming `where` and the parameter when the parameters describe
         no device (beyond float32, g_min ≥ g_max, a negative spread…)."""

@@ -85,6 +85,11 @@ class Joshi2020(AbstractPCMDevice):
         """Mean of max(g_min, g_min + σ_p(g_min)·ξ) (µS): g_min + σ_p(g_min)/√(2π)."""
         return self.g_min + self.programming_std(self.g_min) / math.sqrt(2 * math.pi)
 
+    @property
+    def reset_normal(self) -> tuple[float, float]:
+        """A RESET programs the target g_min: N(g_min, σ_p(g_min)²), floored at g_min."""
+        return self.g_min, float(self.programming_std(self.g_min))
+
     def _program(self, key: PRNGKeyArray, target: Float[Array, "..."], t: float | Array, n_set) -> DeviceState:
         k_g, k_nu = jax.random.split(key)
         g = jnp.maximum(target + self.programming_std(target) * noise.normal(k_g, target.shape), self.g_min)

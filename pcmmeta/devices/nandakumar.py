@@ -79,10 +79,16 @@ class Nandakumar2018(AbstractPCMDevice):
     def set_increment_std(self, g: Float[Array, "..."], n: Array) -> Float[Array, "..."]:
         return increment_std(self, g, n)
 
-    def read_std(self, g: Float[Array, "..."], elapsed: float | Array | None = None) -> Float[Array, "..."]:
+    def read_std(self, g: Float[Array, "..."], elapsed: float | Array | None = None, g_prog: Float[Array, "..."] | None = None) -> Float[Array, "..."]:
         """Std (µS) of one read of a device whose (drifted) conductance is g; the same at any
-        time since programming (`elapsed`, s, is accepted for the interface and ignored)."""
-        return jnp.maximum(self.read_std_slope * g + self.read_std_intercept, 0.0)
+        time since programming and whatever it was programmed to (`elapsed`, s, and `g_prog`
+        are accepted for the interface and ignored)."""
+        return jnp.maximum(self.read_std_slope * jnp.asarray(g) + self.read_std_intercept, 0.0)
+
+    @property
+    def reset_normal(self) -> tuple[float, float]:
+        """A RESET draws N(reset_mean, reset_std²), clipped to the range."""
+        return self.reset_mean, self.reset_std
 
     def draw_nu(self, key: PRNGKeyArray, shape: tuple[int, ...], g: Float[Array, "..."] | None = None) -> Float[Array, "..."]:
         """Drift exponents ν ≥ 0, one per device: max(0, N(ν_mean, ν_std)), whatever G."""

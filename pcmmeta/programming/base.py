@@ -16,6 +16,10 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from ..device import DeviceState, PCMDevice
 
+#: Simulated time (s) of one programming tick: a verify read comes this long after the pulse
+#: before it (write-verify and the learned policy; the planner's reads assume the same).
+TICK_S = 1.0
+
 
 class ProgramResult(eqx.Module):
     state: DeviceState  # devices after programming, times as programmed (t = 0 at the start)
@@ -33,8 +37,12 @@ class ProgramResult(eqx.Module):
 
 class AbstractProgrammingMethod(eqx.Module):
     name: ClassVar[str]
-    #: Whether a pulse budget applies (devices that end at it are reported).
-    has_budget: ClassVar[bool] = False
+
+    @property
+    def budget(self) -> int | None:
+        """The pulse budget per device (SET + RESET) where one applies (devices that end at it
+        are reported), else None."""
+        return None
 
     @abc.abstractmethod
     def program(self, key: PRNGKeyArray, device: PCMDevice, target: Float[Array, " n"]) -> ProgramResult: ...

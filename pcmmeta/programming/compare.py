@@ -101,6 +101,6 @@ def compare_methods(
     figures, results = [], {}
     for method in methods:
         result, seconds = run_method(key, device, method, target)
-        figures.append(figures_of(method.name, result, np.asarray(target), tolerance, cost, seconds, getattr(method, "max_pulses", None)))
+        figures.append(figures_of(method.name, result, np.asarray(target), tolerance, cost, seconds, method.budget))
         results[method.name] = result
     return figures, results

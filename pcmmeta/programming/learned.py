@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, Int8, PRNGKeyArray
 
 from ..device import PCMDevice
-from .base import AbstractProgrammingMethod, ProgramResult
+from .base import TICK_S, AbstractProgrammingMethod, ProgramResult
 
 #: Most SET pulses one blind burst may hold.
 MAX_BURST = 24
@@ -111,7 +111,7 @@ def learned_program(
     target: Float[Array, " n"],
     policy: ProgrammingPolicy,
     max_pulses: int = 100,
-    step_s: float = 1.0,
+    step_s: float = TICK_S,
 ) -> ProgramResult:
     """Program every device with the policy's actions, all devices in parallel.
 
@@ -162,10 +162,13 @@ def learned_program(
 
 class LearnedProgramming(AbstractProgrammingMethod):
     name: ClassVar[str] = "learned"
-    has_budget: ClassVar[bool] = True
     policy: ProgrammingPolicy
     tolerance: float = eqx.field(static=True, default=0.5)  # µS: what the policy was asked for (reports)
     max_pulses: int = eqx.field(static=True, default=100)
+
+    @property
+    def budget(self) -> int:
+        return self.max_pulses
 
     def program(self, key, device, target):
         return learned_program(key, device, target, self.policy, self.max_pulses)

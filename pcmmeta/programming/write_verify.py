@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..device import PCMDevice
-from .base import AbstractProgrammingMethod, ProgramResult
+from .base import TICK_S, AbstractProgrammingMethod, ProgramResult
 
 
 def write_verify(
@@ -27,7 +27,7 @@ def write_verify(
     target: Float[Array, "..."],
     tolerance: float = 0.5,
     max_pulses: int = 100,
-    step_s: float = 1.0,
+    step_s: float = TICK_S,
 ) -> ProgramResult:
     """Iterative write-verify of every device to `target` (µS) within `tolerance` (µS)."""
     k_reset, k_loop = jax.random.split(key)
@@ -63,9 +63,12 @@ def write_verify(
 
 class WriteVerify(AbstractProgrammingMethod):
     name: ClassVar[str] = "write-verify"
-    has_budget: ClassVar[bool] = True
     tolerance: float = eqx.field(static=True, default=0.5)  # µS
-    max_pulses: int = eqx.field(static=True, default=100)  # per device, SET + RESET
+    max_pulses: int = eqx.field(static=True, default=100)
+
+    @property
+    def budget(self) -> int:
+        return self.max_pulses  # per device, SET + RESET
 
     def program(self, key, device, target):
         return write_verify(key, device, target, self.tolerance, self.max_pulses)
