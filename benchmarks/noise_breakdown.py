@@ -1,12 +1,12 @@
 """Where a trained run's accuracy (or MSE) goes: the same network and held-out tasks evaluated
 with each non-ideality of the chip switched off in turn.
 
-Usage: python benchmarks/noise_breakdown.py RUN_DIR [--tasks 200]
+Usage: python benchmarks/noise_breakdown.py RUN_DIR [--tasks 200] [--split validation|test]
 Rows: as trained (the recipe's mode); without offline-programming noise; without read noise and
 drift (device with read_std = 0 and ν = 0); both off; SET increments without their spread (each
 pulse gives its mean increment); no noise at all; the same inner rule on an ideal 4-bit
 device (`quantized` mode, no noise); float SGD (`ideal` mode); and one more inner step (pulse
-round) than the run was trained for. Prints the family's metric after
+round) than the run was trained for. On the run's validation tasks unless `--split test`. Prints the family's metric after
 0 … S inner steps (mean ± s.e.) per row, one JSON line each.
 """
 
@@ -23,6 +23,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir")
     parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--split", choices=("validation", "test"), default="validation",
+                        help="held-out split (default validation: what choices are made on; test only for reported figures)")
     args = parser.parse_args()
     exp, state = load_run(Path(args.run_dir))
     meta = exp.meta
@@ -46,7 +48,7 @@ def main() -> None:
     more = dataclasses.replace(meta.clock, steps=meta.clock.steps + 1)
     variants[f"as trained, {more.steps} inner steps"] = meta.with_clock(more)
     for name, variant in variants.items():
-        ev = evaluate(dataclasses.replace(exp, meta=variant), state.network, n_tasks=args.tasks)
+        ev = evaluate(dataclasses.replace(exp, meta=variant), state.network, n_tasks=args.tasks, split=args.split)
         m = ev.metric
         print(json.dumps({"variant": name, "metric": m, "per_step": [round(v, 4) for v in ev.metrics[m]],
                           "sem_after": round(ev.metrics_sem[m][-1], 4), "pulses_per_task": round(ev.pulses_per_task, 1)}), flush=True)

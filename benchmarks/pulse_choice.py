@@ -1,9 +1,9 @@
 """Which pulses to give: per-weight thresholds against a plan, on a trained LIF run, noise-free.
 
-Usage: python benchmarks/pulse_choice.py RUN_DIR [--tasks 200] [--threshold T]
+Usage: python benchmarks/pulse_choice.py RUN_DIR [--tasks 200] [--threshold T] [--split validation|test]
 
 Takes the run's meta-trained network as programmed (no programming noise, no drift, no read
-noise) and, for held-out sinusoid tasks, gives the output layer one round of pulses whose every
+noise) and, for held-out sinusoid tasks (the validation split unless `--split test`), gives the output layer one round of pulses whose every
 increment is the device model's mean, chosen three ways:
 - `threshold`: `blind-pulse`'s rule, each weight alone — G⁺ where ∂L/∂w < −T, G⁻ where > T
   (T: `--threshold`, else the run's `inner.pulse_threshold`, else 0.3);
@@ -27,7 +27,7 @@ import numpy as np
 from pcmmeta.crossbar import pair_weights
 from pcmmeta.inner.planned_pulse import plan_pulses, pulse_sizes
 from pcmmeta.modes import PCM
-from pcmmeta.train import load_run
+from pcmmeta.train import held_out_tasks, load_run, split_family
 
 
 def main() -> None:
@@ -35,14 +35,16 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument("--split", choices=("validation", "test"), default="validation",
+                        help="held-out split (default validation: what choices are made on; test only for reported figures)")
     args = parser.parse_args()
 
     exp, state = load_run(args.run_dir)
-    net, dev, family = state.network, exp.meta.device, exp.eval_family
+    net, dev, family = state.network, exp.meta.device, split_family(exp, args.split)
     if net.kind != "lif" or "out" not in net.layers:
         raise SystemExit(f"{args.run_dir}: a LIF run is needed (network.kind: lif), got {net.kind}")
     threshold = args.threshold if args.threshold is not None else getattr(exp.meta.rule, "pulse_threshold", 0.3)
-    tasks = family.sample(jax.random.key(exp.eval.seed), args.tasks)
+    tasks, _ = held_out_tasks(exp, args.tasks, split=args.split)
     body = {n: pair_weights(net.layers[n], dev, net.scales[n]) for n in net.body}
     g = net.layers["out"]
     w0 = pair_weights(g, dev, net.scales["out"])

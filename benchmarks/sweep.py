@@ -11,7 +11,10 @@ Each `--set KEY=V1,V2,…` names a dotted recipe key and its values (each read a
 `network.hidden=[40,40]` works; a value holding commas needs its own `--set`). By default keys
 vary one at a time around the recipe (the recipe's own values are the baseline row); `--grid`
 runs every combination; each `--row` adds one configuration that changes several keys together (KEY=VALUE pairs separated by spaces, so a value may hold no space: `network.hidden=[40,40]`). Every configuration trains once per seed (the recipe's `seed`: weights,
-tasks and device noise) and is evaluated on the recipe's fixed held-out tasks. Prints one JSON
+tasks and device noise) and is evaluated on the recipe's fixed *validation* tasks
+(`eval.validation_seed`; for images, the validation classes carved out of the training classes),
+never on the test tasks whose figures the docs report: choose on the sweep, then report the
+chosen recipe's own test evaluation (`meta-train`'s evaluation.json). Prints one JSON
 line per run, then a table: the primary metric after adaptation, mean ± s.e. over seeds, its
 difference from the first row (the recipe; with --grid, the first combination) and a verdict:
 every configuration runs the same seeds, so the test is paired — per seed d = metric − first
@@ -37,7 +40,7 @@ from scipy import stats
 
 from pcmmeta.errors import UserInputError
 from pcmmeta.recipe import load_recipe
-from pcmmeta.train import NaNLossError, mean_sem, start_run, train
+from pcmmeta.train import NaNLossError, build_experiment, evaluate, mean_sem, start_run, train
 
 
 def parse_set(text: str) -> tuple[str, list]:
@@ -125,15 +128,16 @@ def main() -> None:
                 run_dir = start_run(recipe, Path(args.runs_dir))
                 t0 = time.perf_counter()
                 try:
-                    outcome = train(recipe, run_dir)
+                    # no test evaluation: a sweep chooses, so it sees the validation split only
+                    outcome = train(recipe, run_dir, evaluate_at_end=False)
+                    ev = None if outcome.interrupted else evaluate(build_experiment(recipe), outcome.state.network, split="validation")
                 except (NaNLossError, UserInputError) as err:
                     line = {"recipe": recipe_name, "config": config, "seed": seed, "run_dir": str(run_dir), "failed": str(err)}
                 else:
                     if outcome.interrupted:
                         raise KeyboardInterrupt
-                    ev = outcome.evaluation
                     metric, higher_is_better = ev.metric, ev.higher_is_better
-                    line = {"recipe": recipe_name, "config": config, "seed": seed, "run_dir": str(run_dir), "wall_s": round(time.perf_counter() - t0, 1),
+                    line = {"recipe": recipe_name, "config": config, "seed": seed, "run_dir": str(run_dir), "wall_s": round(time.perf_counter() - t0, 1), "split": "validation",
                             "metric": metric, "higher_is_better": higher_is_better, "after": ev.after(), "sem_after": ev.metrics_sem[metric][-1], "before": ev.before(), "per_step": [c["mean"] for c in ev.curve()]}
                 add_line(rows, line)
                 print(json.dumps(line), flush=True)
@@ -180,6 +184,9 @@ def rows_from_lines(paths: list[str]) -> tuple[dict[str, dict], str | None, bool
                 raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
     with_recipe = len({line["recipe"] for line in lines if line.get("recipe") is not None}) > 1
     rows: dict[str, dict] = {}
+    splits = {line.get("split", "test") for line in lines if "failed" not in line}
+    if len(splits) > 1:
+        raise ValueError("the files mix validation lines with older lines evaluated on the test tasks: compare like with like")
     metric, higher_is_better, seeds = None, False, set()
     for line in lines:
         add_line(rows, line, with_recipe)
@@ -210,7 +217,7 @@ def print_table(rows: dict[str, dict], metric: str | None, higher_is_better: boo
         return
     first_name = next(iter(rows))
     first = rows[first_name]["after"]
-    print(f"\n{metric} after adaptation on held-out tasks, mean ± s.e. over seeds {seeds}; verdict: paired t-test against the first row")
+    print(f"\n{metric} after adaptation on the validation tasks, mean ± s.e. over seeds {seeds}; verdict: paired t-test against the first row")
     print(f"{'configuration':<48} {'after':>17} {'Δ vs first row':>15} {'verdict':>16} {'wall s':>7}")
     for name, r in rows.items():
         values = list(r["after"].values())

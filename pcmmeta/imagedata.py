@@ -239,20 +239,24 @@ def subset(s: ImageSet, classes: np.ndarray, label: str) -> ImageSet:
     )
 
 
-def split_classes(s: ImageSet, fraction_train: float, seed: int) -> tuple[ImageSet, ImageSet]:
-    """A seeded random split of the classes: (train, test), round(fraction_train·C) train classes.
+def split_classes(s: ImageSet, fraction_train: float, seed: int, other: str = "test") -> tuple[ImageSet, ImageSet]:
+    """A seeded random split of the classes: (train, other), round(fraction_train·C) train classes.
 
-    Classes keep their original order within each part. Both parts must be non-empty.
+    `other` names the second part ("test"; "validation" when validation classes are carved out
+    of the training classes, with a permutation of its own for the same seed). Classes keep
+    their original order within each part. Both parts must be non-empty.
     """
     n_train = round(fraction_train * s.n_classes)
     if not 0 < n_train < s.n_classes:
         raise UserInputError(
             f"split fraction {fraction_train} of {s.n_classes} classes leaves a part empty"
         )
-    order = np.random.default_rng(seed).permutation(s.n_classes)
-    train, test = np.sort(order[:n_train]), np.sort(order[n_train:])
+    # the test split keeps the seed's own stream; another part gets a stream of its own
+    rng = np.random.default_rng(seed if other == "test" else [seed, 1])
+    order = rng.permutation(s.n_classes)
+    train, rest = np.sort(order[:n_train]), np.sort(order[n_train:])
     return subset(s, train, f"train split {fraction_train:g}, seed {seed}"), subset(
-        s, test, f"test split {1 - fraction_train:g}, seed {seed}"
+        s, rest, f"{other} split {1 - fraction_train:g}, seed {seed}"
     )
 
 

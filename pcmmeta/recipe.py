@@ -60,7 +60,8 @@ SCHEMA: dict[str, Any] = {
     },
     "eval": {
         "tasks": Field(200, "int", "held-out tasks of the final evaluation", low=1),
-        "seed": Field(12345, "seed", "seed of the held-out tasks (fixed across runs; 0 … 2^64−1)"),
+        "seed": Field(12345, "seed", "seed of the test tasks: the figures reported (fixed across runs; 0 … 2^64−1)"),
+        "validation_seed": Field(54321, "seed", "seed of the validation tasks: what hyperparameters are chosen on (must differ from eval.seed)"),
         "plot_tasks": Field(4, "int", "tasks drawn in the evaluation PNG", low=0, high=16),
     },
 }
@@ -129,6 +130,8 @@ def validate(user: dict | None, origin: str = "recipe") -> dict:
     m = recipe["maml"]
     if m["t_prog"] < m["t_read"]:
         raise UserInputError(f"{origin}: 'maml.t_prog' must be ≥ 'maml.t_read'")
+    if recipe["eval"]["validation_seed"] == recipe["eval"]["seed"]:
+        raise UserInputError(f"{origin}: 'eval.validation_seed' must differ from 'eval.seed' (validation and test tasks must not be the same tasks)")
     if recipe["train"]["meta_batch"] % m["tasks_per_chip"]:
         raise UserInputError(
             f"{origin}: 'maml.tasks_per_chip' ({m['tasks_per_chip']}) must divide 'train.meta_batch' ({recipe['train']['meta_batch']})"

@@ -53,8 +53,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     tasks: int
-    seed: int
+    seed: int  # the test split's tasks and noise
     plot_tasks: int
+    validation_seed: int  # the validation split's tasks and noise
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class Experiment:
     seed: int
     network: AbstractNetwork  # architecture and initial conductances
     family: AbstractTaskFamily  # training tasks
-    eval_family: AbstractTaskFamily  # held-out tasks (classes never seen in training, where that applies)
+    eval_family: AbstractTaskFamily  # the test split: the figures reported (classes never seen in training, where that applies)
+    validation_family: AbstractTaskFamily  # the validation split: what hyperparameters are chosen on
     meta: MetaConfig
     train: TrainConfig
     eval: EvalConfig
@@ -104,7 +106,8 @@ def build_experiment(recipe: dict, check_memory: str | None = None) -> Experimen
     )
     network = init_network(NETWORKS[recipe["network"]["kind"]], init_key(recipe["seed"]), recipe["network"], family, device)
     return Experiment(
-        name=recipe["name"], seed=recipe["seed"], network=network, family=family, eval_family=family.held_out(), meta=meta,
+        name=recipe["name"], seed=recipe["seed"], network=network, family=family, eval_family=family.split("test"),
+        validation_family=family.split("validation"), meta=meta,
         train=TrainConfig(**{k: v for k, v in recipe["train"].items()}), eval=EvalConfig(**recipe["eval"]), recipe=recipe,
     )
 
@@ -291,11 +294,20 @@ class Evaluation:
         return out
 
 
-def held_out_tasks(exp: Experiment, n_tasks: int | None = None, seed: int | None = None) -> tuple[TaskBatch, jax.Array]:
-    """The held-out tasks (NumPy arrays: slicing them compiles nothing) and the key of their
-    device noise."""
-    key = seed_key(exp.eval.seed if seed is None else seed)
-    return sample_compiled(exp.eval_family, key, n_tasks or exp.eval.tasks), jax.random.fold_in(key, 1)
+def split_family(exp: Experiment, split: str) -> AbstractTaskFamily:
+    """The family of a held-out split: "test" (reported) or "validation" (for choosing)."""
+    if split not in ("test", "validation"):
+        raise ValueError(f"split {split!r}: held-out evaluation is on 'test' or 'validation'")
+    return exp.eval_family if split == "test" else exp.validation_family
+
+
+def held_out_tasks(exp: Experiment, n_tasks: int | None = None, seed: int | None = None, split: str = "test") -> tuple[TaskBatch, jax.Array]:
+    """The held-out tasks of a split (NumPy arrays: slicing them compiles nothing) and the key of
+    their device noise; the split's own seed (`eval.seed`, `eval.validation_seed`) unless given."""
+    if seed is None:
+        seed = exp.eval.seed if split == "test" else exp.eval.validation_seed
+    key = seed_key(seed)
+    return sample_compiled(split_family(exp, split), key, n_tasks or exp.eval.tasks), jax.random.fold_in(key, 1)
 
 
 @eqx.filter_jit
@@ -316,20 +328,26 @@ def summarize(results, family: AbstractTaskFamily, tasks: TaskBatch) -> Evaluati
     )
 
 
-def held_out_results(exp: Experiment, network: AbstractNetwork, n_tasks: int | None = None, seed: int | None = None, chunk: int = 50):
-    """Per-task results (numpy, axis 0 = task) on the fixed held-out set, and its tasks."""
-    tasks, key = held_out_tasks(exp, n_tasks, seed)
+def held_out_results(
+    exp: Experiment, network: AbstractNetwork, n_tasks: int | None = None, seed: int | None = None, chunk: int = 50, split: str = "test"
+):
+    """Per-task results (numpy, axis 0 = task) on a split's fixed held-out set, and its tasks."""
+    tasks, key = held_out_tasks(exp, n_tasks, seed, split)
+    family = split_family(exp, split)
     parts = []
     for i, start in enumerate(range(0, tasks.n_tasks, chunk)):
         sub = jax.tree.map(lambda a: a[start : start + chunk], tasks)
-        parts.append(jax.tree.map(np.asarray, _batch_results(network, jax.random.fold_in(key, i), sub, exp.eval_family, exp.meta)))
+        parts.append(jax.tree.map(np.asarray, _batch_results(network, jax.random.fold_in(key, i), sub, family, exp.meta)))
     return jax.tree.map(lambda *a: np.concatenate(a), *parts), tasks
 
 
-def evaluate(exp: Experiment, network: AbstractNetwork, n_tasks: int | None = None, seed: int | None = None, chunk: int = 50) -> Evaluation:
-    """Metrics on a fixed held-out set (same tasks and noise for every run of this recipe)."""
-    results, tasks = held_out_results(exp, network, n_tasks, seed, chunk)
-    return summarize(results, exp.eval_family, tasks)
+def evaluate(
+    exp: Experiment, network: AbstractNetwork, n_tasks: int | None = None, seed: int | None = None, chunk: int = 50, split: str = "test"
+) -> Evaluation:
+    """Metrics on a split's fixed held-out set (same tasks and noise for every run of this
+    recipe): "test" for the figures reported, "validation" for choosing hyperparameters."""
+    results, tasks = held_out_results(exp, network, n_tasks, seed, chunk, split)
+    return summarize(results, split_family(exp, split), tasks)
 
 
 def plot_evaluation(exp: Experiment, network: AbstractNetwork, path: Path, evaluation: Evaluation | None = None) -> None:

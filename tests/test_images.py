@@ -63,11 +63,14 @@ def test_rotated_classes_are_rotations(family):
     assert family.n_classes == 4 * base
 
 
-def test_held_out_classes_differ_from_training_classes(family):
-    train, test = np.asarray(family.train_images), np.asarray(family.held_out().images)
-    assert train.shape[0] + test.shape[0] == 30
-    for c in test:
-        assert not any(np.array_equal(c[0], t[0]) for t in train)
+def test_train_validation_and_test_classes_are_disjoint(family):
+    train, validation, test = (np.asarray(family.split(name).images) for name in ("train", "validation", "test"))
+    assert train.shape[0] + validation.shape[0] + test.shape[0] == 30
+    assert validation.shape[0] == round(0.15 * 21) and test.shape[0] == 9  # carved out of the 21 training classes
+    for held_out, others in ((test, (train, validation)), (validation, (train,))):
+        for c in held_out:
+            assert not any(np.array_equal(c[0], t[0]) for part in others for t in part)
+    assert family.held_out().which == "test"
 
 
 def test_crossbar_convolution_equals_lax_conv():

@@ -1,7 +1,7 @@
 """Task families: sample support/query sets; own the loss and the metrics."""
 
 from .arm import ArmTrajectories
-from .base import AbstractTaskFamily, TaskBatch, sample_compiled
+from .base import SPLITS, AbstractTaskFamily, TaskBatch, sample_compiled
 from .images import FewShotImages
 from .sinusoid import Sinusoid
 

@@ -3,8 +3,13 @@
 A family is an `AbstractTaskFamily`. `sample` draws a `TaskBatch` from a key (inside `jit`);
 `encode` maps raw inputs to what the network reads; `loss` is what MAML minimises (MSE for
 regression, cross-entropy for classification) and `metrics` what a user reads (MSE, accuracy).
-A family with separate held-out classes (images) returns them from `held_out()`; one whose tasks
-are all drawn from the same distribution (sinusoids) returns itself.
+Every family has three splits (`SPLITS`): `train` (meta-training), `validation` (what recipe keys
+and other hyperparameters are chosen on) and `test` (the figures reported, never used to choose
+anything). A family with separate classes (images) returns each split's classes from
+`split(name)`: test classes never seen in training, validation classes carved out of the
+training classes. One whose tasks are all drawn from the same distribution (sinusoids, arm
+trajectories) returns itself: its splits are separate task streams, drawn from different seeds
+(`eval.validation_seed`, `eval.seed`; training draws from the recipe's `seed`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..fields import Field
+
+#: The splits of every task family: meta-training, choosing hyperparameters, reporting.
+SPLITS = ("train", "validation", "test")
 
 
 class TaskBatch(eqx.Module):
@@ -78,9 +86,16 @@ class AbstractTaskFamily(eqx.Module):
     def baselines(self, tasks: TaskBatch) -> dict[str, float]:
         """Reference values for the metric on these tasks (zero predictor, chance level)."""
 
-    def held_out(self) -> "AbstractTaskFamily":
-        """The family of evaluation tasks (classes never seen in training, where that applies)."""
+    def split(self, name: str) -> "AbstractTaskFamily":
+        """The family of the `name` split's tasks (one of `SPLITS`); the same family where every
+        split draws from one distribution (the splits are then separate task streams)."""
+        if name not in SPLITS:
+            raise ValueError(f"split {name!r}: expected one of {', '.join(SPLITS)}")
         return self
+
+    def held_out(self) -> "AbstractTaskFamily":
+        """The test split's family (classes never seen in training, where that applies)."""
+        return self.split("test")
 
     @abc.abstractmethod
     def task_from_file(self, path: Path) -> TaskBatch:

@@ -6,8 +6,10 @@ a class → label map). With `rotations`, every class rotated by 90°, 180° and
 its own (the standard Omniglot augmentation), applied when a task is drawn.
 
 Data (`task.data`): a folder in the Omniglot layout `ROOT/<alphabet>/<character>/*.png`, e.g.
-Omniglot's `images_background`, with `task.eval_data` (e.g. `images_evaluation`) for the held-out
-classes; or one folder split into training and held-out classes by `split_seed`. Without
+Omniglot's `images_background`, with `task.eval_data` (e.g. `images_evaluation`) for the test
+classes; or one folder split into training and test classes by `split_seed`. A share of the
+training classes (`validation_fraction`, by `split_seed`) is carved out as validation classes:
+hyperparameters are chosen on them, never on the test classes. Without
 `data`, the built-in procedural glyphs (`pcmmeta.imagedata.glyphs`: SYNTHETIC, not Omniglot).
 pcmmeta never downloads anything. Images are stored as uint8 (strokes 255) and become floats
 in [0, 1] in `encode`.
@@ -45,7 +47,8 @@ class FewShotImages(AbstractTaskFamily):
         "data": Field(None, "path", "folder in the Omniglot layout (training classes); none: the built-in SYNTHETIC glyphs"),
         "eval_data": Field(None, "path", "folder of held-out classes (e.g. images_evaluation); none: split `data` by split_seed"),
         "train_fraction": Field(0.7, "float", "classes used for training when one folder (or the glyphs) is split", low=0.05, high=0.95),
-        "split_seed": Field(0, "seed", "seed of the training / held-out class split"),
+        "split_seed": Field(0, "seed", "seed of the training / test and training / validation class splits"),
+        "validation_fraction": Field(0.15, "float", "share of the training classes carved out as validation classes (hyperparameters are chosen on them)", low=0.05, high=0.5),
         "rotations": Field(True, "bool", "90° rotations as extra classes (the standard Omniglot augmentation)"),
         "glyph_classes": Field(1623, "int", "built-in glyphs: number of classes (Omniglot has 1623)", low=4),
         "glyph_drawings": Field(20, "int", "built-in glyphs: drawings per class (Omniglot has 20)", low=2),
@@ -57,22 +60,33 @@ class FewShotImages(AbstractTaskFamily):
     higher_is_better = True
 
     train_images: UInt8[Array, "classes drawings 28 28"]
+    validation_images: UInt8[Array, "classes drawings 28 28"]
     test_images: UInt8[Array, "classes drawings 28 28"]
     ways: int = eqx.field(static=True, default=5)
     shots: int = eqx.field(static=True, default=5)
     queries: int = eqx.field(static=True, default=15)
     rotations: bool = eqx.field(static=True, default=True)
-    held_out_split: bool = eqx.field(static=True, default=False)  # sample from test_images
+    which: str = eqx.field(static=True, default="train")  # the split whose classes `sample` draws
     source: str = eqx.field(static=True, default="")
 
     @classmethod
     def from_recipe(cls, section, recipe_path=None):
         need = section["shots"] + section["queries"]
+        from .. import imagedata as D
+
         try:
             train, test = cls._load(section, need)
         except UserInputError as err:
             raise UserInputError(f"{err} ('task.data'/'task.eval_data'; pcmmeta downloads nothing: get the data yourself, or drop 'data' for the built-in glyphs)") from None
-        return cls._checked(section, need, train, test)
+        try:
+            train, validation = D.split_classes(train, 1 - section["validation_fraction"], section["split_seed"], "validation")
+        except UserInputError:
+            ways = section["ways"]
+            raise UserInputError(
+                f"{section['data'] or 'glyphs'}: {train.n_classes} training classes are too few to carve out validation classes "
+                f"('task.validation_fraction': {section['validation_fraction']}); a {ways}-way task needs at least {ways} classes in each split"
+            ) from None
+        return cls._checked(section, need, train, validation, test)
 
     @classmethod
     def _load(cls, section, need):
@@ -89,8 +103,9 @@ class FewShotImages(AbstractTaskFamily):
         return train, test
 
     @classmethod
-    def _checked(cls, section, need, train, test):
-        for part, label in ((train, section["data"] or "glyphs"), (test, section["eval_data"] or section["data"] or "glyphs")):
+    def _checked(cls, section, need, train, validation, test):
+        data = section["data"] or "glyphs"
+        for part, label in ((train, data), (validation, f"{data} (validation classes)"), (test, section["eval_data"] or data)):
             n_classes = part.n_classes * (4 if section["rotations"] else 1)
             if n_classes < section["ways"]:
                 raise UserInputError(f"{label}: {n_classes} classes in a split, a {section['ways']}-way task needs at least {section['ways']}")
@@ -98,6 +113,7 @@ class FewShotImages(AbstractTaskFamily):
                 raise UserInputError(f"{label}: {part.n_drawings} drawings per class, a task needs {need} (shots + queries)")
         return cls(
             train_images=jnp.asarray(np.round(train.images * 255).astype(np.uint8)),
+            validation_images=jnp.asarray(np.round(validation.images * 255).astype(np.uint8)),
             test_images=jnp.asarray(np.round(test.images * 255).astype(np.uint8)),
             ways=section["ways"], shots=section["shots"], queries=section["queries"], rotations=section["rotations"],
             source=train.source + (f" ({train.skipped + test.skipped} unreadable files skipped)" if train.skipped + test.skipped else ""),
@@ -105,14 +121,15 @@ class FewShotImages(AbstractTaskFamily):
 
     @property
     def images(self) -> Array:
-        return self.test_images if self.held_out_split else self.train_images
+        return {"train": self.train_images, "validation": self.validation_images, "test": self.test_images}[self.which]
 
     @property
     def n_classes(self) -> int:
         return self.images.shape[0] * (4 if self.rotations else 1)
 
-    def held_out(self) -> "FewShotImages":
-        return dataclasses.replace(self, held_out_split=True)
+    def split(self, name: str) -> "FewShotImages":
+        super().split(name)  # a known split
+        return dataclasses.replace(self, which=name)
 
     def with_shots(self, shots: int) -> "FewShotImages":
         if shots + self.queries > self.images.shape[1]:
@@ -175,7 +192,7 @@ class FewShotImages(AbstractTaskFamily):
         return TaskBatch(xs, ys, xs, ys, jnp.full((1, self.ways), -1))
 
     def data_description(self) -> str:
-        return f"{self.source}: {self.train_images.shape[0]} training and {self.test_images.shape[0]} held-out classes" + (
+        return f"{self.source}: {self.train_images.shape[0]} training, {self.validation_images.shape[0]} validation and {self.test_images.shape[0]} test classes" + (
             " (×4 with rotations)" if self.rotations else ""
         )
 
