@@ -2,7 +2,9 @@
 few operations that differ.
 
 - `PCM`: offline programming noise (straight-through), the device family's own programmed
-  state (for `joshi2020`, aihwkit's programming error), drift, read noise, stochastic SET pulses.
+  state (for `joshi2020`, aihwkit's programming error), drift, read noise, stochastic SET pulses;
+  with `quantize_weights` the offline targets sit on the 2^bits levels before they are
+  programmed (a b-bit model on the chip, as Ortner et al.'s 4-bit hardware runs).
 - `NoAdapt`: `PCM` without the inner update (the control: what adaptation buys).
 - `Quantized`: software, no device noise and no drift: the conductances are exactly the targets
   (clipped to [g_min, g_max]); b bits are 2^b levels spanning [g_min, g_max], one SET pulse is
@@ -89,13 +91,32 @@ class AbstractMode(eqx.Module):
         return rule.on_chip(key, states, support_loss, chip)
 
 
+def level_step(device: PCMDevice, bits: int) -> float:
+    """One level step (µS) of a b-bit conductance: 2^bits levels g_min, g_min + step, …, g_max."""
+    return (device.g_max - device.g_min) / (2**bits - 1)
+
+
+def on_levels(g: Float[Array, "..."], device: PCMDevice, bits: int) -> Float[Array, "..."]:
+    """g (µS) on the nearest of the 2^bits levels spanning [g_min, g_max] (no gradient of its own:
+    callers pass it through `straight_through`)."""
+    step = level_step(device, bits)
+    return device.clip(device.g_min + jnp.round((g - device.g_min) / step) * step)
+
+
 class PCM(AbstractMode):
     name = "pcm"
     on_chip = True
+    bits: int = eqx.field(static=True, default=2)
+    quantize_weights: bool = eqx.field(static=True, default=False)  # a b-bit model programmed onto the chip
+
+    @classmethod
+    def from_recipe(cls, maml):
+        return cls(bits=maml["quantized_bits"], quantize_weights=maml["quantize_weights"])
 
     def program_offline(self, key, g, device, noise_std):
+        target = on_levels(g, device, self.bits) if self.quantize_weights else g
         noise = noise_std * normal(key, g.shape)
-        return straight_through(device.clip(g + noise), g)
+        return straight_through(device.clip(target + noise), g)
 
     def read(self, key, state, t, device):
         return device.read(key, state, t)
@@ -119,14 +140,11 @@ class Quantized(AbstractMode):
 
     def step_uS(self, device: PCMDevice) -> float:
         """One level step (µS): 2^bits levels g_min, g_min + step, …, g_max."""
-        return (device.g_max - device.g_min) / (2**self.bits - 1)
+        return level_step(device, self.bits)
 
     def program_offline(self, key, g, device, noise_std):
-        target = g
-        if self.quantize_weights:
-            step = self.step_uS(device)
-            target = device.g_min + jnp.round((g - device.g_min) / step) * step
-        return straight_through(device.clip(target), g)
+        target = on_levels(g, device, self.bits) if self.quantize_weights else device.clip(g)
+        return straight_through(target, g)
 
     def pulse_outcome(self, key, state, t, device):
         g = device.clip(state.g_prog + self.step_uS(device))

@@ -44,7 +44,7 @@ SCHEMA: dict[str, Any] = {
         "t_prog": Field(101.0, "float", "time of the first inner step's pulses, s", low=0.0),
         "t_wait": Field(50.0, "float", "wait after the last pulses before the query read, s", low=0.0),
         "quantized_bits": Field(2, "int", "quantized mode: 2^bits levels spanning [g_min, g_max]; a pulse is one level step (g_max − g_min)/(2^bits − 1)", low=1, high=16),
-        "quantize_weights": Field(False, "bool", "quantized mode: offline conductances on the same grid (a b-bit model)"),
+        "quantize_weights": Field(False, "bool", "quantized, pcm and no-adapt modes: offline conductances on the 2^quantized_bits levels (a b-bit model; on the chip, programmed from there)"),
         "tasks_per_chip": Field(1, "int", "meta-training: tasks sharing one programmed chip and its body reads (1: a chip per task; must divide train.meta_batch)", low=1),
     },
     "train": {

@@ -5,8 +5,9 @@ from .blind_pulse import BlindPulse
 from .eprop_lsg import EpropLSG
 from .planned_pulse import PlannedPulse
 from .quantized_sgd import QuantizedSGD
+from .reprogram_sgd import ReprogramSGD
 
 #: Inner rules by the name a recipe gives in `inner.rule`.
-INNER_RULES: dict[str, type[AbstractInnerRule]] = {r.name: r for r in (BlindPulse, PlannedPulse, QuantizedSGD, EpropLSG)}
+INNER_RULES: dict[str, type[AbstractInnerRule]] = {r.name: r for r in (BlindPulse, PlannedPulse, QuantizedSGD, ReprogramSGD, EpropLSG)}
 
-__all__ = ["AbstractInnerRule", "BlindPulse", "EpropLSG", "HeadAdaptation", "HeadChip", "INNER_RULES", "PlannedPulse", "QuantizedSGD"]
+__all__ = ["AbstractInnerRule", "BlindPulse", "EpropLSG", "HeadAdaptation", "HeadChip", "INNER_RULES", "PlannedPulse", "QuantizedSGD", "ReprogramSGD"]

@@ -10,6 +10,10 @@ device model then gives each pulse's stochastic increment. For meta-training the
 straight-through: the conductances change by what the pulses did, the gradient sees the wanted
 continuous change (rounding and programming noise are invisible to it).
 
+With `update: reprogram` the update is instead Ortner et al.'s verified re-programming:
+ΔW stochastically rounded to `pulse_fraction` steps, the changed pairs write-verified to their
+new weights with the device's programming error (`inner.reprogram`).
+
 Modes: `ideal` applies ΔW in float; `quantized` makes each pulse a fixed step of
 one level step (g_max − g_min)/(2^quantized_bits − 1); `pcm` uses the device's pulses; `no-adapt`
 skips the update.
@@ -24,6 +28,7 @@ import jax.numpy as jnp
 from ..errors import UserInputError
 from ..fields import Field
 from .base import AbstractInnerRule, apply_pulses
+from .reprogram import reprogram
 
 
 class EpropLSG(AbstractInnerRule):
@@ -32,6 +37,7 @@ class EpropLSG(AbstractInnerRule):
         "learning_rate": Field(0.02, "float", "η of ΔW = −η Σ_t L_j(t) e_ij(t)", positive=True),
         "pulse_fraction": Field(1 / 16, "float", "weight change counted as one SET pulse, as a fraction of the pair's range (Ortner: 1/16)", positive=True, high=1.0),
         "max_pulses": Field(15, "int", "SET pulses one device may receive in one update", low=1, high=255),
+        "update": Field("pulses", "choice", "pulses: blind SET pulses counted in pulse_fraction steps; reprogram: Ortner's verified re-programming of the changed pairs, ΔW stochastically rounded to pulse_fraction steps", choices=("pulses", "reprogram")),
     }
     name = "eprop-lsg"
 
@@ -39,10 +45,11 @@ class EpropLSG(AbstractInnerRule):
     learning_rate: float = eqx.field(static=True, default=0.02)
     pulse_fraction: float = eqx.field(static=True, default=1 / 16)
     max_pulses: int = eqx.field(static=True, default=15)
+    update: str = eqx.field(static=True, default="pulses")
 
     @classmethod
     def from_recipe(cls, section):
-        return cls(section["steps"], section["learning_rate"], section["pulse_fraction"], section["max_pulses"])
+        return cls(section["steps"], section["learning_rate"], section["pulse_fraction"], section["max_pulses"], section["update"])
 
     def float_lr(self) -> float:
         return self.learning_rate
@@ -63,5 +70,7 @@ class EpropLSG(AbstractInnerRule):
         return counts, wanted
 
     def pulse(self, key, state, g_read, grad, scale, t, chip):
+        if self.update == "reprogram":
+            return reprogram(key, state, g_read, -self.learning_rate * grad, scale, t, chip, self.pulse_fraction)
         counts, wanted = self.pulse_counts(grad, scale, chip.device)
         return apply_pulses(key, state, counts, wanted, t, chip, self.max_pulses), counts
