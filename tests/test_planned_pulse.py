@@ -93,7 +93,7 @@ def planned(mode):
 
 def test_quantized_mode_pulses_are_whole_steps_and_no_single_change_would_help():
     """Deterministic pulses (quantized mode, no noise, no drift; the LIF readout's support loss is
-    exactly quadratic): every weight moved by 0 or one whole step (g_max/4 µS, capped at g_max),
+    exactly quadratic): every weight moved by 0 or one whole step ((g_max − g_min)/3 µS: 2 bits, 4 levels; capped at g_max),
     and the plan is a local minimum of the true support loss — no weight's other choice lowers it
     (a per-weight threshold rule would not pass this)."""
     exp, tasks, z, adapted = planned("quantized")
@@ -102,7 +102,7 @@ def test_quantized_mode_pulses_are_whole_steps_and_no_single_change_would_help()
     assert float(adapted.pulses.sum()) > 0
     programmed = np.asarray(exp.network.layers["out"], np.float64)  # no noise: what the chip holds
     to_weight = float(scale) / (dev.g_max - dev.g_min)
-    step = np.minimum(dev.g_max / 4, dev.g_max - programmed) * to_weight  # [G⁺, G⁻]
+    step = np.minimum((dev.g_max - dev.g_min) / 3, dev.g_max - programmed) * to_weight  # [G⁺, G⁻]
     for i in range(tasks.n_tasks):
         w0, w1 = (np.asarray(w["out"][i], np.float64) for w in adapted.weights)
         d = w1 - w0

@@ -118,3 +118,25 @@ def test_eprop_update_by_reprogramming_changes_only_rounded_pairs():
     assert not moved[..., np.arange(n), np.arange(n)].any()  # never a self-connection (Δw is 0 there)
     assert float(out.pulses.sum()) == moved.sum() + (np.asarray(out.state["in"].t_prog) != np.asarray(chips.head["in"].t_prog)).sum()
     assert not isinstance(meta.mode, Ideal)
+
+
+def test_results_table_conditions_change_one_thing_each():
+    import importlib.util
+    from pathlib import Path
+
+    from pcmmeta.recipe import load_recipe
+
+    spec = importlib.util.spec_from_file_location("results_table", Path(__file__).parent.parent / "benchmarks" / "results_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    for name in ("ortner-glyphs-quick", "ortner-arm-quick"):
+        base = load_recipe(Path(__file__).parent.parent / "recipes" / f"{name}.yaml")
+        assert base["device"] == "joshi2020" and base["mode"] == "pcm" and base["maml"]["quantize_weights"]
+        got = {c: table.condition_recipe(base, c) for c in table.CONDITIONS}
+        assert [got[c]["mode"] for c in table.CONDITIONS] == ["ideal", "quantized", "pcm", "pcm", "no-adapt"]
+        for c, recipe in got.items():
+            differs = {k for k in base if k not in ("name", "inner", "mode") and recipe[k] != base[k]}
+            assert not differs, (c, differs)
+            assert (recipe["inner"] == base["inner"]) == (c != "blind-pulse"), c
+        blind = got["blind-pulse"]["inner"]
+        assert blind["rule"] == "quantized-sgd" or blind["update"] == "pulses"
