@@ -518,7 +518,7 @@ def _comparison_table(title: str, figures) -> Table:
 def deploy_cmd(
     run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
-    method: Annotated[str, typer.Option(help="write-verify (iterative), single-shot (mean pulse count, no verify) or learned (write-verify with a learned policy's blind bursts; `learn-programming`).")] = "write-verify",
+    method: Annotated[str, typer.Option(help="write-verify (iterative), write-verify-set-on-flat (SET instead of RESET on an overshoot where the SET law is flat), write-verify-burst (also an open-loop burst after each RESET), single-shot (mean pulse count, no verify) or learned (write-verify with a learned policy's blind bursts; `learn-programming`).")] = "write-verify",
     tolerance: ToleranceOption = 0.5,
     max_pulses: MaxPulsesOption = 100,
     policy: Annotated[Optional[Path], typer.Option(help="Policy file for --method learned (default: the cached one for this device, trained on first use).")] = None,

@@ -1,6 +1,9 @@
 """Programming methods: how target conductances get into the devices (docs/programming.md).
 
-- `WriteVerify`: iterative read → compare → one SET pulse (RESET on overshoot).
+- `WriteVerify`: iterative read → compare → one SET pulse (RESET on overshoot);
+  `WriteVerifySetOnFlat` SETs instead of RESETting on an overshoot where the SET law is flat,
+  `WriteVerifyBurst` also starts after every RESET with an open-loop burst of the mean
+  trajectory's pulse count − 1 (the stronger baselines).
 - `SingleShot`: the mean-trajectory pulse count, blind.
 - `LearnedProgramming`: a `ProgrammingPolicy` chooses, after each verify read, done, a blind
   burst of SET pulses or RESET; planned on the device model (`planning.py`) and calibrated to
@@ -23,23 +26,24 @@ from .policy_file import (
 )
 from .single_shot import SingleShot, single_shot
 from .training import PolicyTraining, learn_policy, sample_targets, train_policy
-from .write_verify import WriteVerify, write_verify
+from .write_verify import WriteVerify, WriteVerifyBurst, WriteVerifySetOnFlat, write_verify
 
 #: Programming methods by the name `deploy --method` takes.
 PROGRAMMING_METHODS: dict[str, type[AbstractProgrammingMethod]] = {
-    m.name: m for m in (WriteVerify, SingleShot, LearnedProgramming)
+    m.name: m for m in (WriteVerify, WriteVerifySetOnFlat, WriteVerifyBurst, SingleShot, LearnedProgramming)
 }
 
 
 def make_method(name: str, tolerance: float, max_pulses: int, policy: ProgrammingPolicy | None = None) -> AbstractProgrammingMethod:
     """The method `deploy --method NAME` means, with the options that apply to it."""
-    if name == WriteVerify.name:
-        return WriteVerify(tolerance, max_pulses)
+    cls = PROGRAMMING_METHODS[name]
+    if issubclass(cls, WriteVerify):
+        return cls(tolerance, max_pulses)
     if name == LearnedProgramming.name:
         if policy is None:
             raise ValueError("the learned method needs a policy (obtain_policy)")
         return LearnedProgramming(policy, tolerance, max_pulses)
-    return PROGRAMMING_METHODS[name]()
+    return cls()
 
 
 __all__ = [
@@ -48,5 +52,5 @@ __all__ = [
     "make_grid", "plan_policy", "transition_kernels",
     "POLICY_FORMAT", "PolicyInfo", "cached_policy_path", "check_policy_fits", "device_fingerprint", "load_policy", "obtain_policy", "save_policy",
     "PolicyTraining", "learn_policy", "sample_targets", "train_policy",
-    "SingleShot", "single_shot", "WriteVerify", "write_verify", "PROGRAMMING_METHODS", "make_method",
+    "SingleShot", "single_shot", "WriteVerify", "WriteVerifyBurst", "WriteVerifySetOnFlat", "write_verify", "PROGRAMMING_METHODS", "make_method",
 ]
