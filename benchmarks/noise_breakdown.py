@@ -19,6 +19,16 @@ from pcmmeta.modes import Ideal, Quantized
 from pcmmeta.train import evaluate, load_run
 
 
+#: Per device family: the parameters that switch off read noise and drift.
+QUIET = {
+    "nandakumar2018": {"read_std_slope": 0.0, "read_std_intercept": 0.0, "drift_nu_mean": 0.0, "drift_nu_std": 0.0},
+    "joshi2020": {"read_noise_q": 0.0, "nu_mean_min": 0.0, "nu_mean_max": 0.0, "nu_std_min": 0.0, "nu_std_max": 0.0},
+}
+#: Per device family: the parameters that make its own offline programming exact (joshi2020's
+#: σ_p; nandakumar2018 programs exactly and takes `maml.programming_noise` only).
+EXACT_PROGRAMMING = {"joshi2020": {"prog_noise_c0": 0.0, "prog_noise_c1": 0.0, "prog_noise_c2": 0.0}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir")
@@ -28,16 +38,17 @@ def main() -> None:
     args = parser.parse_args()
     exp, state = load_run(Path(args.run_dir))
     meta = exp.meta
-    quiet = dataclasses.replace(meta.device, read_std_slope=0.0, read_std_intercept=0.0, drift_nu_mean=0.0, drift_nu_std=0.0)
+    quiet = dataclasses.replace(meta.device, **QUIET[meta.device.family])
     # SET pulses that always give their mean increment (the stochastic spread removed).
     no_set_spread = {k: 0.0 for k in ("set_std_slope", "set_std_intercept", "set_std_history") if hasattr(meta.device, k)}
     steady = dataclasses.replace(meta.device, **no_set_spread)
-    silent = dataclasses.replace(quiet, **no_set_spread)
+    exact = dataclasses.replace(meta.device, **EXACT_PROGRAMMING.get(meta.device.family, {}))
+    silent = dataclasses.replace(quiet, **no_set_spread, **EXACT_PROGRAMMING.get(meta.device.family, {}))
     variants = {
         "as trained": meta,
-        "no programming noise": dataclasses.replace(meta, programming_noise=0.0),
+        "no programming noise (injected and the family's own)": dataclasses.replace(meta, programming_noise=0.0, device=exact),
         "no read noise, no drift": dataclasses.replace(meta, device=quiet),
-        "neither": dataclasses.replace(meta, device=quiet, programming_noise=0.0),
+        "neither": dataclasses.replace(meta, device=dataclasses.replace(quiet, **EXACT_PROGRAMMING.get(meta.device.family, {})), programming_noise=0.0),
         "no SET-increment noise": dataclasses.replace(meta, device=steady),
         "no noise at all (SET, read, drift, programming)": dataclasses.replace(meta, device=silent, programming_noise=0.0),
         "ideal 4-bit device (quantized mode)": dataclasses.replace(meta, mode=Quantized(bits=4, quantize_weights=True)),

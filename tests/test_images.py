@@ -207,3 +207,27 @@ def test_a_run_from_before_the_plugin_redesign_fails_with_one_line(tmp_path):
         assert len(result.output.strip().splitlines()) == 1
     result = invoke("meta-train", "--resume", "--run", run)
     assert result.exit_code == 2 and "made by an older version of pcmmeta" in result.output
+
+
+def test_batch_norm_makes_a_channel_gain_irrelevant():
+    """With network.batch_norm each convolution's output is normalised per channel over the set:
+    scaling a channel's weights (a uniform drift of its conductances) leaves the features as they
+    were; without it the features change."""
+    from pcmmeta.crossbar import pair_weights
+
+    x = jax.random.uniform(jax.random.key(0), (6, 28, 28, 1))
+    for batch_norm in (True, False):
+        recipe = tiny_images_recipe()
+        recipe["network"]["batch_norm"] = batch_norm
+        exp = build_experiment(recipe)
+        net = exp.network
+        dev = exp.meta.device
+        weights = {n: pair_weights(net.layers[n], dev, net.scales[n]) for n in net.body}
+        gains = jax.random.uniform(jax.random.key(1), (weights["conv1"].shape[-1],), minval=0.4, maxval=0.9)
+        drifted = {**weights, "conv1": weights["conv1"] * gains}
+        a, b = np.asarray(net.features(weights, x)), np.asarray(net.features(drifted, x))
+        if batch_norm:
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+            assert np.abs(a).max() > 0.1
+        else:
+            assert np.abs(a - b).max() > 1e-2

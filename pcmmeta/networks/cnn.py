@@ -2,8 +2,9 @@
 
 After Ortner et al. (Nat. Commun. 16, 2025) and MAML's Omniglot model: `blocks` blocks of 3×3
 convolution (`channels` filters, same padding) + ReLU + 2×2 max-pooling, then a dense layer to
-the N classes — the head, the only layer the chip adapts. No batch normalisation (it has no
-crossbar form).
+the N classes — the head, the only layer the chip adapts. With `batch_norm`, each
+convolution's output is normalised per channel over the set's images before the ReLU (computed
+in the periphery, not on the crossbar; no learned scale).
 
 Every layer is a crossbar of PCM pairs. A convolution is a matrix-vector product on the im2col
 view of its input: the crossbar `conv<i>` holds a (9·c_in + 1) × c_out matrix (rows: the 3×3×c_in
@@ -49,6 +50,14 @@ def max_pool(x: Float[Array, "n h w c"]) -> Float[Array, "n h//2 w//2 c"]:
     return x[:, : 2 * h2, : 2 * w2].reshape(n, h2, 2, w2, 2, c).max(axis=(2, 4))
 
 
+def set_norm(y: Float[Array, "n h w c"], eps: float = 1e-5) -> Float[Array, "n h w c"]:
+    """Each channel normalised to zero mean and unit variance over the set's images and pixels
+    (batch norm with the set's own statistics, as MAML's networks use it, no affine)."""
+    mean = y.mean(axis=(0, 1, 2), keepdims=True)
+    var = y.var(axis=(0, 1, 2), keepdims=True)
+    return (y - mean) * jax.lax.rsqrt(var + eps)
+
+
 class ConvNet(AbstractNetwork):
     SCHEMA = {
         "channels": Field(32, "int", "filters per convolution (Ortner et al. / MAML: 64; 32 trains faster on a CPU)", low=1),
@@ -56,6 +65,7 @@ class ConvNet(AbstractNetwork):
         "weight_range": Field(3.0, "float", "body: weight of a full-range pair, in units of √(2/fan_in)", positive=True),
         "head_range": Field(1.0, "float", "head: weight of a full-range pair", positive=True),
         "init_conductance": Field(3.0, "float", "µS around which pairs are initialised", positive=True),
+        "batch_norm": Field(False, "bool", "normalise each convolution's output per channel over the set's images (transductive batch norm, no learned scale, in the periphery: Ortner et al.'s network has BatchNorm); it makes a channel's gain, so a uniform drift of its conductances, irrelevant"),
     }
     kind = "cnn"
 
@@ -63,6 +73,7 @@ class ConvNet(AbstractNetwork):
     scale_items: tuple[tuple[str, float], ...] = eqx.field(static=True)
     layer_names: tuple[str, ...] = eqx.field(static=True)
     head: tuple[str, ...] = eqx.field(static=True)
+    batch_norm: bool = eqx.field(static=True, default=False)
 
     @classmethod
     def init(cls, key, section, family, device):
@@ -86,7 +97,7 @@ class ConvNet(AbstractNetwork):
         layers["out"] = pairs_around(jnp.zeros((features + 1, family.n_outputs)), device, section["head_range"], g_base)
         scales["out"] = section["head_range"]
         names = tuple(layers)
-        return cls(layers=layers, scale_items=tuple(scales.items()), layer_names=names, head=("out",))
+        return cls(layers=layers, scale_items=tuple(scales.items()), layer_names=names, head=("out",), batch_norm=section["batch_norm"])
 
     #: Measured peak RSS over `activation_bytes` was 0.9–1.05 (glyphs recipes, 16–64 channels).
     ACTIVATION_OVERHEAD = 1.3
@@ -110,7 +121,10 @@ class ConvNet(AbstractNetwork):
 
     def features(self, weights, x: Float[Array, "n 28 28 1"]) -> Float[Array, "n features"]:
         for name in self.body:
-            x = max_pool(jax.nn.relu(crossbar_conv(x, weights[name])))
+            y = crossbar_conv(x, weights[name])
+            if self.batch_norm:
+                y = set_norm(y)
+            x = max_pool(jax.nn.relu(y))
         return x.reshape(x.shape[0], -1)
 
     def head_output(self, weights, features: Float[Array, "n features"]) -> Float[Array, "n ways"]:
