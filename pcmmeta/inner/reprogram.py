@@ -7,7 +7,8 @@ u ~ U[0, 1), s = step_fraction·scale, so E[Δw_q] = Δw. Only the pairs whose �
 re-programmed, both devices, by write-verify to the targets of w_read + Δw_q (one device at
 g_min, the other carrying |w|, `crossbar.conductances_from_weights`), with the mode's
 programmed state: the device family's programming error and a fresh drift exponent from that
-time on (`joshi2020`: aihwkit's σ_p(G)) on the chip, the exact targets in the software modes.
+time on (`joshi2020`: aihwkit's σ_p(G); `nandakumar2018` programs exactly, so there the update's
+only error is the read it starts from) on the chip, the exact targets in the software modes.
 w_read is the pair's weight as read before the update (a chip controller knows no better).
 Unchanged pairs keep every field.
 
