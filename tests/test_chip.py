@@ -214,7 +214,7 @@ def test_without_drift_or_read_noise_mse_is_the_same_at_every_hour(deployed):
         (["drift-eval", "--hours", ""], "--hours: give at least one time"),
         (["drift-eval", "--hours", "1,abc"], "--hours: not a number: 'abc'"),
         (["drift-eval", "--hours", "1,-5"], "--hours: times must be > 0 and ≤ 1e+07 h, got -5"),
-        (["deploy", "--method", "magic"], "--method: must be write-verify, single-shot, learned"),
+        (["deploy", "--method", "magic"], "--method: must be write-verify, write-verify-set-on-flat, write-verify-burst, single-shot, learned"),
     ],
 )
 def test_bad_chip_arguments(deployed, args, message):
@@ -256,7 +256,7 @@ def test_learned_programming_through_the_cli(deployed):
     result = invoke("deploy", "--runs-dir", runs, "--compare", "--policy", policy, "--json", "--plot", root / "cmp.png")
     assert result.exit_code == 0, result.output
     methods = json.loads(result.stdout)["methods"]
-    assert [m["method"] for m in methods] == ["write-verify", "single-shot", "learned"]
+    assert [m["method"] for m in methods] == ["write-verify", "write-verify-set-on-flat", "write-verify-burst", "single-shot", "learned"]
     assert len({m["n_devices"] for m in methods}) == 1
     by = {m["method"]: m for m in methods}
     assert by["single-shot"]["verify_reads_mean"] == 0 and by["write-verify"]["verify_reads_mean"] >= 1
