@@ -42,13 +42,15 @@ def main() -> None:
     # SET pulses that always give their mean increment (the stochastic spread removed).
     no_set_spread = {k: 0.0 for k in ("set_std_slope", "set_std_intercept", "set_std_history") if hasattr(meta.device, k)}
     steady = dataclasses.replace(meta.device, **no_set_spread)
-    exact = dataclasses.replace(meta.device, **EXACT_PROGRAMMING.get(meta.device.family, {}))
-    silent = dataclasses.replace(quiet, **no_set_spread, **EXACT_PROGRAMMING.get(meta.device.family, {}))
+    exact_programming = EXACT_PROGRAMMING.get(meta.device.family, {})
+    exact = dataclasses.replace(meta.device, **exact_programming)
+    quiet_exact = dataclasses.replace(quiet, **exact_programming)
+    silent = dataclasses.replace(quiet_exact, **no_set_spread)
     variants = {
         "as trained": meta,
         "no programming noise (injected and the family's own)": dataclasses.replace(meta, programming_noise=0.0, device=exact),
         "no read noise, no drift": dataclasses.replace(meta, device=quiet),
-        "neither": dataclasses.replace(meta, device=dataclasses.replace(quiet, **EXACT_PROGRAMMING.get(meta.device.family, {})), programming_noise=0.0),
+        "neither": dataclasses.replace(meta, device=quiet_exact, programming_noise=0.0),
         "no SET-increment noise": dataclasses.replace(meta, device=steady),
         "no noise at all (SET, read, drift, programming)": dataclasses.replace(meta, device=silent, programming_noise=0.0),
         "ideal 4-bit device (quantized mode)": dataclasses.replace(meta, mode=Quantized(bits=4, quantize_weights=True)),

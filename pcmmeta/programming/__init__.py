@@ -2,8 +2,8 @@
 
 - `WriteVerify`: iterative read → compare → one SET pulse (RESET on overshoot);
   `WriteVerifySetOnFlat` SETs instead of RESETting on an overshoot where the SET law is flat,
-  `WriteVerifyBurst` also starts after every RESET with an open-loop burst of the mean
-  trajectory's pulse count − 1 (the stronger baselines).
+  `WriteVerifyBurst` also starts after every RESET with an open-loop burst to one pulse short of
+  the mean trajectory's tolerance band (the stronger baselines).
 - `SingleShot`: the mean-trajectory pulse count, blind.
 - `LearnedProgramming`: a `ProgrammingPolicy` chooses, after each verify read, done, a blind
   burst of SET pulses or RESET; planned on the device model (`planning.py`) and calibrated to

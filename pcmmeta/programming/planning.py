@@ -83,7 +83,7 @@ def history_settled(device: PCMDevice, x: np.ndarray, within: float) -> int:
     conductance x (µS); `MAX_COUNT` if none is. Uses only the declared SET law, any family."""
     x = jnp.asarray(x, jnp.float32)
     counts = jnp.arange(1, MAX_COUNT + 1, dtype=jnp.float32)[:, None]
-    limit = jnp.full((1,), 1e9, jnp.float32)[:, None]
+    limit = jnp.asarray(1e9, jnp.float32)  # a count whose history term is 0
     far = jnp.maximum(
         jnp.abs(device.set_increment_mean(x, counts) - device.set_increment_mean(x, limit)),
         jnp.abs(device.set_increment_std(x, counts) - device.set_increment_std(x, limit)),

@@ -95,22 +95,21 @@ class WriteVerify(AbstractProgrammingMethod):
         return write_verify(key, device, target, self.tolerance, self.max_pulses)
 
 
-class WriteVerifyBurst(WriteVerify):
-    """Write-verify that starts from an open-loop burst (the mean trajectory's pulse count to the
-    tolerance band, − 1) after every RESET, and SETs instead of RESETting on an overshoot where the SET law is flat."""
-
-    name: ClassVar[str] = "write-verify-burst"
-    set_on_flat_uS: float = eqx.field(static=True, default=0.1)  # µS of mean increment
-
-    def program(self, key, device, target):
-        return write_verify(key, device, target, self.tolerance, self.max_pulses, burst=True, set_on_flat_uS=self.set_on_flat_uS)
-
-
 class WriteVerifySetOnFlat(WriteVerify):
     """Write-verify that SETs instead of RESETting on an overshoot where the SET law is flat."""
 
     name: ClassVar[str] = "write-verify-set-on-flat"
+    #: Also an open-loop burst after every RESET (`write_verify`'s `burst`).
+    burst: ClassVar[bool] = False
     set_on_flat_uS: float = eqx.field(static=True, default=0.1)  # µS of mean increment
 
     def program(self, key, device, target):
-        return write_verify(key, device, target, self.tolerance, self.max_pulses, set_on_flat_uS=self.set_on_flat_uS)
+        return write_verify(key, device, target, self.tolerance, self.max_pulses, burst=self.burst, set_on_flat_uS=self.set_on_flat_uS)
+
+
+class WriteVerifyBurst(WriteVerifySetOnFlat):
+    """`WriteVerifySetOnFlat` that starts from an open-loop burst (the mean trajectory's pulse
+    count to the tolerance band, − 1) after every RESET."""
+
+    name: ClassVar[str] = "write-verify-burst"
+    burst: ClassVar[bool] = True
