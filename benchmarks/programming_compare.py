@@ -10,7 +10,8 @@ device model, calibrated on 200,000 uniform targets to write-verify's precision,
 model defaults: SET 50 ns, RESET 50 ns, verify read 200 ns), then programs N targets drawn from
 each distribution — uniform over [g_min, g_max] (what the issue asks for), uniform over [g_min,
 the top of the mean trajectory] (the targets the device can reach on average), and, with --run
-on the run's device, the conductances of that trained run (drawn with replacement) — with the
+on the run's device (added to the three when it is another), the conductances of that trained
+run (drawn with replacement) — with the
 three methods, the same key for each. On the run's targets a second learned row uses a policy
 calibrated on those targets (`learn-programming --targets RUN`). Prints, per method: RMS and max
 error, fraction within tolerance (± s.e.), pulses mean/p50/p99, verify reads, RESETs, time (and
@@ -111,7 +112,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=PolicyTraining().iterations, help="calibration steps per policy")
     parser.add_argument("--tolerance", type=float, default=0.5)
     parser.add_argument("--curve-tolerances", default="0.3,0.8", help="extra tolerances for the error-vs-time curve ('' for none)")
-    parser.add_argument("--only", default="", help="comma-separated device names to run (default: all three)")
+    parser.add_argument("--only", default="", help="comma-separated device names to run (default: all three, and --run's device)")
     parser.add_argument("--run", type=Path, default=None, help="a trained run: its conductances are a third target distribution (on its device)")
     parser.add_argument("--plot-dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true")
@@ -119,9 +120,11 @@ def main() -> None:
     cost = ProgrammingCost()
     settings = PolicyTraining(iterations=args.iterations)
     devices = [BUILTIN_DEVICES["nandakumar2018"], BUILTIN_DEVICES["nandakumar2018-simplified"], fitted_example_device()]
+    run_device, pool = run_targets(args.run) if args.run is not None else (None, None)
+    if run_device is not None and all(device_fingerprint(d) != device_fingerprint(run_device) for d in devices):
+        devices.append(run_device)  # a run on another device (joshi2020, a fitted one): its own rows
     if args.only:
         devices = [d for d in devices if d.name in args.only.split(",")]
-    run_device, pool = run_targets(args.run) if args.run is not None else (None, None)
     curve_tols = [float(t) for t in args.curve_tolerances.split(",") if t.strip()]
     out = []
     for device in devices:

@@ -6,16 +6,18 @@ Usage:
     python benchmarks/results_table.py --table lines.jsonl [more.jsonl …]   # the table of earlier runs
 
 The recipe is one of the `ortner-*` recipes (Ortner et al.'s setting: joshi2020, 4-bit offline
-weights, `reprogram-sgd` or `eprop-lsg` with `update: reprogram`). Each condition meta-trains the
-recipe once per seed (the recipe's `seed`: weights, tasks and device noise) with one change:
+weights, `reprogram-sgd` or `eprop-lsg` with `update: reprogram`) or a recipe whose inner rule is
+blind SET pulses (`blind-pulse`, `planned-pulse`, `quantized-sgd`: `sine-quick.yaml`). Each
+condition meta-trains the recipe once per seed (the recipe's `seed`: weights, tasks and device
+noise) with one change:
 
-| condition | change to the recipe |
-|---|---|
-| `32-bit` | `mode: ideal` (32-bit software: float weights, unbounded, plain SGD in the inner loop) |
-| `4-bit` | `mode: quantized` (4-bit software: exact 4-bit weights, the rounded update, no device noise) |
-| `chip` | none (the recipe's `pcm` mode: verified re-programming on the device model, its noise and drift) |
-| `blind-pulse` | the same update as blind SET pulses, no verify (`quantized-sgd`; `eprop-lsg` with `update: pulses`) |
-| `no-adapt` | `mode: no-adapt` (the chip without the update: what adaptation buys) |
+| condition | change to an `ortner-*` recipe | change to a blind-pulse recipe |
+|---|---|---|
+| `32-bit` | `mode: ideal` (32-bit software: float weights, unbounded, plain SGD in the inner loop) | the same |
+| `4-bit` | `mode: quantized` (4-bit software: exact 4-bit weights, the rounded update, no device noise) | `mode: quantized` (the pulse rule on an ideal 4-bit device) |
+| `chip` | none (the recipe's `pcm` mode: verified re-programming on the device model, its noise and drift) | `reprogram-sgd` with the 32-bit condition's steps and step size (`inner.ideal_lr`) |
+| `blind-pulse` | the same update as blind SET pulses, no verify (`quantized-sgd`; `eprop-lsg` with `update: pulses`) | none |
+| `no-adapt` | `mode: no-adapt` (the chip without the update: what adaptation buys) | the same |
 
 and reports its own end-of-training evaluation on the untouched test split (`eval.seed`, the
 test classes). Prints a JSON line per run (condition, seed, the primary metric before and after
@@ -37,6 +39,8 @@ from pcmmeta.errors import UserInputError
 from pcmmeta.recipe import load_recipe, validate
 from pcmmeta.train import mean_sem, start_run, train
 
+# inner rules whose update is blind SET pulses (the recipe itself is then the blind-pulse condition)
+BLIND_PULSE_RULES = ("blind-pulse", "planned-pulse", "quantized-sgd")
 CONDITIONS = ("32-bit", "4-bit", "chip", "blind-pulse", "no-adapt")
 LABELS = {
     "32-bit": "32-bit software (ideal)",
@@ -63,9 +67,13 @@ def condition_recipe(recipe: dict, condition: str) -> dict:
             out["inner"] = {"rule": "quantized-sgd", "steps": inner["steps"], "lr": inner["lr"]}
         elif inner["rule"] == "eprop-lsg":
             inner["update"] = "pulses"
-        else:
-            raise UserInputError(f"inner.rule {inner['rule']!r}: the blind-pulse condition needs reprogram-sgd or eprop-lsg")
-    elif condition != "chip":
+        elif inner["rule"] not in BLIND_PULSE_RULES:
+            raise UserInputError(f"inner.rule {inner['rule']!r}: no blind-pulse condition for it")
+    elif condition == "chip":
+        if inner["rule"] in BLIND_PULSE_RULES:
+            # the 32-bit condition's SGD (its steps, its float step size) as verified re-programming
+            out["inner"] = {"rule": "reprogram-sgd", "steps": inner["steps"], "lr": inner.get("ideal_lr", inner.get("lr"))}
+    else:
         raise UserInputError(f"--conditions: unknown condition {condition!r} (known: {', '.join(CONDITIONS)})")
     return validate(out, f"{recipe['name']} ({condition})")
 

@@ -140,3 +140,9 @@ def test_results_table_conditions_change_one_thing_each():
             assert (recipe["inner"] == base["inner"]) == (c != "blind-pulse"), c
         blind = got["blind-pulse"]["inner"]
         assert blind["rule"] == "quantized-sgd" or blind["update"] == "pulses"
+    sine = load_recipe(Path(__file__).parent.parent / "recipes" / "sine-quick.yaml")
+    got = {c: table.condition_recipe(sine, c) for c in table.CONDITIONS}
+    assert [got[c]["mode"] for c in table.CONDITIONS] == ["ideal", "quantized", "pcm", "pcm", "no-adapt"]
+    assert got["blind-pulse"]["inner"] == sine["inner"]  # the recipe's own blind pulses
+    chip = got["chip"]["inner"]
+    assert chip["rule"] == "reprogram-sgd" and (chip["steps"], chip["lr"]) == (sine["inner"]["steps"], sine["inner"]["ideal_lr"])
