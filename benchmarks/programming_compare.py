@@ -1,7 +1,7 @@
 """Single-shot vs write-verify (plain and its two stronger variants) vs learned programming on the
 same targets, per device.
 
-Usage: python benchmarks/programming_compare.py [--devices N] [--run RUN] [--only NAMES]
+Usage: python benchmarks/programming_compare.py [--devices N] [--run RUN] [--only NAMES] [--targets full,reach,run]
        [--curve-tolerances 0.3,0.8] [--plot-dir DIR] [--json]
 
 For each device (the default, `nandakumar2018-simplified`, and one fitted by `fit-device` from
@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--curve-tolerances", default="0.3,0.8", help="extra tolerances for the error-vs-time curve ('' for none)")
     parser.add_argument("--only", default="", help="comma-separated device names to run (default: all three, and --run's device)")
     parser.add_argument("--run", type=Path, default=None, help="a trained run: its conductances are a third target distribution (on its device)")
+    parser.add_argument("--targets", default="full,reach,run", help="target distributions to program: full, reach, run (with --run)")
     parser.add_argument("--plot-dir", type=Path, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -141,6 +142,7 @@ def main() -> None:
             t0 = time.perf_counter()
             run_policy = train_policy(jax.random.key(0), device, args.tolerance, 100, cost, settings, pool=pool)[0]
             print(f"policy calibrated on the run's conductances in {time.perf_counter() - t0:.0f} s", flush=True)
+        distributions = [d for d in distributions if d[0] in args.targets.split(",")]
         for short, label, target in distributions:
             methods = [
                 SingleShot(), WriteVerify(args.tolerance, 100), WriteVerifySetOnFlat(args.tolerance, 100), WriteVerifyBurst(args.tolerance, 100),
