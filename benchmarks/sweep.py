@@ -108,9 +108,16 @@ def main() -> None:
         sets = [parse_set(s) for s in args.sets]
         seeds = [int(s) for s in args.seeds.split(",")]
         configs = configurations(sets, args.grid, [parse_row(r) for r in args.rows])
-        recipes = {}
+        recipes, distinct = {}, []
         for config in configs:  # validate everything before the first (long) run
-            recipes[label(config)] = load_recipe(args.recipe, {**fixed, **config})
+            recipe = load_recipe(args.recipe, {**fixed, **config})
+            same = next((c for c in distinct if recipes[label(c)] == recipe), None)
+            if same is not None:  # e.g. a --set value that is the recipe's own: train it once
+                print(f"sweep.py: {label(config)} is the same recipe as {label(same)}: trained once", file=sys.stderr)
+                continue
+            recipes[label(config)] = recipe
+            distinct.append(config)
+        configs = distinct
     except (UserInputError, ValueError, yaml.YAMLError) as err:
         print(f"sweep.py: {err}", file=sys.stderr)
         sys.exit(2)

@@ -54,10 +54,12 @@ def test_sweep_chooses_on_the_validation_split(tmp_path):
     recipe.write_text(yaml.safe_dump(user))
     out = subprocess.run(
         [sys.executable, str(Path(__file__).parent.parent / "benchmarks" / "sweep.py"), "--recipe", str(recipe), "--seeds", "0",
-         "--runs-dir", str(tmp_path / "runs")],
+         "--runs-dir", str(tmp_path / "runs"), "--set", "train.iterations=2"],  # the recipe's own value
         capture_output=True, text=True, check=True, timeout=600,
     )
-    line = json.loads(out.stdout.splitlines()[0])
+    lines = [json.loads(text) for text in out.stdout.splitlines() if text.startswith("{")]
+    assert len(lines) == 1 and "trained once" in out.stderr  # the same recipe is not trained twice
+    line = lines[0]
     assert line["split"] == "validation"
     run_dir = Path(line["run_dir"])
     assert not (run_dir / "evaluation.json").exists()  # the test split was not looked at
