@@ -89,18 +89,29 @@ def _output_file(value: Optional[Path]) -> Optional[Path]:
     parent = value.parent
     if not parent.is_dir():
         raise typer.BadParameter(f"{safe_text(str(parent), 80)}: no such folder")
+    if str(value) == ".":  # what an empty value becomes as a Path
+        raise typer.BadParameter("empty or '.' (the current folder): expected a file name")
     if value.is_dir():
         raise typer.BadParameter(f"{safe_text(str(value), 80)}: is a folder, expected a file name")
     return value
 
 
-def _parse_floats(text: str, option: str) -> list[float]:
+def _parse_times(text: str, option: str) -> list[float]:
+    """Read times, s, comma-separated: each finite, ≥ 0 and ≤ the longest time a measurement
+    CSV may hold (nan passes every comparison, and a file fit-device refuses is no output)."""
+    import math
+
+    from .measurements import MAX_T_S
+
     values = []
     for part in text.split(","):
         try:
-            values.append(float(part))
+            value = float(part)
         except ValueError:
             fail(f"{option}: not a number: {part.strip()!r}")
+        if not (math.isfinite(value) and 0 <= value <= MAX_T_S):
+            fail(f"{option}: times must be ≥ 0 s and ≤ {MAX_T_S:g} s, got {part.strip()!r}")
+        values.append(value)
     return values
 
 
@@ -120,14 +131,14 @@ def prior_for(family: Optional[str], prior: Optional[str]):
 @app.command("fit-device")
 def fit_device_cmd(
     data: Annotated[list[Path], typer.Argument(help="Measurement CSVs: device_id,pulse,t_s,g_uS (docs/device-model.md).", show_default=False)],
-    out: Annotated[Path, typer.Option(help="Device YAML to write.")] = Path("fitted-device.yaml"),
+    out: Annotated[Path, typer.Option(callback=_output_file, help="Device YAML to write.")] = Path("fitted-device.yaml"),
     prior: Annotated[Optional[str], typer.Option(help="Device whose values stand for the parameters the data cannot constrain (default: the family's built-in device).", show_default=False)] = None,
     family: Annotated[Optional[str], typer.Option(help="Device family to fit: nandakumar2018 or joshi2020 (default: the --prior's family, else nandakumar2018).", show_default=False)] = None,
     name: Annotated[Optional[str], typer.Option(help="Name recorded in the device file (default: the file's stem).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples over devices for the standard errors.")] = 20,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the bootstrap.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimates as JSON instead of a table.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of data and fitted model.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(callback=_png_path, help="Write a PNG of data and fitted model.")] = None,
 ) -> None:
     """Fit the PCM device model to measurement CSVs and write a device YAML."""
     from .device import load_device
@@ -188,7 +199,7 @@ def fit_device_cmd(
 
 @app.command("simulate-measurements")
 def simulate_measurements_cmd(
-    out: Annotated[Path, typer.Option(help="CSV to write.")] = Path("simulated-measurements.csv"),
+    out: Annotated[Path, typer.Option(callback=_output_file, help="CSV to write.")] = Path("simulated-measurements.csv"),
     devices: Annotated[int, typer.Option(min=2, help="Number of simulated devices.")] = 200,
     device: Annotated[str, typer.Option(help="Built-in device name or device YAML to simulate.")] = "nandakumar2018",
     pulses: Annotated[int, typer.Option(min=1, help="SET pulses after the RESET, per device.")] = 20,
@@ -201,15 +212,15 @@ def simulate_measurements_cmd(
 ) -> None:
     """Write synthetic measurements from a device model, in fit-device's CSV format."""
     from .device import load_device
-    from .measurements import simulate_measurements, write_measurements
+    from .measurements import MIN_READ_TIMES, simulate_measurements, write_measurements
     from .seeds import seed_key
 
     if protocol not in ("repeated", "ragged"):
         fail(f"--protocol: 'repeated' or 'ragged', got {protocol!r}")
-    times = _parse_floats(read_times, "--read-times")
-    if min(times) < 0:
-        fail("--read-times: times must be ≥ 0 s")
-    drift_times = _parse_floats(drift_read_times, "--drift-read-times") if drift_read_times.strip() else []
+    times = _parse_times(read_times, "--read-times")
+    if len(set(times)) < MIN_READ_TIMES[protocol]:
+        fail(f"--read-times: the {protocol} protocol reads each event at {MIN_READ_TIMES[protocol]} or more distinct times, got {read_times!r}")
+    drift_times = _parse_times(drift_read_times, "--drift-read-times") if drift_read_times.strip() else []
     if drift_times and min(drift_times) <= max(times):
         fail("--drift-read-times: every drift read time must come after the last --read-times value")
     try:

@@ -13,9 +13,10 @@ import csv
 import difflib
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterator, Literal, NoReturn, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,10 @@ MIN_DEVICES = 2
 MAX_G_US = 1e6
 #: A read time beyond ~300 years is no retention measurement in seconds.
 MAX_T_S = 1e10
+#: SET pulses since a RESET: an accumulation saturates within tens to hundreds of pulses, so a
+#: million is no experiment; the fit keeps one slot per pulse index, and a larger index would
+#: only cost memory (1e30 would not fit an integer array at all).
+MAX_PULSE = 1_000_000
 
 
 @dataclass
@@ -80,43 +85,113 @@ def _parse_number(text: str, path: Path, line: int, column: str) -> float:
     return value
 
 
-def _read_one(path: Path) -> tuple[list[tuple[str, int, float, float, int]], list[str], list[str]]:
+def _read_text(path: Path) -> str:
+    """The text of a CSV the user gave; one line for a missing file, a folder or bytes that are
+    not UTF-8 (replacing them would turn a damaged number into a silently different one)."""
     if not path.exists():
         raise UserInputError(f"{path}: no such file")
     if not path.is_file():
         raise UserInputError(f"{path}: not a file")
+    data = path.read_bytes()
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise UserInputError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    rows = csv.reader(io.StringIO(text, newline=""))
-    header = next(rows, None)
-    while header is not None and not any(cell.strip() for cell in header):
-        header = next(rows, None)
-    if header is None:
+        line = data[: err.start].count(b"\n") + 1
+        raise UserInputError(f"{path}:{line}: not UTF-8 text (byte {err.start})") from None
+
+
+#: Control characters other than tab have no place in a text CSV: a NUL in a device id would
+#: silently make a new device, and they mark a binary or damaged file.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) of each non-blank CSV record, the line being where the record starts.
+
+    Refused, naming that line: a record the csv module cannot read (a field beyond its size
+    limit), a record over several lines (an unclosed quote swallows the rest of the file into
+    one field), and control characters."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise UserInputError(f"{path}:{start}: not readable as CSV: {err}") from None
+        if reader.line_num > start:
+            raise UserInputError(f"{path}:{start}: a quoted field runs on to line {reader.line_num} (an unclosed quote?)")
+        control = _CONTROL.search("".join(row))
+        if control is not None:
+            raise UserInputError(f"{path}:{start}: control character \\x{ord(control.group()):02x} in a field (a binary or damaged file?)")
+        if any(cell.strip() for cell in row):
+            yield start, row
+
+
+def _check_columns(path: Path, line: int, header: list[str], used: Sequence[str]) -> None:
+    """A column the reader uses must appear once: with two, which one holds the data is a guess."""
+    for column in used:
+        if header.count(column) > 1:
+            raise UserInputError(f"{path}:{line}: column '{column}' appears {header.count(column)} times in the header")
+
+
+def _check_width(path: Path, line: int, row: list[str], header: list[str]) -> None:
+    """Every row has the header's fields: a row with more or fewer is shifted or merged, and
+    its numbers would land in the wrong columns."""
+    if len(row) != len(header):
+        raise UserInputError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
+
+
+def _first_repeats(keys: Sequence, lines: Sequence[int]) -> tuple[list[int], list[tuple[int, int]], bool]:
+    """Indices of the first occurrence of each key, (line, line it repeats) of each repeat, and
+    whether every distinct key repeats (the file is copies of itself, not data)."""
+    first_line: dict = {}
+    unique, repeats, repeated = [], [], set()
+    for i, (key, line) in enumerate(zip(keys, lines)):
+        if key in first_line:
+            repeats.append((line, first_line[key]))
+            repeated.add(key)
+        else:
+            first_line[key] = line
+            unique.append(i)
+    return unique, repeats, bool(repeats) and len(repeated) == len(unique)
+
+
+def _refuse_copies(path: Path, repeats: list[tuple[int, int]]) -> NoReturn:
+    line, original = repeats[0]
+    raise UserInputError(
+        f"{path}: every row appears more than once (line {line} repeats line {original}): "
+        "the file is copies of itself, not data; keep one copy"
+    )
+
+
+def _read_one(path: Path) -> tuple[list[tuple[str, int, float, float, int]], list[str], list[str]]:
+    records_in = _csv_records(path, _read_text(path))
+    first = next(records_in, None)
+    if first is None:
         raise UserInputError(f"{path}: empty file (expected a header {','.join(COLUMNS)})")
-    header = [cell.strip() for cell in header]
+    header_line, header = first[0], [cell.strip() for cell in first[1]]
     index = {}
     for column in COLUMNS:
         if column not in header:
             close = difflib.get_close_matches(column, header, n=1)
             hint = f" (found '{close[0]}': misspelled?)" if close else f" (found: {', '.join(header)})"
-            raise UserInputError(f"{path}:1: missing column '{column}'{hint}")
+            raise UserInputError(f"{path}:{header_line}: missing column '{column}'{hint}")
         index[column] = header.index(column)
+    _check_columns(path, header_line, header, COLUMNS)
     extra = [h for h in header if h not in COLUMNS]
     records = []
-    for row in rows:
-        line = rows.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) < len(header):
-            raise UserInputError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
+    for line, row in records_in:
+        _check_width(path, line, row, header)
         device_id = row[index["device_id"]].strip()
         if not device_id:
             raise UserInputError(f"{path}:{line}: column 'device_id' is empty")
         pulse = _parse_number(row[index["pulse"]], path, line, "pulse")
-        if pulse < 0 or pulse != int(pulse):
-            raise UserInputError(f"{path}:{line}: column 'pulse' must be a whole number ≥ 0, got {row[index['pulse']]!r}")
+        if not 0 <= pulse <= MAX_PULSE or pulse != int(pulse):
+            raise UserInputError(
+                f"{path}:{line}: column 'pulse' must be a whole number from 0 to {MAX_PULSE:,}, got {row[index['pulse']].strip()!r}"
+            )
         t_s = _parse_number(row[index["t_s"]], path, line, "t_s")
         if not 0 <= t_s <= MAX_T_S:
             raise UserInputError(f"{path}:{line}: column 't_s' must be ≥ 0 s and ≤ {MAX_T_S:g} s, got {t_s:g}")
@@ -132,26 +207,20 @@ def _read_one(path: Path) -> tuple[list[tuple[str, int, float, float, int]], lis
     devices = {r[0] for r in records}
     if len(devices) < MIN_DEVICES:
         raise UserInputError(f"{path}: {len(devices)} device; fit-device needs reads of at least {MIN_DEVICES} devices per file")
-    # The same read written twice (a file concatenated with itself, a logger retry) would look
-    # like two reads without noise and pull the read-noise estimate to zero: keep the first.
-    first_line: dict[tuple, int] = {}
-    unique, duplicates = [], []
-    for record in records:
-        key = record[:4]
-        if key in first_line:
-            duplicates.append((record[4], first_line[key]))
-        else:
-            first_line[key] = record[4]
-            unique.append(record)
+    # The same read written twice (a logger retry) would look like two reads without noise and
+    # pull the read-noise estimate to zero: keep the first. When every row repeats, the file is
+    # copies of itself (concatenated with itself), and what it measured is not known: refuse.
+    unique, repeats, all_repeat = _first_repeats([r[:4] for r in records], [r[4] for r in records])
+    if all_repeat:
+        _refuse_copies(path, repeats)
     notes = []
-    if duplicates:
-        line, original = duplicates[0]
+    if repeats:
+        line, original = repeats[0]
         notes.append(
-            f"{path}: ignored {len(duplicates)} exact duplicate row(s) (same device_id, pulse, t_s, g_uS); "
+            f"{path}: ignored {len(repeats)} exact duplicate row(s) (same device_id, pulse, t_s, g_uS); "
             f"first: line {line} repeats line {original}"
         )
-    return unique, extra, notes
-    return records, extra
+    return [records[i] for i in unique], extra, notes
 
 
 def read_measurements(paths: Sequence[str | Path]) -> Measurements:
@@ -193,6 +262,10 @@ def read_measurements(paths: Sequence[str | Path]) -> Measurements:
 DEFAULT_READ_TIMES = (2.0, 10.0, 30.0)
 DEFAULT_DRIFT_READ_TIMES = (100.0, 1000.0, 10000.0)
 Protocol = Literal["repeated", "ragged"]
+#: Distinct read times after each programming event that a protocol needs: "repeated" is
+#: several reads of every event (read noise and drift from each one), which one time is not;
+#: "ragged" reads each event once, at the first.
+MIN_READ_TIMES = {"repeated": 2, "ragged": 1}
 
 
 def simulate_measurements(
@@ -302,31 +375,29 @@ def read_columns_csv(path: str | Path, choices: list[tuple[str, ...]], what: str
     order, other columns ignored, blank lines skipped). Raises `UserInputError` naming file,
     line and column."""
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"{path}: no such file")
-    text = path.read_bytes().decode("utf-8-sig", errors="replace")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in next(reader, [])]
+    records = _csv_records(path, _read_text(path))
+    header_line, header = next(records, (1, []))
+    header = [h.strip() for h in header]
     chosen = next((c for c in choices if all(col in header for col in c)), None)
     if chosen is None:
         wanted = " or ".join(",".join(c) for c in choices)
         missing = next(col for col in choices[0] if col not in header)
         hint = f"missing column '{missing}'" if len(choices) == 1 else f"expected columns {wanted}"
-        raise UserInputError(f"{path}:1: {hint} (found: {', '.join(header) or 'nothing'})")
+        raise UserInputError(f"{path}:{header_line}: {hint} (found: {', '.join(header) or 'nothing'})")
+    _check_columns(path, header_line, header, chosen)
     index = {col: header.index(col) for col in chosen}
     out: dict[str, list[float]] = {col: [] for col in chosen}
-    for row in reader:
-        if not any(c.strip() for c in row):
-            continue
-        line = reader.line_num
+    lines = []
+    for line, row in records:
+        _check_width(path, line, row, header)
         for col, idx in index.items():
-            try:
-                value = float(row[idx])
-            except (ValueError, IndexError):
-                raise UserInputError(f"{path}:{line}: column '{col}' is not a number") from None
-            if not math.isfinite(value):
-                raise UserInputError(f"{path}:{line}: column '{col}' must be finite")
-            out[col].append(value)
-    if not out[chosen[0]]:
+            out[col].append(_parse_number(row[idx], path, line, col))
+        lines.append(line)
+    if not lines:
         raise UserInputError(f"{path}: no {what} after the header")
+    # A file whose every row repeats is copies of one set (a file concatenated with itself):
+    # each example would count twice.
+    _, repeats, all_repeat = _first_repeats(list(zip(*out.values())), lines)
+    if all_repeat:
+        _refuse_copies(path, repeats)
     return out
