@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/results_table.py --recipe recipes/ortner-glyphs-quick.yaml --seeds 0,1,2 \\
-        [--conditions 32-bit,4-bit,chip,blind-pulse,no-adapt] [--runs-dir runs-results] [--out lines.jsonl]
+        [--conditions 32-bit,4-bit,chip,blind-pulse,no-adapt] [--set blind-pulse:inner.lr=0.3] \\
+        [--runs-dir runs-results] [--out lines.jsonl]
     python benchmarks/results_table.py --table lines.jsonl [more.jsonl …]   # the table of earlier runs
 
 The recipe is one of the `ortner-*` recipes (Ortner et al.'s setting: joshi2020, 4-bit offline
@@ -24,7 +25,9 @@ test classes). Prints a JSON line per run (condition, seed, the primary metric b
 adaptation, the family's baselines on the same tasks), then the table: per condition the metric
 before and after adaptation, mean ± s.e. over seeds (each seed: the mean over the test tasks),
 and the baselines (raw-pixel nearest neighbour and chance for images, not moving for the arm).
-Hyperparameters are not chosen here: this script only reports.
+Hyperparameters are not chosen here: this script only reports. A key a condition needs of its
+own (the blind-pulse condition's inner lr: a blind pulse is not a verified step) is chosen on the
+validation split with `sweep.py --condition NAME` and given here as `--set NAME:KEY=VALUE`.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from pcmmeta.errors import UserInputError
-from pcmmeta.recipe import load_recipe, validate
+from pcmmeta.recipe import load_recipe, validate, with_overrides
 from pcmmeta.train import mean_sem, start_run, train
 
 # inner rules whose update is blind SET pulses (the recipe itself is then the blind-pulse condition)
@@ -51,8 +56,9 @@ LABELS = {
 }
 
 
-def condition_recipe(recipe: dict, condition: str) -> dict:
-    """The recipe (validated) with the one change a condition makes."""
+def condition_recipe(recipe: dict, condition: str, overrides: dict | None = None) -> dict:
+    """The recipe (validated) with the one change a condition makes, then `overrides` (dotted
+    keys: a key chosen for this condition on the validation split, e.g. its inner lr)."""
     out = json.loads(json.dumps(recipe))
     out["name"] = f"{recipe['name']}-{condition}"
     inner = out["inner"]
@@ -75,7 +81,21 @@ def condition_recipe(recipe: dict, condition: str) -> dict:
             out["inner"] = {"rule": "reprogram-sgd", "steps": inner["steps"], "lr": inner.get("ideal_lr", inner.get("lr"))}
     else:
         raise UserInputError(f"--conditions: unknown condition {condition!r} (known: {', '.join(CONDITIONS)})")
-    return validate(out, f"{recipe['name']} ({condition})")
+    return validate(with_overrides(out, overrides or {}), f"{recipe['name']} ({condition})")
+
+
+def parse_condition_sets(texts: list[str]) -> dict[str, dict]:
+    """['blind-pulse:inner.lr=0.3', …] → {'blind-pulse': {'inner.lr': 0.3}} (values read as YAML)."""
+    out: dict[str, dict] = {}
+    for text in texts:
+        condition, sep, assignment = text.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not (sep and eq and key):
+            raise UserInputError(f"--set {text!r}: expected CONDITION:KEY=VALUE (e.g. blind-pulse:inner.lr=0.3)")
+        if condition not in CONDITIONS:
+            raise UserInputError(f"--set {text!r}: unknown condition {condition!r} (known: {', '.join(CONDITIONS)})")
+        out.setdefault(condition, {})[key] = yaml.safe_load(value)
+    return out
 
 
 def fmt(mean: float, sem: float) -> str:
@@ -116,6 +136,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
     parser.add_argument("--iterations", type=int, default=None, help="override train.iterations (say so beside any figure)")
+    parser.add_argument("--set", action="append", default=[], dest="sets", metavar="CONDITION:KEY=VALUE",
+                        help="a key of one condition, chosen on the validation split (sweep.py --condition); repeatable")
     parser.add_argument("--runs-dir", default="runs-results")
     parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
     parser.add_argument("--table", nargs="+", default=None, metavar="JSONL", help="train nothing: the table of earlier runs' --out files")
@@ -133,8 +155,9 @@ def main() -> None:
             raise UserInputError("--recipe is needed (or --table)")
         base = load_recipe(args.recipe, {} if args.iterations is None else {"train.iterations": args.iterations})
         seeds = [int(s) for s in args.seeds.split(",")]
-        recipes = {c: condition_recipe(base, c) for c in args.conditions.split(",")}
-    except (UserInputError, ValueError) as err:
+        sets = parse_condition_sets(args.sets)
+        recipes = {c: condition_recipe(base, c, sets.get(c)) for c in args.conditions.split(",")}
+    except (UserInputError, ValueError, yaml.YAMLError) as err:
         print(f"results_table.py: {err}", file=sys.stderr)
         sys.exit(2)
     lines = []

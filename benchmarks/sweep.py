@@ -4,7 +4,7 @@ Usage:
     python benchmarks/sweep.py --recipe recipes/sine.yaml \\
         --set inner.pulse_threshold=0.01,0.02,0.04 --set maml.tasks_per_chip=1,4,16 \\
         [--row "inner.rule=planned-pulse train.iterations=13000"] \\
-        --seeds 0,1,2 [--iterations 400] [--grid] [--runs-dir runs-sweep] [--out sweep.jsonl]
+        --seeds 0,1,2 [--iterations 400] [--grid] [--condition blind-pulse] [--runs-dir runs-sweep] [--out sweep.jsonl]
     python benchmarks/sweep.py --table sweep.jsonl more-seeds.jsonl   # earlier runs' table, together
 
 Each `--set KEY=V1,V2,…` names a dotted recipe key and its values (each read as YAML, so
@@ -21,7 +21,9 @@ every configuration runs the same seeds, so the test is paired — per seed d = 
 row's metric, and "better"/"worse" when |mean d| > t(0.975, n − 1)·sd(d)/√n (Student's t, two
 sided, 5 %), else "no difference"; fewer than 3 seeds give no verdict. A run that fails (NaN
 loss, a recipe that does not fit) is a row marked failed; Ctrl-C prints the table so far. Adopt in
-a recipe only what is "better".
+a recipe only what is "better". `--condition NAME` sweeps one of `results_table.py`'s conditions
+of the recipe (its change applied first, e.g. `blind-pulse`: the same update as blind SET pulses),
+for a key that condition needs of its own (given to `results_table.py` as `--set NAME:KEY=VALUE`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from pathlib import Path
 
 import yaml
 from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_table.py beside this script
+from results_table import condition_recipe  # noqa: E402
 
 from pcmmeta.errors import UserInputError
 from pcmmeta.recipe import load_recipe
@@ -88,6 +93,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--iterations", type=int, default=None, help="override train.iterations")
     parser.add_argument("--grid", action="store_true")
+    parser.add_argument("--condition", default=None, help="sweep one of results_table.py's conditions of the recipe (e.g. blind-pulse)")
     parser.add_argument("--runs-dir", default="runs-sweep")
     parser.add_argument("--out", default=None, help="also append the JSON lines to this file")
     parser.add_argument("--table", nargs="+", default=None, metavar="JSONL", help="train nothing: the table of earlier sweeps' --out files together")
@@ -110,7 +116,10 @@ def main() -> None:
         configs = configurations(sets, args.grid, [parse_row(r) for r in args.rows])
         recipes, distinct = {}, []
         for config in configs:  # validate everything before the first (long) run
-            recipe = load_recipe(args.recipe, {**fixed, **config})
+            if args.condition is None:
+                recipe = load_recipe(args.recipe, {**fixed, **config})
+            else:  # results_table.py's condition first, then the configuration's keys
+                recipe = condition_recipe(load_recipe(args.recipe, fixed), args.condition, config)
             same = next((c for c in distinct if recipes[label(c)] == recipe), None)
             if same is not None:  # e.g. a --set value that is the recipe's own: train it once
                 print(f"sweep.py: {label(config)} is the same recipe as {label(same)}: trained once", file=sys.stderr)
