@@ -72,6 +72,21 @@ def _positive_finite(value: float) -> float:
     return value
 
 
+def _input_path(value: str) -> Path:
+    """typer parser of a file or folder to read: an empty value would become '.' (the current
+    folder) and be answered about '.', not about the flag."""
+    if value == "":
+        raise typer.BadParameter("empty: give a file or folder name")
+    return Path(value)
+
+
+def _name_or_path(value: str) -> str:
+    """typer parser of a built-in name or a file (--device, --prior, --targets): not empty."""
+    if value == "":
+        raise typer.BadParameter("empty: give a built-in name or a file")
+    return value
+
+
 def _png_path(value: Optional[Path]) -> Optional[Path]:
     """typer callback: a PNG to write — ends in .png, in a folder that exists, not a folder itself."""
     if value is None:
@@ -115,6 +130,12 @@ def _parse_times(text: str, option: str) -> list[float]:
     return values
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the flag of parameter `name` was given on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer may vendor click)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def prior_for(family: Optional[str], prior: Optional[str]):
     """fit-device's prior: --prior, else the built-in device of --family; a prior of another
     family than --family is refused."""
@@ -130,9 +151,9 @@ def prior_for(family: Optional[str], prior: Optional[str]):
 
 @app.command("fit-device")
 def fit_device_cmd(
-    data: Annotated[list[Path], typer.Argument(help="Measurement CSVs: device_id,pulse,t_s,g_uS (docs/device-model.md).", show_default=False)],
+    data: Annotated[list[Path], typer.Argument(parser=_input_path, help="Measurement CSVs: device_id,pulse,t_s,g_uS (docs/device-model.md).", show_default=False)],
     out: Annotated[Path, typer.Option(callback=_output_file, help="Device YAML to write.")] = Path("fitted-device.yaml"),
-    prior: Annotated[Optional[str], typer.Option(help="Device whose values stand for the parameters the data cannot constrain (default: the family's built-in device).", show_default=False)] = None,
+    prior: Annotated[Optional[str], typer.Option(parser=_name_or_path, help="Device whose values stand for the parameters the data cannot constrain (default: the family's built-in device).", show_default=False)] = None,
     family: Annotated[Optional[str], typer.Option(help="Device family to fit: nandakumar2018 or joshi2020 (default: the --prior's family, else nandakumar2018).", show_default=False)] = None,
     name: Annotated[Optional[str], typer.Option(help="Name recorded in the device file (default: the file's stem).")] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples over devices for the standard errors.")] = 20,
@@ -201,7 +222,7 @@ def fit_device_cmd(
 def simulate_measurements_cmd(
     out: Annotated[Path, typer.Option(callback=_output_file, help="CSV to write.")] = Path("simulated-measurements.csv"),
     devices: Annotated[int, typer.Option(min=2, help="Number of simulated devices.")] = 200,
-    device: Annotated[str, typer.Option(help="Built-in device name or device YAML to simulate.")] = "nandakumar2018",
+    device: Annotated[str, typer.Option(parser=_name_or_path, help="Built-in device name or device YAML to simulate.")] = "nandakumar2018",
     pulses: Annotated[int, typer.Option(min=1, help="SET pulses after the RESET, per device.")] = 20,
     read_times: Annotated[str, typer.Option(help="Read times after every programming event, s, comma-separated.")] = "2,10,30",
     drift_read_times: Annotated[str, typer.Option(help="Extra, later read times after the RESET, every --drift-every-th pulse and the last, s.")] = "100,1000,10000",
@@ -223,7 +244,15 @@ def simulate_measurements_cmd(
     drift_times = _parse_times(drift_read_times, "--drift-read-times") if drift_read_times.strip() else []
     if drift_times and min(drift_times) <= max(times):
         fail("--drift-read-times: every drift read time must come after the last --read-times value")
-    try:
+    from .measurements import simulation_bytes
+    from .memory import refuse_if_too_large
+
+    try:  # before anything is allocated: the reads of every device, event and time
+        n_times = len(times) + len(drift_times)
+        refuse_if_too_large(
+            simulation_bytes(devices, pulses, n_times), f"--devices {devices}, --pulses {pulses}",
+            f"simulating {devices:,} devices × {pulses + 1:,} events × {n_times} read times", "reduce --devices or --pulses",
+        )
         model = load_device(device)
     except UserInputError as err:
         fail(str(err))
@@ -258,10 +287,10 @@ def _evaluation_table(title: str, ev: dict) -> Table:
 
 @app.command("meta-train")
 def meta_train_cmd(
-    recipe: Annotated[Optional[Path], typer.Argument(help="Recipe YAML (docs/recipes.md). Not needed with --resume.", show_default=False)] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Folder of run directories.")] = Path("runs"),
+    recipe: Annotated[Optional[Path], typer.Argument(parser=_input_path, help="Recipe YAML (docs/recipes.md). Not needed with --resume.", show_default=False)] = None,
+    runs_dir: Annotated[Path, typer.Option(parser=_input_path, help="Folder of run directories.")] = Path("runs"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue a run from its last checkpoint (the latest run unless --run).")] = False,
-    run: Annotated[Optional[Path], typer.Option(help="Run directory to resume.")] = None,
+    run: Annotated[Optional[Path], typer.Option(parser=_input_path, help="Run directory to resume.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final evaluation as JSON.")] = False,
 ) -> None:
     """Meta-train a network on PCM synapses with MAML (the recipe names network, task family,
@@ -284,6 +313,9 @@ def meta_train_cmd(
                 fail("give a recipe (e.g. recipes/sine-quick.yaml), or --resume")
             recipe_dict = load_recipe(recipe)
         origin = str(run_dir / "recipe.yaml") if resume else str(recipe)
+        from .memory import check_dataset_memory
+
+        check_dataset_memory(recipe_dict, origin)  # the built-in glyphs are generated while the experiment is built
         experiment = build_experiment(recipe_dict, check_memory=origin)  # device, data, memory: errors before any file is written
         if resume and (run_dir / "checkpoint.eqx").exists():  # a damaged checkpoint: one line before any output
             load_checkpoint(run_dir / "checkpoint.eqx", init_state(experiment, make_optimizer(experiment.train)))
@@ -368,8 +400,8 @@ def meta_train_cmd(
 
 
 # ------------------------------------------------------------------ the chip after training
-RunOption = Annotated[Optional[Path], typer.Option("--run", help="Run directory (default: the latest run).")]
-RunsDirOption = Annotated[Path, typer.Option(help="Folder of run directories.")]
+RunOption = Annotated[Optional[Path], typer.Option("--run", parser=_input_path, help="Run directory (default: the latest run).")]
+RunsDirOption = Annotated[Path, typer.Option(parser=_input_path, help="Folder of run directories.")]
 
 
 def _figure_table(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -449,9 +481,9 @@ def _policy_trainer(device, tolerance: float, max_pulses: int, cost, iterations:
 
 @app.command("learn-programming")
 def learn_programming_cmd(
-    device: Annotated[str, typer.Option(help="Built-in device name or device YAML (fit-device).")] = "nandakumar2018",
+    device: Annotated[str, typer.Option(parser=_name_or_path, help="Built-in device name or device YAML (fit-device).")] = "nandakumar2018",
     out: Annotated[Optional[Path], typer.Option(callback=_output_file, help="Policy file to write (default: the cache that `deploy --method learned` reads).")] = None,
-    targets: Annotated[str, typer.Option(help="Training targets: 'uniform' over [g_min, g_max], or a run folder (its trained conductances).")] = "uniform",
+    targets: Annotated[str, typer.Option(parser=_name_or_path, help="Training targets: 'uniform' over [g_min, g_max], or a run folder (its trained conductances).")] = "uniform",
     tolerance: ToleranceOption = 0.5,
     max_pulses: MaxPulsesOption = 100,
     iterations: Annotated[int, typer.Option(min=1, max=100, help="Calibration steps: each plans the policy for a price of precision and simulates it against write-verify.")] = 8,
@@ -532,7 +564,7 @@ def deploy_cmd(
     method: Annotated[str, typer.Option(help="write-verify (iterative), write-verify-set-on-flat (SET instead of RESET on an overshoot where the SET law is flat), write-verify-burst (also an open-loop burst after each RESET), single-shot (mean pulse count, no verify) or learned (write-verify with a learned policy's blind bursts; `learn-programming`).")] = "write-verify",
     tolerance: ToleranceOption = 0.5,
     max_pulses: MaxPulsesOption = 100,
-    policy: Annotated[Optional[Path], typer.Option(help="Policy file for --method learned (default: the cached one for this device, trained on first use).")] = None,
+    policy: Annotated[Optional[Path], typer.Option(parser=_input_path, help="Policy file for --method learned (default: the cached one for this device, trained on first use).")] = None,
     force_policy: Annotated[bool, typer.Option("--force-policy", help="Use --policy even if it was trained for other device parameters, tolerance or budget.")] = False,
     compare: Annotated[bool, typer.Option("--compare", help="Program the run's targets with every method and compare them (writes no array).")] = False,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of the programming noise.")] = 0,
@@ -622,13 +654,14 @@ def _deploy_compare(run_dir, network, device, tolerance, max_pulses, policy, cos
 
 @app.command("adapt")
 def adapt_cmd(
+    ctx: typer.Context,
     run: RunOption = None,
     runs_dir: RunsDirOption = Path("runs"),
     steps: Annotated[Optional[int], typer.Option("--steps", "--pulses", min=1, max=20, help="Inner steps on chip: pulse rounds (blind-pulse) or SGD steps (quantized-sgd). Default: the recipe's.")] = None,
     at_hours: Annotated[float, typer.Option(min=0.0, max=MAX_HOURS, callback=_finite, help="Time since deployment of the adaptation, h.")] = 1.0,
     task_seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the new task (sampled from the recipe's held-out tasks).")] = 0,
     shots: Annotated[Optional[int], typer.Option(min=1, max=MAX_SHOTS, help="Support examples K, per class for classification (default: the recipe's).")] = None,
-    support: Annotated[Optional[Path], typer.Option(help="Your own support set: a CSV with columns x,y (regression) or a folder of N class folders of images (classification). The query set is then the support set.")] = None,
+    support: Annotated[Optional[Path], typer.Option(parser=_input_path, help="Your own support set: a CSV with columns x,y (regression) or a folder of N class folders of images (classification). The query set is then the support set.")] = None,
     energy_pj: Annotated[float, typer.Option(min=0.0, callback=_finite, help="Energy per SET pulse, pJ.")] = 10.0,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -637,6 +670,10 @@ def adapt_cmd(
     """Adapt the deployed array to one new task with the recipe's inner rule on the head."""
     from .chip import adapt
 
+    if support is not None:  # the file is the task: its size and content, no sampled task
+        given = [f"--{n.replace('_', '-')}" for n in ("shots", "task_seed") if _given(ctx, n)]
+        if given:
+            fail(f"{' and '.join(given)}: not used with --support (the task and its support examples are the file's); leave {'them' if len(given) > 1 else 'it'} out")
     run_dir, exp, network, array = _load_deployed(run, runs_dir)
     try:
         report = adapt(
@@ -704,6 +741,13 @@ def drift_eval_cmd(
     hour_list = _parse_hours(hours)
     run_dir, exp, network, array = _load_deployed(run, runs_dir)
     n_steps = steps if steps is not None else exp.meta.rule.steps
+    from .memory import estimate_evaluation_memory, refuse_if_too_large
+
+    try:  # every task is evaluated in one call
+        estimate = estimate_evaluation_memory(exp, network, tasks)
+        refuse_if_too_large(estimate.total, f"--tasks {tasks}", f"evaluating {tasks:,} tasks of {run_dir.name} at once", f"{estimate.dominant}; reduce --tasks")
+    except UserInputError as err:
+        fail(str(err))
     metric = exp.family.metric
     with progress_bar() as bar:
         task = bar.add_task("drift-eval", total=len(hour_list) * len(CONDITIONS), info="")

@@ -34,6 +34,13 @@ FLOAT32_MAX = 3.4028234663852886e38
 #: options), then letters, digits and `_ . + -` — no '/', no '..' path, nothing a shell quotes.
 NAME_PATTERN = re.compile(r"[^\W][\w.+-]{0,79}")
 
+#: The longest text value a recipe may hold, characters: a path longer than Linux's PATH_MAX
+#: (4096 bytes) cannot be opened, and a longer value would only be copied into every message.
+MAX_TEXT = 4096
+#: C0 controls and DEL: no name or path a user means holds them (a NUL cannot be passed to the
+#: operating system at all), and in a message they would move the cursor or clear the screen.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
 
 def check_name(value: Any, where: str) -> str:
     """`value` if it is safe as part of a file name (`NAME_PATTERN`), else `UserInputError`."""
@@ -42,6 +49,31 @@ def check_name(value: Any, where: str) -> str:
             f"{where}: must be a file name of at most 80 letters, digits and _ . + - (starting with a letter or digit, no '..'), got {short_repr(value)}"
         )
     return value
+
+
+def check_text(value: Any, where: str) -> str:
+    """`value` if it is a non-empty string of at most `MAX_TEXT` characters without control
+    characters, else `UserInputError` naming `where`."""
+    if not isinstance(value, str) or not value:
+        raise UserInputError(f"{where}: must be a non-empty string, got {short_repr(value)}")
+    if len(value) > MAX_TEXT:
+        raise UserInputError(f"{where}: at most {MAX_TEXT} characters, got {len(value)}")
+    bad = CONTROL_CHARACTERS.search(value)
+    if bad:
+        raise UserInputError(f"{where}: control character {bad.group()!r} at position {bad.start()}; give a name or path without control characters")
+    return value
+
+
+def _check_bounds(field: Field, value: float, where: str, what: str = "", given: Any = None) -> None:
+    """`field`'s bounds on one number; `what` says which (for lists: 'every value '), `given`
+    is what the message shows (the whole list; default the number)."""
+    shown = short_repr(value if given is None else given)
+    if field.positive and not value > 0:
+        raise UserInputError(f"{where}: {what}must be > 0, got {shown}")
+    if field.low is not None and value < field.low:
+        raise UserInputError(f"{where}: {what}must be ≥ {field.low:g}, got {shown}")
+    if field.high is not None and value > field.high:
+        raise UserInputError(f"{where}: {what}must be ≤ {field.high:g}, got {shown}")
 
 
 def _number(value: Any) -> bool:
@@ -54,9 +86,7 @@ def check(field: Field, value: Any, where: str) -> Any:
     if kind == "path" and value is None:
         return None
     if kind in ("str", "path"):
-        if not isinstance(value, str) or not value:
-            raise UserInputError(f"{where}: must be a non-empty string, got {short_repr(value)}")
-        return value
+        return check_text(value, where)
     if kind == "bool":
         if not isinstance(value, bool):
             raise UserInputError(f"{where}: must be true or false, got {short_repr(value)}")
@@ -76,6 +106,8 @@ def check(field: Field, value: Any, where: str) -> Any:
         if not ok:
             count = f"{n} integers" if n else "a list of integers"
             raise UserInputError(f"{where}: must be {count} ≥ 1, got {short_repr(value)}")
+        for v in value:
+            _check_bounds(field, v, where, "every value ", value)
         return list(value)
     if kind == "floats":
         n = field.length
@@ -99,10 +131,5 @@ def check(field: Field, value: Any, where: str) -> Any:
         if not _number(value):
             raise UserInputError(f"{where}: must be a finite number, got {short_repr(value)}")
         value = float(value)
-    if field.positive and not value > 0:
-        raise UserInputError(f"{where}: must be > 0, got {short_repr(value)}")
-    if field.low is not None and value < field.low:
-        raise UserInputError(f"{where}: must be ≥ {field.low:g}, got {short_repr(value)}")
-    if field.high is not None and value > field.high:
-        raise UserInputError(f"{where}: must be ≤ {field.high:g}, got {short_repr(value)}")
+    _check_bounds(field, value, where)
     return value

@@ -41,6 +41,11 @@ CHIP_BYTES_PER_DEVICE = 32
 CHIP_BYTES_PER_DEVICE_BACKWARD = 48
 #: Tasks per evaluation call (`train.evaluate`).
 EVAL_CHUNK = 50
+#: Peak bytes per drawing while the built-in glyphs are generated and split (`pcmmeta.imagedata`):
+#: the uint8 drawing (784 B), its float32 copies in the full set, the two class splits and the
+#: rounding back to uint8 (4 × 3136 B), the family's uint8 copies (2 × 784 B), control points
+#: (256 B): ≈ 15 kB, rounded up.
+GLYPH_BYTES_PER_DRAWING = 16 * 2**10
 ENV_LIMIT = "PCMMETA_MEMORY_LIMIT"
 
 
@@ -57,6 +62,7 @@ class MemoryEstimate:
     total: int  # bytes
     parts: dict[str, int]  # what → bytes
     dominant: str  # the largest part, with the recipe keys it grows with
+    largest: str = ""  # the largest part, bytes and what it is, without the keys
 
     def describe(self) -> str:
         return f"{fmt_bytes(self.total)} ({self.dominant})"
@@ -67,8 +73,19 @@ def _tree_bytes(tree) -> int:
     return sum(math.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves(tree) if hasattr(a, "shape") and hasattr(a, "dtype"))
 
 
-def estimate_training_memory(recipe: dict, family, device) -> MemoryEstimate:
-    """Peak bytes of meta-training the validated `recipe` with this task family and device."""
+def _sampled_bytes(family, n_tasks: int, key: str, origin: str) -> int:
+    """Bytes of `n_tasks` tasks of `family`, traced (shapes only). A draw too large for
+    `pcmmeta.noise` (more than 2^32 numbers) fails while tracing; it grows with the number of
+    tasks alone here (one task traced fine), so it is the key's value that is refused."""
+    try:
+        return _tree_bytes(eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), n_tasks)))
+    except ValueError as err:
+        raise UserInputError(f"{origin}: '{key}' = {n_tasks}: too many tasks of this size to draw at once ({err}); reduce {key} or the task sizes") from None
+
+
+def estimate_training_memory(recipe: dict, family, device, origin: str = "recipe") -> MemoryEstimate:
+    """Peak bytes of meta-training the validated `recipe` with this task family and device,
+    including the final evaluation (its held-out tasks are sampled all at once)."""
     from .networks import NETWORKS
 
     section = recipe["network"]
@@ -88,11 +105,14 @@ def estimate_training_memory(recipe: dict, family, device) -> MemoryEstimate:
     train_act += chunk * n_devices * CHIP_BYTES_PER_DEVICE_BACKWARD
     eval_act = cls.activation_bytes(section, family, device, support, query, eval_chunk, backward=False)
     eval_act += eval_chunk * n_devices * CHIP_BYTES_PER_DEVICE
-    tasks = _tree_bytes(eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), train["meta_batch"])))
+    # A meta-batch is sampled inside the compiled step (with its chunked copy: ×2); the held-out
+    # set is sampled in one program and copied to NumPy (×2) before it is evaluated chunk by chunk.
+    tasks = _sampled_bytes(family, train["meta_batch"], "train.meta_batch", origin)
+    held_out = _sampled_bytes(family, evaluation["tasks"], "eval.tasks", origin)
     parts = {
         "runtime": RUNTIME_BYTES,
         "parameters": PARAMETER_COPIES * params,
-        "data": _tree_bytes(family) + 2 * tasks,
+        "data": _tree_bytes(family) + 2 * tasks + 2 * held_out,
         "activations": int(cls.ACTIVATION_OVERHEAD * max(train_act, eval_act)),
     }
     kind = section["kind"]
@@ -103,11 +123,125 @@ def estimate_training_memory(recipe: dict, family, device) -> MemoryEstimate:
             else f"{kind} activations of a {eval_chunk}-task evaluation chunk: reduce eval.tasks or task or network sizes"
         ),
         "parameters": f"parameters ×{PARAMETER_COPIES}: reduce the network sizes",
-        "data": "task data: reduce train.meta_batch or task sizes",
+        "data": (
+            "task data: reduce train.meta_batch or task sizes"
+            if tasks >= held_out
+            else "held-out task data: reduce eval.tasks or task sizes"
+        ),
         "runtime": "the runtime",
     }
     top = max(parts, key=parts.get)
-    return MemoryEstimate(sum(parts.values()), parts, f"{fmt_bytes(parts[top])} {labels[top]}")
+    largest = f"{fmt_bytes(parts[top])} {labels[top].split(':')[0]}"
+    return MemoryEstimate(sum(parts.values()), parts, f"{fmt_bytes(parts[top])} {labels[top]}", largest)
+
+
+#: The recipe keys each part of the estimate grows with ("network.", "task.": every size key of
+#: the section's plug-in), for naming the one a refused recipe sets furthest above its default.
+PART_KEYS = {
+    "activations": ("network.", "task.", "train.chunk_tasks", "maml.tasks_per_chip"),
+    "parameters": ("network.", "task."),
+    "data": ("task.", "train.meta_batch", "eval.tasks"),
+    "runtime": (),
+}
+
+
+def _size_keys(recipe: dict) -> list[tuple[str, object, object]]:
+    """(dotted key, value, default) of every integer key of the validated recipe's schema."""
+    from .recipe import PLUGIN_SECTIONS, SCHEMA, plugin_schema
+
+    out = []
+
+    def walk(schema: dict, values: dict, prefix: str) -> None:
+        for key, spec in schema.items():
+            if prefix == "" and key in PLUGIN_SECTIONS:
+                walk(plugin_schema(key, values[key][PLUGIN_SECTIONS[key][0]]), values[key], f"{key}.")
+            elif isinstance(spec, dict):
+                walk(spec, values[key], f"{prefix}{key}.")
+            elif spec.kind in ("int", "ints") and key in values:
+                out.append((f"{prefix}{key}", values[key], spec.default))
+
+    walk(SCHEMA, recipe, "")
+    return out
+
+
+def _growth(value, default) -> float:
+    """How far a size is above its default, as a ratio (of the largest entry, for a list)."""
+    values = value if isinstance(value, list) else [value]
+    defaults = default if isinstance(default, list) else [default] * len(values)
+    return max(v / max(d, 1) for v, d in zip(values, defaults))
+
+
+def largest_size(recipe: dict, part: str) -> str | None:
+    """The key of `part` (see `PART_KEYS`) the recipe sets furthest above its default, as
+    "'key' = value"; None when none is above its default."""
+    keys = PART_KEYS[part]
+    grown = [(k, v, d) for k, v, d in _size_keys(recipe) if any(k == p or (p.endswith(".") and k.startswith(p)) for p in keys)]
+    grown = [(k, v, d) for k, v, d in grown if _growth(v, d) > 1]
+    if not grown:
+        return None
+    key, value, default = max(grown, key=lambda kvd: _growth(kvd[1], kvd[2]))
+    return f"'{key}' = {value}"
+
+
+def dataset_bytes(task: dict) -> int:
+    """Peak bytes of building the task family's data from the validated recipe's `task` section,
+    known before it is built: the built-in glyphs (glyph_classes × glyph_drawings drawings). The
+    other families draw their tasks on the fly, and a folder of images is as large as its files."""
+    if task["family"] == "images" and task.get("data") is None:
+        return task["glyph_classes"] * task["glyph_drawings"] * GLYPH_BYTES_PER_DRAWING
+    return 0
+
+
+def check_dataset_memory(recipe: dict, origin: str) -> int:
+    """Refuse (naming the keys) a recipe whose task data alone would not fit in memory, before
+    the family generates it; return the estimate, bytes."""
+    need = dataset_bytes(recipe["task"])
+    if need:
+        task = recipe["task"]
+        refuse_if_too_large(
+            RUNTIME_BYTES + need, f"{origin}: 'task.glyph_classes' = {task['glyph_classes']} × 'task.glyph_drawings' = {task['glyph_drawings']}",
+            "the built-in glyphs", "reduce task.glyph_classes or task.glyph_drawings",
+        )
+    return need
+
+
+def estimate_evaluation_memory(exp, network, n_tasks: int) -> MemoryEstimate:
+    """Peak bytes of evaluating `n_tasks` held-out tasks of the experiment in one call, each
+    task on its own read of the chip (`chip.drift_table`): the tasks (sampled, then copied to
+    NumPy), the network's forward activations and every task's chip reads. The head's inner
+    steps (adapted conditions) keep head-sized arrays only: not counted."""
+    family = exp.eval_family
+    section = exp.recipe["network"]
+    cls = type(network)
+    batch = eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), 1))
+    support, query = batch.x_support.shape[1], batch.x_query.shape[1]
+    n_devices = network.n_devices()
+    act = cls.activation_bytes(section, family, exp.meta.device, support, query, n_tasks, backward=False)
+    act += n_tasks * n_devices * CHIP_BYTES_PER_DEVICE
+    parts = {
+        "runtime": RUNTIME_BYTES,
+        "parameters": 2 * _tree_bytes(network),  # the trained network and the deployed array
+        "data": 2 * _tree_bytes(eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), n_tasks))),
+        # No overhead factor: measured peaks were 1.05× these activations for lif (sine-quick,
+        # 5,000 tasks: 8.0 GB, estimate 7.9 GB with the ×2 of training) but 0.66× for cnn
+        # (glyphs-quick, 100 tasks: 2.7 GB); with the factor, drift-eval's default 300 tasks of
+        # glyphs-5way-5shot (≈ 12 GB) would be refused on a 20 GB machine. A guard against
+        # absurd sizes, not a promise that what passes fits.
+        "activations": act,
+    }
+    top = max(parts, key=parts.get)
+    return MemoryEstimate(sum(parts.values()), parts, f"{fmt_bytes(parts[top])} {top}")
+
+
+def refuse_if_too_large(need: int, subject: str, what: str, advice: str) -> None:
+    """`UserInputError` when `need` bytes (`what` needs them) exceed the memory available:
+    "`subject`: `what` needs an estimated …, more than the … of …; `advice`"."""
+    available, source = available_memory()
+    if available is not None and need > available:
+        raise UserInputError(
+            f"{subject}: {what} needs an estimated {fmt_bytes(need)}, more than the {fmt_bytes(available)} of {source}; "
+            f"{advice} ({ENV_LIMIT} overrides)"
+        )
 
 
 def _parse_limit(text: str) -> int | None:
@@ -172,11 +306,14 @@ def available_memory() -> tuple[int | None, str]:
 def check_training_memory(recipe: dict, family, device, origin: str) -> MemoryEstimate:
     """Refuse (`UserInputError` naming `origin`, with the estimate) a recipe whose meta-training
     would not fit in the memory available; return the estimate."""
-    estimate = estimate_training_memory(recipe, family, device)
+    estimate = estimate_training_memory(recipe, family, device, origin)
     available, source = available_memory()
     if available is not None and estimate.total > available:
+        key = largest_size(recipe, max(estimate.parts, key=estimate.parts.get))
+        # the key furthest above its default, else every key the part grows with
+        advice = f"{estimate.largest}: reduce {key}" if key else estimate.dominant
         raise UserInputError(
             f"{origin}: meta-training needs an estimated {fmt_bytes(estimate.total)}, more than the {fmt_bytes(available)} "
-            f"of {source}; {estimate.dominant} ({ENV_LIMIT} overrides)"
+            f"of {source}; {advice} ({ENV_LIMIT} overrides)"
         )
     return estimate

@@ -23,6 +23,12 @@ from .networks import NETWORKS
 from .runs import read_yaml
 from .tasks import TASK_FAMILIES
 
+#: The most tasks of a meta-batch or an evaluation: 400× the largest shipped (256), and what
+#: drift-eval's --tasks allows. More is a hang, not an experiment: 10⁸ small sine tasks fit in
+#: 20 GB, and at sine-quick's 32 tasks per 0.055 s one meta-iteration would take two days. The
+#: memory check (`pcmmeta.memory`) guards the sizes below this bound.
+MAX_TASKS = 100_000
+
 #: Plug-in sections: section → (the key naming the plug-in, registry, default plug-in).
 PLUGIN_SECTIONS: dict[str, tuple[str, dict, str]] = {
     "network": ("kind", NETWORKS, "lif"),
@@ -49,7 +55,7 @@ SCHEMA: dict[str, Any] = {
     },
     "train": {
         "iterations": Field(1500, "int", "meta-iterations", low=1),
-        "meta_batch": Field(256, "int", "tasks per meta-iteration", low=1),
+        "meta_batch": Field(256, "int", "tasks per meta-iteration", low=1, high=MAX_TASKS),
         "learning_rate": Field(3e-2, "float", "peak Adam learning rate (µS per step scale)", positive=True),
         "offchip_learning_rate": Field(1.5e-3, "float", "peak Adam learning rate of off-chip float parameters (the arm's learning-signal generator; Ortner: 1.5e-3)", positive=True),
         "warmup": Field(50, "int", "linear warm-up iterations", low=0),
@@ -59,7 +65,7 @@ SCHEMA: dict[str, Any] = {
         "log_every": Field(10, "int", "iterations between metrics.jsonl lines", low=1),
     },
     "eval": {
-        "tasks": Field(200, "int", "held-out tasks of the final evaluation", low=1),
+        "tasks": Field(200, "int", "held-out tasks of the final evaluation", low=1, high=MAX_TASKS),
         "seed": Field(12345, "seed", "seed of the test tasks: the figures reported (fixed across runs; 0 … 2^64−1)"),
         "validation_seed": Field(54321, "seed", "seed of the validation tasks: what hyperparameters are chosen on (must differ from eval.seed)"),
         "plot_tasks": Field(4, "int", "tasks drawn in the evaluation PNG", low=0, high=16),
