@@ -16,7 +16,7 @@ noise) with one change:
 |---|---|---|
 | `32-bit` | `mode: ideal` (32-bit software: float weights, unbounded, plain SGD in the inner loop) | the same |
 | `4-bit` | `mode: quantized` (4-bit software: exact 4-bit weights, the rounded update, no device noise) | `mode: quantized` (the pulse rule on an ideal 4-bit device) |
-| `chip` | none (the recipe's `pcm` mode: verified re-programming on the device model, its noise and drift) | `reprogram-sgd` with the 32-bit condition's steps and step size (`inner.ideal_lr`) |
+| `chip` | none (the recipe's `pcm` mode: verified re-programming on the device model, its noise and drift) | `reprogram-sgd` with the 32-bit condition's steps and step size (`inner.ideal_lr`; `inner.lr` for `quantized-sgd`) |
 | `blind-pulse` | the same update as blind SET pulses, no verify (`quantized-sgd`; `eprop-lsg` with `update: pulses`) | none |
 | `no-adapt` | `mode: no-adapt` (the chip without the update: what adaptation buys) | the same |
 

@@ -41,7 +41,7 @@ import yaml
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_table.py beside this script
-from results_table import condition_recipe  # noqa: E402
+from results_table import CONDITIONS, condition_recipe  # noqa: E402
 
 from pcmmeta.errors import UserInputError
 from pcmmeta.recipe import load_recipe
@@ -111,6 +111,8 @@ def main() -> None:
         return
     try:
         fixed = {} if args.iterations is None else {"train.iterations": args.iterations}
+        if args.condition is not None and args.condition not in CONDITIONS:
+            raise UserInputError(f"--condition: unknown condition {args.condition!r} (known: {', '.join(CONDITIONS)})")
         sets = [parse_set(s) for s in args.sets]
         seeds = [int(s) for s in args.seeds.split(",")]
         configs = configurations(sets, args.grid, [parse_row(r) for r in args.rows])

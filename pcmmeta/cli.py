@@ -81,9 +81,9 @@ def _input_path(value: str) -> Path:
 
 
 def _name_or_path(value: str) -> str:
-    """typer parser of a built-in name or a file (--device, --prior, --targets): not empty."""
+    """typer parser of a built-in name or a file or folder (--device, --prior, --targets): not empty."""
     if value == "":
-        raise typer.BadParameter("empty: give a built-in name or a file")
+        raise typer.BadParameter("empty: give a built-in name or a path")
     return value
 
 
@@ -239,9 +239,10 @@ def simulate_measurements_cmd(
     if protocol not in ("repeated", "ragged"):
         fail(f"--protocol: 'repeated' or 'ragged', got {protocol!r}")
     times = _parse_times(read_times, "--read-times")
-    if len(set(times)) < MIN_READ_TIMES[protocol]:
-        fail(f"--read-times: the {protocol} protocol reads each event at {MIN_READ_TIMES[protocol]} or more distinct times, got {read_times!r}")
     drift_times = _parse_times(drift_read_times, "--drift-read-times") if drift_read_times.strip() else []
+    if len(set(times) | set(drift_times)) < MIN_READ_TIMES[protocol]:  # the RESET is read at both lists' times
+        fail(f"--read-times: the {protocol} protocol reads events at {MIN_READ_TIMES[protocol]} or more distinct times "
+             f"(--read-times and --drift-read-times together), got {read_times!r} and {drift_read_times!r}")
     if drift_times and min(drift_times) <= max(times):
         fail("--drift-read-times: every drift read time must come after the last --read-times value")
     from .measurements import simulation_bytes

@@ -9,6 +9,7 @@ gaps in their pulse sequence. See docs/device-model.md.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import io
@@ -24,7 +25,7 @@ import numpy as np
 
 from .device import PCMDevice
 from .errors import UserInputError
-from .runs import atomic_write_text
+from .runs import atomic_write_text, read_user_file
 
 COLUMNS = ("device_id", "pulse", "t_s", "g_uS")
 MIN_DEVICES = 2
@@ -37,6 +38,9 @@ MAX_T_S = 1e10
 #: million is no experiment; the fit keeps one slot per pulse index, and a larger index would
 #: only cost memory (1e30 would not fit an integer array at all).
 MAX_PULSE = 1_000_000
+#: A measurement or support CSV is read into memory whole: 2 GiB is ~50 M rows of reads, beyond
+#: what the fit holds in memory anyway (and what stops /dev/zero).
+MAX_CSV_BYTES = 1 << 31
 
 
 @dataclass
@@ -86,18 +90,17 @@ def _parse_number(text: str, path: Path, line: int, column: str) -> float:
 
 
 def _read_text(path: Path) -> str:
-    """The text of a CSV the user gave; one line for a missing file, a folder or bytes that are
-    not UTF-8 (replacing them would turn a damaged number into a silently different one)."""
-    if not path.exists():
-        raise UserInputError(f"{path}: no such file")
-    if not path.is_file():
-        raise UserInputError(f"{path}: not a file")
-    data = path.read_bytes()
+    """The text of a CSV the user gave; one line for a missing, unreadable or oversized file, a
+    folder, or bytes that are not UTF-8 (replacing them would turn a damaged number into a
+    silently different one)."""
+    data = read_user_file(path, MAX_CSV_BYTES)
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8-sig")
+        return data[bom:].decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise UserInputError(f"{path}:{line}: not UTF-8 text (byte {err.start})") from None
+        at = bom + err.start  # the offset in the file, byte-order mark included
+        line = data[:at].count(b"\n") + 1
+        raise UserInputError(f"{path}:{line}: not UTF-8 text (byte {at})") from None
 
 
 #: Control characters other than tab have no place in a text CSV: a NUL in a device id would
@@ -262,9 +265,9 @@ def read_measurements(paths: Sequence[str | Path]) -> Measurements:
 DEFAULT_READ_TIMES = (2.0, 10.0, 30.0)
 DEFAULT_DRIFT_READ_TIMES = (100.0, 1000.0, 10000.0)
 Protocol = Literal["repeated", "ragged"]
-#: Distinct read times after each programming event that a protocol needs: "repeated" is
-#: several reads of every event (read noise and drift from each one), which one time is not;
-#: "ragged" reads each event once, at the first.
+#: Distinct read times (--read-times and --drift-read-times together) a protocol needs:
+#: "repeated" is several reads of an event (read noise and drift come from them), which one
+#: time is not; "ragged" reads each event once, at the first.
 MIN_READ_TIMES = {"repeated": 2, "ragged": 1}
 
 

@@ -79,6 +79,8 @@ def _sampled_bytes(family, n_tasks: int, key: str, origin: str) -> int:
     tasks alone here (one task traced fine), so it is the key's value that is refused."""
     try:
         return _tree_bytes(eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), n_tasks)))
+    except UserInputError:  # a ValueError too, but the family's own message names its key
+        raise
     except ValueError as err:
         raise UserInputError(f"{origin}: '{key}' = {n_tasks}: too many tasks of this size to draw at once ({err}); reduce {key} or the task sizes") from None
 

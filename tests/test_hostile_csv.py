@@ -122,8 +122,8 @@ FLAG_CASES = {
     "inf-read-time": (["--read-times", "1,2,inf"], "--read-times: times must be ≥ 0 s"),
     "read-time-beyond-csv-limit": (["--read-times", f"1,{MAX_T_S * 10:g}"], "--read-times: times must be ≥ 0 s and ≤"),
     "nan-drift-read-time": (["--drift-read-times", "100,nan"], "--drift-read-times: times must be ≥ 0 s"),
-    "one-time-repeated": (["--read-times", "2"], "--read-times: the repeated protocol reads each event at"),
-    "one-distinct-time-repeated": (["--read-times", "2,2"], "--read-times: the repeated protocol reads each event at"),
+    "one-time-repeated": (["--read-times", "2", "--drift-read-times", ""], "--read-times: the repeated protocol reads events at"),
+    "one-distinct-time-repeated": (["--read-times", "2,2", "--drift-read-times", ""], "--read-times: the repeated protocol reads events at"),
 }
 
 
