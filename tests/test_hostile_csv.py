@@ -9,6 +9,7 @@ import pytest
 
 from pcmmeta.errors import UserInputError
 from pcmmeta.measurements import MAX_PULSE, MAX_T_S, read_columns_csv, read_measurements, read_xy_csv
+from refusal import refused
 
 SAMPLE = Path(__file__).parent.parent / "examples" / "sample-measurements-SIMULATED.csv"
 SAMPLE_LINES = SAMPLE.read_text().splitlines()
@@ -31,22 +32,6 @@ def with_line(number: int, text: str) -> list[str]:
 
 def fields(number: int) -> list[str]:
     return SAMPLE_LINES[number - 1].split(",")
-
-
-def refused(tmp_path, monkeypatch, capsys, *argv) -> str:
-    """Run the CLI in-process in `tmp_path`; assert exit 2, one line, no new or changed file."""
-    from pcmmeta import cli
-
-    monkeypatch.chdir(tmp_path)
-    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-    monkeypatch.setattr("sys.argv", ["pcmmeta", *map(str, argv)])
-    with pytest.raises(SystemExit) as code:
-        cli.main()
-    err = capsys.readouterr().err
-    assert code.value.code == 2, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
-    return err
 
 
 # ------------------------------------------------------------ measurement CSVs (fit-device)

@@ -5,6 +5,7 @@ path flags name themselves when refused; flags that a support file overrides are
 
 import pytest
 import yaml
+import refusal
 from tiny import tiny_recipe
 from typer.testing import CliRunner
 
@@ -37,19 +38,9 @@ def with_key(dotted: str, value) -> dict:
 
 
 def refused(folder, monkeypatch, capsys, *argv) -> str:
-    """Run the CLI in-process in `folder`; assert exit 2, one line, nothing created or changed."""
-    from pcmmeta import cli
-
-    monkeypatch.chdir(folder)
-    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
-    monkeypatch.setattr("sys.argv", ["pcmmeta", *map(str, argv)])
-    with pytest.raises(SystemExit) as code:
-        cli.main()
-    err = capsys.readouterr().err
-    assert code.value.code == 2, err
-    line = err.strip()
-    assert line.startswith("error: ") and "\n" not in line and "Traceback" not in line, err
-    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
+    """The CLI's refusal (`refusal.refused`), its one line starting with "error: "."""
+    line = refusal.refused(folder, monkeypatch, capsys, *argv)
+    assert line.startswith("error: "), line
     return line
 
 

@@ -8,6 +8,7 @@ import yaml
 from pcmmeta.errors import UserInputError
 from pcmmeta.recipe import load_recipe
 from pcmmeta.runs import MAX_YAML_VALUES, read_yaml
+from refusal import refused
 
 
 def write(tmp_path, name, content):
@@ -152,22 +153,6 @@ def test_a_runs_root_that_is_a_file_is_one_line(tmp_path):
     assert (tmp_path / "afile").read_text() == "x"
 
 
-def cli_error(tmp_path, monkeypatch, capsys, *argv) -> str:
-    """Run the CLI in-process in an empty folder; assert exit 2, one line, nothing written."""
-    from pcmmeta import cli
-
-    monkeypatch.chdir(tmp_path)
-    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    monkeypatch.setattr("sys.argv", ["pcmmeta", *map(str, argv)])
-    with pytest.raises(SystemExit) as code:
-        cli.main()
-    err = capsys.readouterr().err
-    assert code.value.code == 2, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
-    return err
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -181,7 +166,7 @@ def test_meta_train_flags_are_used_or_refused_never_ignored(tmp_path, monkeypatc
 
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_recipe()))
     (tmp_path / "afile").write_text("x")
-    assert message in cli_error(tmp_path, monkeypatch, capsys, *argv)
+    assert message in refused(tmp_path, monkeypatch, capsys, *argv)
 
 
 # --------------------------------------------------------------------------------- flags
@@ -210,7 +195,7 @@ def test_meta_train_flags_are_used_or_refused_never_ignored(tmp_path, monkeypatc
 )
 def test_bad_flags_are_refused_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
     (tmp_path / "afolder.png").mkdir()
-    assert message in cli_error(tmp_path, monkeypatch, capsys, *argv)
+    assert message in refused(tmp_path, monkeypatch, capsys, *argv)
 
 
 def test_support_values_beyond_float32_are_refused(tmp_path):
@@ -269,7 +254,7 @@ def test_damaged_run_files_are_one_line_naming_the_file_and_what_to_do(run_dir, 
     damage(run_dir)
     root = run_dir.parent.parent
     files = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    assert message in cli_error(root, monkeypatch, capsys, *argv)
+    assert message in refused(root, monkeypatch, capsys, *argv)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == files, "a refused command modified the run"
 
 
