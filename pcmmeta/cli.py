@@ -17,13 +17,13 @@ from rich.table import Table
 
 from .errors import OutputError, UserInputError, safe_text
 from .runs import json_text
+from .fields import MAX_TASKS
 from .seeds import SEED_MAX
 
 #: Flag bounds: write-verify never needs more than a few dozen pulses per device (docs/chip.md),
 #: and far more support examples or evaluation tasks than these cannot fit in memory.
 MAX_PULSES = 10_000
 MAX_SHOTS = 10_000
-MAX_TASKS = 100_000
 #: Times since deployment, h: a thousand years (a time in s must stay well inside float32).
 MAX_HOURS = 1e7
 

@@ -34,6 +34,12 @@ FLOAT32_MAX = 3.4028234663852886e38
 #: options), then letters, digits and `_ . + -` — no '/', no '..' path, nothing a shell quotes.
 NAME_PATTERN = re.compile(r"[^\W][\w.+-]{0,79}")
 
+#: The most tasks of a meta-batch or an evaluation: 400× the largest shipped (256), and what
+#: drift-eval's --tasks allows. More is a hang, not an experiment: 10⁸ small sine tasks fit in
+#: 20 GB, and at sine-quick's 32 tasks per 0.055 s one meta-iteration would take two days. The
+#: memory check (`pcmmeta.memory`) guards the sizes below this bound.
+MAX_TASKS = 100_000
+
 #: The longest text value a recipe may hold, characters: a path longer than Linux's PATH_MAX
 #: (4096 bytes) cannot be opened, and a longer value would only be copied into every message.
 MAX_TEXT = 4096

@@ -61,8 +61,12 @@ def fmt_bytes(n: float) -> str:
 class MemoryEstimate:
     total: int  # bytes
     parts: dict[str, int]  # what → bytes
-    dominant: str  # the largest part, with the recipe keys it grows with
-    largest: str = ""  # the largest part, bytes and what it is, without the keys
+    dominant: str  # the largest part, with the recipe keys it grows with ("bytes what: keys")
+
+    @property
+    def largest(self) -> str:
+        """The largest part, bytes and what it is, without the keys."""
+        return self.dominant.split(":")[0]
 
     def describe(self) -> str:
         return f"{fmt_bytes(self.total)} ({self.dominant})"
@@ -133,8 +137,7 @@ def estimate_training_memory(recipe: dict, family, device, origin: str = "recipe
         "runtime": "the runtime",
     }
     top = max(parts, key=parts.get)
-    largest = f"{fmt_bytes(parts[top])} {labels[top].split(':')[0]}"
-    return MemoryEstimate(sum(parts.values()), parts, f"{fmt_bytes(parts[top])} {labels[top]}", largest)
+    return MemoryEstimate(sum(parts.values()), parts, f"{fmt_bytes(parts[top])} {labels[top]}")
 
 
 #: The recipe keys each part of the estimate grows with ("network.", "task.": every size key of
@@ -309,13 +312,8 @@ def check_training_memory(recipe: dict, family, device, origin: str) -> MemoryEs
     """Refuse (`UserInputError` naming `origin`, with the estimate) a recipe whose meta-training
     would not fit in the memory available; return the estimate."""
     estimate = estimate_training_memory(recipe, family, device, origin)
-    available, source = available_memory()
-    if available is not None and estimate.total > available:
-        key = largest_size(recipe, max(estimate.parts, key=estimate.parts.get))
-        # the key furthest above its default, else every key the part grows with
-        advice = f"{estimate.largest}: reduce {key}" if key else estimate.dominant
-        raise UserInputError(
-            f"{origin}: meta-training needs an estimated {fmt_bytes(estimate.total)}, more than the {fmt_bytes(available)} "
-            f"of {source}; {advice} ({ENV_LIMIT} overrides)"
-        )
+    key = largest_size(recipe, max(estimate.parts, key=estimate.parts.get))
+    # the key furthest above its default, else every key the part grows with
+    advice = f"{estimate.largest}: reduce {key}" if key else estimate.dominant
+    refuse_if_too_large(estimate.total, origin, "meta-training", advice)
     return estimate

@@ -16,18 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserInputError, safe_text, short_repr
-from .fields import Field, check
+from .fields import MAX_TASKS, Field, check
 from .inner import INNER_RULES
 from .modes import MODES
 from .networks import NETWORKS
 from .runs import read_yaml
 from .tasks import TASK_FAMILIES
 
-#: The most tasks of a meta-batch or an evaluation: 400× the largest shipped (256), and what
-#: drift-eval's --tasks allows. More is a hang, not an experiment: 10⁸ small sine tasks fit in
-#: 20 GB, and at sine-quick's 32 tasks per 0.055 s one meta-iteration would take two days. The
-#: memory check (`pcmmeta.memory`) guards the sizes below this bound.
-MAX_TASKS = 100_000
 
 #: Plug-in sections: section → (the key naming the plug-in, registry, default plug-in).
 PLUGIN_SECTIONS: dict[str, tuple[str, dict, str]] = {
