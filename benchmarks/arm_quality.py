@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pcmmeta.recipe import load_recipe
-from pcmmeta.train import build_experiment, held_out_results, train
+from pcmmeta.experiment.recipe import load_recipe
+from pcmmeta.experiment.train import build_experiment, held_out_results, train
 
 
 def evaluate_arm(exp, network, n_tasks: int) -> dict:

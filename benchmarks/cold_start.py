@@ -14,7 +14,7 @@ after the kernels are emitted, to "Compilation finished"; LLVM work that overlap
 not in it). The verbose log itself costs a little time in every stage.
 
 Like benchmarks/meta_train_speed.py, the process runs with the XLA flags the `pcmmeta` command
-sets for itself (`pcmmeta.compile_options.PROCESS_XLA_FLAGS`) unless --xla-defaults.
+sets for itself (`pcmmeta.runtime.compile_options.PROCESS_XLA_FLAGS`) unless --xla-defaults.
 """
 
 import argparse
@@ -50,8 +50,8 @@ def child(recipe_path: str, meta_batch: int) -> None:
 
     import jax
 
-    from pcmmeta.recipe import load_recipe, validate
-    from pcmmeta.train import build_experiment, init_state, make_optimizer, make_train_step
+    from pcmmeta.experiment.recipe import load_recipe, validate
+    from pcmmeta.experiment.train import build_experiment, init_state, make_optimizer, make_train_step
 
     stage("import")
     recipe = load_recipe(recipe_path)
@@ -103,7 +103,7 @@ def main() -> None:
     if args.child:
         child(args.recipe, args.meta_batch)
         return
-    from pcmmeta.compile_options import set_process_flags
+    from pcmmeta.runtime.compile_options import set_process_flags
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
     if not args.xla_defaults:

@@ -10,7 +10,7 @@ compilations taken in turn. Lines per device:
 - `1 device`: the default compilation;
 - `1 device, 512-bit`: compiled with `xla_cpu_prefer_vector_width=512` (XLA:CPU emits 256-bit
   vectors by default; the AVX-512 machines we run on do twice the work per instruction);
-- `1 device, pcmmeta`: compiled with `pcmmeta.compile_options.device_array_options()`, what the
+- `1 device, pcmmeta`: compiled with `pcmmeta.runtime.compile_options.device_array_options()`, what the
   programming simulations use: 512-bit vectors where the CPU has AVX-512, and copy insertion by
   region analysis (without it XLA copies every donated state array before overwriting it). Its
   state and read are checked to be bitwise those of the 512-bit line (or of the default one);
@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from pcmmeta.compile_options import NO_DONATION_COPIES, WIDE_VECTORS, device_array_options
-from pcmmeta.device import BUILTIN_DEVICES
+from pcmmeta.core.devices import BUILTIN_DEVICES
+from pcmmeta.runtime.compile_options import NO_DONATION_COPIES, WIDE_VECTORS, device_array_options
 
 
 class SimulationLoop:

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmmeta import maml
-from pcmmeta.train import held_out_tasks, load_run, split_family
+from pcmmeta.core import maml
+from pcmmeta.experiment.train import held_out_tasks, load_run, split_family
 
 
 def main() -> None:

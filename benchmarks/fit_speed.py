@@ -22,9 +22,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pcmmeta.device import BUILTIN_DEVICES
-from pcmmeta.fit import fit_device
-from pcmmeta.measurements import read_measurements, simulate_measurements, write_measurements
+from pcmmeta.core.devices import BUILTIN_DEVICES
+from pcmmeta.experiment.fit import fit_device
+from pcmmeta.io.measurements import read_measurements, simulate_measurements, write_measurements
 
 
 def main() -> None:

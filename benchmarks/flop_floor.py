@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from pcmmeta.recipe import load_recipe, validate
+    from pcmmeta.experiment.recipe import load_recipe, validate
 
     recipe = validate(load_recipe(args.recipe), args.recipe)
     net = recipe["network"]

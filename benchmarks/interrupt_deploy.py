@@ -3,7 +3,7 @@
 Usage: python benchmarks/interrupt_deploy.py RUNS_PARENT [--trials 20] [--checkout DIR]
 RUNS_PARENT is a folder whose runs/ holds a trained run (`pcmmeta meta-train` there first).
 `--checkout DIR` runs the pcmmeta of another checkout (e.g. a `git worktree` of an older
-commit) with `python -m pcmmeta.cli`, to compare. Prints the count of each exit code: 130 is a
+commit) with `python -m pcmmeta.cli.app`, to compare. Prints the count of each exit code: 130 is a
 clean interrupt, 0 a deploy that finished first, negative codes are deaths by a signal (−11: a
 segmentation fault, −2: killed by SIGINT with a traceback).
 """
@@ -27,7 +27,7 @@ def main() -> None:
         env["PYTHONPATH"] = args.checkout
         cmd = [sys.executable, "-m", "pcmmeta.cli", "deploy"]
     else:
-        cmd = [sys.executable, "-c", "from pcmmeta._console import entry; entry()", "deploy"]
+        cmd = [sys.executable, "-c", "from pcmmeta.cli.console import entry; entry()", "deploy"]
     codes, tracebacks = collections.Counter(), 0
     for i in range(args.trials):
         proc = subprocess.Popen(cmd, cwd=args.runs_parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

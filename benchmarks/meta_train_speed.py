@@ -11,10 +11,10 @@ Run each meta-batch in a fresh process (the script re-executes itself) so peak m
 compile time are per configuration. Set XLA_FLAGS=--xla_force_host_platform_device_count=2
 to split the meta-batch over two CPU devices (one per core).
 The children run with the XLA flags the `pcmmeta` command sets for itself
-(`pcmmeta.compile_options.PROCESS_XLA_FLAGS`, added to any XLA_FLAGS of yours); --xla-defaults
+(`pcmmeta.runtime.compile_options.PROCESS_XLA_FLAGS`, added to any XLA_FLAGS of yours); --xla-defaults
 leaves them out (what a notebook gets unless it sets XLA_FLAGS). The JSON says which ran.
 --warm runs every configuration twice with a fresh persistent compilation cache (what the
-`pcmmeta` command uses, `pcmmeta.compile_cache`): a cold start, then a warm one that reads the
+`pcmmeta` command uses, `pcmmeta.runtime.compile_cache`): a cold start, then a warm one that reads the
 compiled step back; both lines are printed ("start": "cold" / "warm").
 """
 
@@ -32,8 +32,8 @@ from pathlib import Path
 def measure(meta_batch: int, iterations: int, recipe_path: str, peak_gflops: float, tasks_per_chip: int, chunk_tasks: int | None) -> dict:
     import jax
 
-    from pcmmeta.recipe import load_recipe, validate
-    from pcmmeta.train import build_experiment, init_state, make_optimizer, make_train_step
+    from pcmmeta.experiment.recipe import load_recipe, validate
+    from pcmmeta.experiment.train import build_experiment, init_state, make_optimizer, make_train_step
 
     recipe = load_recipe(recipe_path)
     recipe["train"]["meta_batch"] = meta_batch
@@ -102,12 +102,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         if args.compile_cache:
-            from pcmmeta.compile_cache import enable_compile_cache
+            from pcmmeta.runtime.compile_cache import enable_compile_cache
 
             enable_compile_cache(Path(args.compile_cache))
         print(json.dumps(measure(args.meta_batch[0], args.iterations, args.recipe, args.peak_gflops, args.tasks_per_chip[0], args.chunk_tasks)))
         return
-    from pcmmeta.compile_options import set_process_flags
+    from pcmmeta.runtime.compile_options import set_process_flags
 
     base_env = dict(os.environ)
     if not args.xla_defaults:

@@ -15,9 +15,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pcmmeta.modes import Ideal, Quantized
-from pcmmeta.train import evaluate, load_run
-
+from pcmmeta.core.modes import Ideal, Quantized
+from pcmmeta.experiment.train import evaluate, load_run
 
 #: Per device family: the parameters that switch off read noise and drift.
 QUIET = {

@@ -3,7 +3,7 @@
 Usage: python benchmarks/program_throughput.py [N_DEVICES] [ROUNDS]
 Prints devices/s (compilation excluded; the median of ROUNDS runs, default 3), RMS error and
 pulse statistics; each method three times: compiled by default, with 512-bit vectors
-(`xla_cpu_prefer_vector_width=512`) and with `pcmmeta.compile_options.device_array_options()`,
+(`xla_cpu_prefer_vector_width=512`) and with `pcmmeta.runtime.compile_options.device_array_options()`,
 as `deploy` compiles it (512-bit vectors on AVX-512 CPUs, copy insertion by region analysis;
 see device_throughput.py; on a GPU only the default). A method's compilations run in turn, round by round (the machine's
 speed drifts; a slow spell then hits each of them), each round with another key; the errors and pulses printed are the last round's.
@@ -15,9 +15,9 @@ import time
 import jax
 import numpy as np
 
-from pcmmeta.compile_options import WIDE_VECTORS, device_array_options
-from pcmmeta.device import BUILTIN_DEVICES
-from pcmmeta.programming import single_shot, write_verify
+from pcmmeta.core.devices import BUILTIN_DEVICES
+from pcmmeta.core.programming import single_shot, write_verify
+from pcmmeta.runtime.compile_options import WIDE_VECTORS, device_array_options
 
 
 def main() -> None:

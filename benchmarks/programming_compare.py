@@ -37,8 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmmeta.device import BUILTIN_DEVICES, PCMDevice
-from pcmmeta.programming import (
+from pcmmeta.core.devices import BUILTIN_DEVICES, AbstractPCMDevice
+from pcmmeta.core.programming import (
     PolicyTraining,
     ProgrammingCost,
     SingleShot,
@@ -50,31 +50,31 @@ from pcmmeta.programming import (
     make_method,
     train_policy,
 )
-from pcmmeta.programming.compare import compare_methods
+from pcmmeta.core.programming.compare import compare_methods
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def fitted_example_device() -> PCMDevice:
-    from pcmmeta.fit import fit_device
-    from pcmmeta.measurements import read_measurements
+def fitted_example_device() -> AbstractPCMDevice:
+    from pcmmeta.experiment.fit import fit_device
+    from pcmmeta.io.measurements import read_measurements
 
     data = read_measurements([ROOT / "examples" / "sample-measurements-SIMULATED.csv"])
     device = fit_device(data, BUILTIN_DEVICES["nandakumar2018"], n_bootstrap=0, name="fitted-SIMULATED").device
     with tempfile.TemporaryDirectory() as tmp:  # the device as a user would have it: through its file
-        from pcmmeta.device import load_device
+        from pcmmeta.io.device_file import load_device, save_device
 
-        device.save(Path(tmp) / "fitted.yaml")
+        save_device(device, Path(tmp) / "fitted.yaml")
         return load_device(Path(tmp) / "fitted.yaml")
 
 
-def reach(device: PCMDevice) -> float:
+def reach(device: AbstractPCMDevice) -> float:
     return float(np.max(np.asarray(device.mean_trajectory())))
 
 
 def run_targets(run: Path):
     """A trained run's device and conductances (every layer), as deploy programs them."""
-    from pcmmeta.train import load_run
+    from pcmmeta.experiment.train import load_run
 
     exp, state = load_run(run)
     return exp.meta.device, jnp.concatenate([state.network.layers[n].ravel() for n in state.network.layer_names])
@@ -174,7 +174,7 @@ def main() -> None:
             for read_ns in (50, 100, 200, 500, 1000):
                 c = dataclasses.replace(cost, read_s=read_ns * 1e-9)
 
-                def t_us(r):
+                def t_us(r, c=c):
                     return float(np.mean(np.asarray(counts_time(c, r)))) * 1e6
 
                 resweep[read_ns] = t_us(results["learned"]) / t_us(results["write-verify"])
@@ -187,7 +187,7 @@ def main() -> None:
                     curves[f.method].append((f.time_us_mean, f.rms_error_uS, tol))
                     print(f"  tolerance {tol}: {f.method:13s} RMS {f.rms_error_uS:.4f} within {100 * f.fraction_within_tolerance:.2f}% reads {f.verify_reads_mean:.2f} time {f.time_us_mean:.3f} µs")
             if args.plot_dir is not None:
-                from pcmmeta.plots import plot_programming_comparison
+                from pcmmeta.io.plots import plot_programming_comparison
 
                 args.plot_dir.mkdir(parents=True, exist_ok=True)
                 plot_programming_comparison(figures, results, target, args.plot_dir / f"programming-{device.name}-{short}.png", f"{device.name}: {args.devices:,} targets {label}", curves)

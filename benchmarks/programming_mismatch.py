@@ -26,10 +26,8 @@ import json
 import jax
 import numpy as np
 
-from pcmmeta.device import BUILTIN_DEVICES, PCMDevice
-from pcmmeta.fit import fit_device
-from pcmmeta.measurements import simulate_measurements
-from pcmmeta.programming import (
+from pcmmeta.core.devices import BUILTIN_DEVICES, AbstractPCMDevice
+from pcmmeta.core.programming import (
     PolicyTraining,
     ProgrammingCost,
     WriteVerify,
@@ -38,14 +36,16 @@ from pcmmeta.programming import (
     make_method,
     train_policy,
 )
-from pcmmeta.programming.compare import compare_methods
+from pcmmeta.core.programming.compare import compare_methods
+from pcmmeta.experiment.fit import fit_device
+from pcmmeta.io.measurements import simulate_measurements
 
 #: µS parameters of the SET law and the read noise (`nandakumar2018`), scaled together.
 SCALED = ("set_mean_intercept", "set_mean_history", "set_std_intercept", "set_std_history", "read_std_intercept")
 SLOPES = ("set_std_slope", "read_std_slope")
 
 
-def scaled(device: PCMDevice, factor: float) -> PCMDevice:
+def scaled(device: AbstractPCMDevice, factor: float) -> AbstractPCMDevice:
     """The device with its SET spread, mean increment and read noise scaled by `factor`."""
     changes = {k: getattr(device, k) * factor for k in SCALED + SLOPES}
     return dataclasses.replace(device, name=f"{device.name}×{factor:g}", **changes)

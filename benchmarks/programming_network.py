@@ -17,9 +17,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pcmmeta.chip import CONDITIONS, deploy, drift_table
-from pcmmeta.programming import PROGRAMMING_METHODS, PolicyTraining, learn_policy, make_method, obtain_policy
-from pcmmeta.train import load_run
+from pcmmeta.core.programming import PROGRAMMING_METHODS, PolicyTraining, learn_policy, make_method
+from pcmmeta.experiment.chip import CONDITIONS, deploy, drift_table
+from pcmmeta.experiment.train import load_run
+from pcmmeta.io.policy_file import obtain_policy
 
 
 def main() -> None:

@@ -20,8 +20,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pcmmeta.device import BUILTIN_DEVICES
-from pcmmeta.programming import ProgrammingCost, counts_time, learned_program, make_grid, plan_policy, transition_kernels, write_verify
+from pcmmeta.core.devices import BUILTIN_DEVICES
+from pcmmeta.core.programming import (
+    ProgrammingCost,
+    counts_time,
+    learned_program,
+    make_grid,
+    plan_policy,
+    transition_kernels,
+    write_verify,
+)
 
 
 def main() -> None:
@@ -37,7 +45,7 @@ def main() -> None:
     if args.run:
         import jax.numpy as jnp
 
-        from pcmmeta.train import load_run
+        from pcmmeta.experiment.train import load_run
 
         exp, state = load_run(args.run)
         device = exp.meta.device

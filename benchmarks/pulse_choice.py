@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmmeta.crossbar import pair_weights
-from pcmmeta.inner.planned_pulse import plan_pulses, pulse_sizes
-from pcmmeta.modes import PCM
-from pcmmeta.train import held_out_tasks, load_run, split_family
+from pcmmeta.core.crossbar import pair_weights
+from pcmmeta.core.inner.planned_pulse import plan_pulses, pulse_sizes
+from pcmmeta.core.modes import PCM
+from pcmmeta.experiment.train import held_out_tasks, load_run, split_family
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ import json
 import time
 from pathlib import Path
 
-from pcmmeta.recipe import load_recipe, validate
-from pcmmeta.train import start_run, train
+from pcmmeta.experiment.recipe import load_recipe, validate
+from pcmmeta.experiment.train import start_run, train
 
 
 def main() -> None:

@@ -41,8 +41,8 @@ from pathlib import Path
 import yaml
 
 from pcmmeta.errors import UserInputError
-from pcmmeta.recipe import load_recipe, validate, with_overrides
-from pcmmeta.train import mean_sem, start_run, train
+from pcmmeta.experiment.recipe import load_recipe, validate, with_overrides
+from pcmmeta.experiment.train import mean_sem, start_run, train
 
 # inner rules whose update is blind SET pulses (the recipe itself is then the blind-pulse condition)
 BLIND_PULSE_RULES = ("blind-pulse", "planned-pulse", "quantized-sgd")
@@ -116,7 +116,7 @@ def print_table(lines: list[dict]) -> None:
     metric = done[0]["metric"]
     seeds = sorted({line["seed"] for line in done})
     print(f"\n{done[0]['recipe']}: {metric} on the test split, mean ± s.e. over training seeds {seeds}")
-    print(f"| condition | seeds | before adaptation | after adaptation |\n|---|---|---|---|")
+    print("| condition | seeds | before adaptation | after adaptation |\n|---|---|---|---|")
     for condition in CONDITIONS:
         rows = [line for line in done if line["condition"] == condition]
         if rows:

@@ -57,7 +57,7 @@ def main() -> None:
     jax.config.update("jax_log_compiles", True)
     log = CompileLog()
     logging.getLogger("jax").addHandler(log)
-    from pcmmeta.cli import app
+    from pcmmeta.cli.app import app
 
     sys.argv = ["pcmmeta", *command]
     stdout = sys.stdout

@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # results_table.py bes
 from results_table import CONDITIONS, condition_recipe  # noqa: E402
 
 from pcmmeta.errors import UserInputError
-from pcmmeta.recipe import load_recipe
-from pcmmeta.train import NaNLossError, build_experiment, evaluate, mean_sem, start_run, train
+from pcmmeta.experiment.recipe import load_recipe
+from pcmmeta.experiment.train import NaNLossError, build_experiment, evaluate, mean_sem, start_run, train
 
 
 def parse_set(text: str) -> tuple[str, list]:

@@ -1,5 +1,5 @@
 """`python -m pcmmeta …`: the same as the `pcmmeta` command."""
 
-from ._console import entry
+from pcmmeta.cli.console import entry
 
 entry()

@@ -6,7 +6,7 @@ import pytest
 
 def refused(folder, monkeypatch, capsys, *argv) -> str:
     """Run the CLI in-process in `folder`; assert the contract; the message (stripped)."""
-    from pcmmeta import cli
+    from pcmmeta.cli import app as cli
 
     monkeypatch.chdir(folder)
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}

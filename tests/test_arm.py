@@ -13,17 +13,18 @@ import yaml
 from tiny import assert_png_drawn
 from typer.testing import CliRunner
 
-from pcmmeta.cli import app
-from pcmmeta.device import BUILTIN_DEVICES, DeviceState
+from pcmmeta.cli.app import app
+from pcmmeta.core.clock import ChipClock
+from pcmmeta.core.devices import BUILTIN_DEVICES, DeviceState
+from pcmmeta.core.inner import EpropLSG, HeadChip
+from pcmmeta.core.modes import PCM, Quantized
+from pcmmeta.core.networks.rsnn import RecurrentLIF, eprop_gradient, run_trainee
+from pcmmeta.core.snn import spike
+from pcmmeta.core.tasks.arm import ArmTrajectories, forward_kinematics, inverse_kinematics
 from pcmmeta.errors import UserInputError
-from pcmmeta.inner import EpropLSG, HeadChip
-from pcmmeta.modes import PCM, Ideal, Quantized
-from pcmmeta.clock import ChipClock
-from pcmmeta.networks.rsnn import RecurrentLIF, eprop_gradient, run_trainee
-from pcmmeta.recipe import validate
-from pcmmeta.snn import spike
-from pcmmeta.tasks.arm import ArmTrajectories, forward_kinematics, inverse_kinematics
-from pcmmeta.train import build_experiment, make_optimizer, init_state, make_train_step
+from pcmmeta.experiment.recipe import validate
+from pcmmeta.experiment.train import build_experiment, init_state, make_optimizer, make_train_step
+from pcmmeta.io.support_file import read_support
 
 runner = CliRunner()
 DEVICE = BUILTIN_DEVICES["nandakumar2018"]
@@ -107,14 +108,14 @@ def test_demonstration_files_round_trip_and_bad_ones_name_the_line(tmp_path):
     plane = tmp_path / "plane.csv"
     plane.write_text("t,x,y\n" + "".join(f"{a},{b},{c}\n" for a, (b, c) in zip(t, xy)))
     for path in (angles, plane):
-        task = family.task_from_file(path)
+        task = read_support(family, path)
         np.testing.assert_allclose(np.asarray(task.y_support[0, 0]), np.asarray(y), atol=2e-3)
 
     def bad(text, message):
         path = tmp_path / "bad.csv"
         path.write_text(text)
         with pytest.raises(UserInputError, match=message):
-            family.task_from_file(path)
+            read_support(family, path)
 
     rows = [f"{a},{b},{c}" for a, (b, c) in zip(t, theta)]
     bad("t,theta1,theta2\n" + "\n".join(rows[:10]) + "\n", "10 trajectory steps; the run's recipe has task.time_steps 30")
@@ -143,7 +144,7 @@ def test_eprop_equals_bptt_without_recurrence_or_reset_gradient():
     def energy(w):
         def step(v_z, x_t):
             v, z = v_z
-            v = cfg.alpha * v + x_t @ w - cfg.threshold * jax.lax.stop_gradient(z)
+            v = cfg.membrane_decay * v + x_t @ w - cfg.threshold * jax.lax.stop_gradient(z)
             z = spike(v - cfg.threshold, cfg.surrogate_beta)
             return (v, z), z
 
@@ -192,7 +193,7 @@ def test_meta_gradient_reaches_the_generator_and_the_conductances():
 
 
 def test_no_adapt_pulses_nothing_and_ideal_applies_the_float_update():
-    from pcmmeta.maml import batch_results
+    from pcmmeta.core.maml import batch_results
 
     results = {}
     for mode in ("no-adapt", "ideal", "pcm"):
@@ -249,7 +250,7 @@ def test_arm_through_every_command(tmp_path):
 
 @pytest.mark.parametrize("name", ["arm-quick", "arm-15min", "arm"])
 def test_shipped_arm_recipes_build(name):
-    from pcmmeta.recipe import load_recipe
+    from pcmmeta.experiment.recipe import load_recipe
 
     exp = build_experiment(load_recipe(f"recipes/{name}.yaml"))
     assert exp.network.kind == "rsnn" and exp.meta.rule.name == "eprop-lsg" and exp.family.name == "arm"

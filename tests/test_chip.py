@@ -1,3 +1,4 @@
+import csv
 import dataclasses
 import json
 
@@ -9,11 +10,18 @@ import yaml
 from tiny import assert_png_drawn, tiny_recipe
 from typer.testing import CliRunner
 
-from pcmmeta.chip import deploy, drift_table, load_array, probe_response, read_weights, response_ratio
-from pcmmeta.chip import CONDITIONS
-from pcmmeta.cli import app
-from pcmmeta.programming import WriteVerify
-from pcmmeta.train import load_run
+from pcmmeta.cli.app import app
+from pcmmeta.core.programming import WriteVerify
+from pcmmeta.experiment.chip import (
+    CONDITIONS,
+    deploy,
+    drift_table,
+    load_array,
+    probe_response,
+    read_weights,
+    response_ratio,
+)
+from pcmmeta.experiment.train import load_run
 
 runner = CliRunner()
 
@@ -46,7 +54,7 @@ def test_deploy_reports_and_saves(deployed):
     assert report["n_devices"] == 2 * (2 * 16 + 16 * 16 + 16)
     assert report["fraction_within_tolerance"] > 0.7 and report["pulses_max"] <= 100
     # the report is programming.compare.figures_of plus deploy's own figures; per-layer RMS pools to the total
-    from pcmmeta.programming.compare import MethodFigures
+    from pcmmeta.core.programming.compare import MethodFigures
 
     assert {f.name for f in dataclasses.fields(MethodFigures)} <= set(report)
     layers = report["layers"].values()
@@ -129,11 +137,29 @@ def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed):
     assert json.loads(again.stdout)["results"] == rows  # same seed, same numbers
 
 
+def test_drift_eval_csv_holds_the_json_rows(deployed, tmp_path):
+    _, runs, _, _ = deployed
+    out = tmp_path / "drift.csv"
+    result = invoke("drift-eval", "--runs-dir", runs, "--hours", "1,24", "--tasks", 20, "--json", "--csv", out)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["results"]
+    with open(out, newline="") as f:
+        read = list(csv.DictReader(f))
+    assert len(read) == len(rows) == 2 * 4  # two times × four conditions (chip.CONDITIONS)
+    assert list(read[0]) == list(rows[0])
+    for got, want in zip(read, rows):
+        for key, value in want.items():
+            if isinstance(value, float):
+                assert float(got[key]) == value, key  # floats written exactly
+            else:
+                assert got[key] == str(value), key
+
+
 def test_a_single_output_layers_scale_is_measured_even_where_one_probe_cancels():
     """The sinusoid's readout is one column of weights: one ±1 probe's response p·w is one sum,
     which can cancel to zero. Here w is made orthogonal to the first probe; the bank of probes
     still measures a 10 % smaller copy as 0.9 and a slightly noisy read as ≈ 1."""
-    from pcmmeta.chip import PROBES, probe_bank
+    from pcmmeta.experiment.chip import PROBES, probe_bank
 
     names = ("out",)
     bank = np.asarray(probe_bank(0, 40))  # the probes of the first layer named
@@ -152,8 +178,8 @@ def test_a_deployed_array_of_the_older_format_is_refused_with_a_remedy(deployed,
     and silently mis-scale the compensation."""
     import equinox as eqx
 
-    from pcmmeta.chip import DeployedArray
     from pcmmeta.errors import UserInputError
+    from pcmmeta.experiment.chip import DeployedArray
 
     _, _, run_dir, _ = deployed
     exp, state = load_run(run_dir)
@@ -171,7 +197,7 @@ def test_compensation_undoes_uniform_drift_exactly_on_a_noiseless_device(deploye
     time, while the uncompensated one gets worse."""
     import equinox as eqx
 
-    from pcmmeta.chip import DeployedArray, run_on_chip
+    from pcmmeta.experiment.chip import DeployedArray, run_on_chip
 
     _, _, run_dir, _ = deployed
     exp, state = load_run(run_dir)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pcmmeta.cli import app
+from pcmmeta.cli.app import app
 
 SAMPLE = Path(__file__).parent.parent / "examples" / "sample-measurements-SIMULATED.csv"
 runner = CliRunner()
@@ -39,7 +39,7 @@ def test_accepts_bom_crlf_extra_columns_string_ids_and_several_files(tmp_path):
     header, rows = lines[0], lines[1:]
     a = write(tmp_path, "a.csv", [header + ",temperature_K"] + [r + ",300" for r in rows], newline="\r\n", bom=True)
     b = write(tmp_path, "b.csv", lines)
-    from pcmmeta.measurements import read_measurements
+    from pcmmeta.io.measurements import read_measurements
 
     data = read_measurements([a, b])
     assert len(data.device_names) == 2 * 60  # same ids in both files stay distinct
@@ -192,7 +192,7 @@ def test_entry_point_bad_flag_is_one_line_exit_2(tmp_path):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-c", "from pcmmeta.cli import main; main()", "fit-device", str(SAMPLE), "--bootstrap", "many"],
+        [sys.executable, "-c", "from pcmmeta.cli.app import main; main()", "fit-device", str(SAMPLE), "--bootstrap", "many"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )
     assert proc.returncode == 2

@@ -4,10 +4,10 @@ import os
 import subprocess
 import sys
 
-from pcmmeta.compile_cache import compile_cache_dir
+from pcmmeta.runtime.compile_cache import compile_cache_dir
 
 PROBE = """
-from pcmmeta.compile_cache import enable_compile_cache
+from pcmmeta.runtime.compile_cache import enable_compile_cache
 print(enable_compile_cache())
 import jax, jax.numpy as jnp
 hits = []

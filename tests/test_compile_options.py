@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmmeta.device import BUILTIN_DEVICES, DEFAULT_DEVICE
-from pcmmeta.compile_options import (
+from pcmmeta.core.devices import BUILTIN_DEVICES, DEFAULT_DEVICE
+from pcmmeta.runtime.compile_options import (
     NO_DONATION_COPIES,
     PROCESS_XLA_FLAGS,
     WIDE_VECTORS,
@@ -28,15 +28,30 @@ def test_avx512_is_read_from_the_cpu_flags():
     assert not cpu_has_avx512("model name : avx512f in a name only\nflags : fpu avx2\n")
 
 
-def test_options_match_the_machine_and_give_the_same_numbers():
+@pytest.mark.parametrize(
+    "backend, avx512, known, expected",
+    [
+        ("cpu", False, True, NO_DONATION_COPIES),
+        ("cpu", True, True, {**NO_DONATION_COPIES, **WIDE_VECTORS}),
+        ("cpu", True, False, {}),  # an older jaxlib that knows neither option
+        ("gpu", True, True, {}),
+    ],
+)
+def test_options_follow_the_backend_the_cpu_and_the_compiler(monkeypatch, backend, avx512, known, expected):
+    from pcmmeta.runtime import compile_options as C
+
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(C, "cpu_has_avx512", lambda: avx512)
+    monkeypatch.setattr(C, "compiler_accepts", lambda options: known)
+    C._cpu_options.cache_clear()
+    try:
+        assert device_array_options() == expected
+    finally:
+        C._cpu_options.cache_clear()
+
+
+def test_options_give_the_same_numbers():
     options = device_array_options()
-    on_cpu = jax.default_backend() == "cpu"
-    known = lambda options: compiler_accepts(tuple(options.items()))  # noqa: E731 (older jaxlibs lack some)
-    expected = {
-        **(NO_DONATION_COPIES if on_cpu and known(NO_DONATION_COPIES) else {}),
-        **(WIDE_VECTORS if on_cpu and cpu_has_avx512() and known(WIDE_VECTORS) else {}),
-    }
-    assert options == expected
     options["changed"] = 1
     assert "changed" not in device_array_options()  # every caller gets its own dict
     device = BUILTIN_DEVICES[DEFAULT_DEVICE]
@@ -120,8 +135,8 @@ def test_process_flags_can_be_turned_off():
 # not that it still knows the option.)
 PROBE = """
 import os
-import pcmmeta.cli as cli
-import pcmmeta.compile_options as compile_options
+import pcmmeta.cli.app as cli
+import pcmmeta.runtime.compile_options as compile_options
 if os.environ.get("PROBE_FLAG"):
     compile_options.PROCESS_XLA_FLAGS = (os.environ["PROBE_FLAG"],)
 def probe():
@@ -129,7 +144,7 @@ def probe():
     print(os.environ["XLA_FLAGS"])
     print(float(jnp.arange(4.0).sum()))
 cli.main = probe
-from pcmmeta._console import entry
+from pcmmeta.cli.console import entry
 entry()
 """
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pcmmeta.compute_once import compute_once
+from pcmmeta.core.compute_once import compute_once
 
 
 def test_value_is_bitwise_unchanged():

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import yaml
 
-from pcmmeta import UserInputError, conductances_from_weights, load_device, weights_from_conductances
-from pcmmeta.device import BUILTIN_DEVICES, DeviceState, PCMDevice
+from pcmmeta import UserInputError, conductances_from_weights, weights_from_conductances
+from pcmmeta.core.devices import BUILTIN_DEVICES, DeviceState
+from pcmmeta.io.device_file import load_device, save_device
 
 DEVICE = BUILTIN_DEVICES["nandakumar2018"]
 N = 200_000
@@ -137,7 +138,7 @@ def test_builtin_devices_and_yaml_round_trip(tmp_path):
     simplified = BUILTIN_DEVICES["nandakumar2018-simplified"]
     assert simplified.set_mean_history == 0 and simplified.set_std_intercept == pytest.approx(0.575)
     path = tmp_path / "dev.yaml"
-    DEVICE.save(path)
+    save_device(DEVICE, path)
     loaded = load_device(path)
     for key, value in DEVICE.to_dict().items():
         if key != "name":
@@ -162,7 +163,7 @@ def test_bad_device_files(tmp_path, body, message):
 
 def test_bad_device_value(tmp_path):
     path = tmp_path / "dev.yaml"
-    DEVICE.save(path)
+    save_device(DEVICE, path)
     path.write_text(path.read_text().replace("g_max: 12.0", "g_max: twelve"))
     with pytest.raises(UserInputError, match="'parameters.g_max' must be a finite number"):
         load_device(path)
@@ -198,7 +199,7 @@ def test_device_parameters_that_describe_no_device_are_refused(tmp_path, changes
     import dataclasses
 
     path = tmp_path / "dev.yaml"
-    dataclasses.replace(DEVICE, **changes).save(path)
+    save_device(dataclasses.replace(DEVICE, **changes), path)
     with pytest.raises(UserInputError) as err:
         load_device(path)
     assert f"{path}: {message}" in str(err.value)

@@ -1,4 +1,4 @@
-"""The joshi2020 family (pcmmeta/devices/joshi.py) against the closed-form equations of IBM
+"""The joshi2020 family (pcmmeta/core/devices/joshi.py) against the closed-form equations of IBM
 aihwkit's PCM model (shared/REFERENCE.md, docs/device-model.md), device files with a family,
 and training on it."""
 
@@ -13,8 +13,9 @@ import pytest
 import yaml
 from scipy.stats import norm
 
-from pcmmeta import UserInputError, load_device
-from pcmmeta.device import BUILTIN_DEVICES, DeviceState, Joshi2020, Nandakumar2018, PCMDevice
+from pcmmeta import UserInputError
+from pcmmeta.core.devices import BUILTIN_DEVICES, AbstractPCMDevice, DeviceState, Joshi2020, Nandakumar2018
+from pcmmeta.io.device_file import load_device, save_device
 
 JOSHI = BUILTIN_DEVICES["joshi2020"]
 N = 200_000
@@ -37,8 +38,8 @@ def folded_normal_moments(mu: float, sigma: float) -> tuple[float, float]:
 
 
 def test_both_families_are_devices_and_builtin():
-    assert isinstance(JOSHI, Joshi2020) and isinstance(JOSHI, PCMDevice)
-    assert isinstance(BUILTIN_DEVICES["nandakumar2018"], PCMDevice) and not isinstance(JOSHI, Nandakumar2018)
+    assert isinstance(JOSHI, Joshi2020) and isinstance(JOSHI, AbstractPCMDevice)
+    assert isinstance(BUILTIN_DEVICES["nandakumar2018"], AbstractPCMDevice) and not isinstance(JOSHI, Nandakumar2018)
     assert (JOSHI.family, JOSHI.g_min, JOSHI.g_max, JOSHI.drift_t0) == ("joshi2020", 0.0, 25.0, 20.0)
 
 
@@ -160,13 +161,13 @@ def test_gradients_are_finite_at_zero_conductance():
 def test_yaml_round_trip_keeps_the_family(tmp_path):
     device = dataclasses.replace(JOSHI, read_noise_q=0.01, drift_t0=30.0, name="mine")
     path = tmp_path / "dev.yaml"
-    device.save(path)
+    save_device(device, path)
     body = yaml.safe_load(path.read_text())
     assert body["family"] == "joshi2020" and body["name"] == "mine" and set(body["parameters"]) == set(Joshi2020.parameter_names())
     loaded = load_device(path)
     assert isinstance(loaded, Joshi2020) and loaded == device
     # nandakumar2018 files carry their family too; a file without one is nandakumar2018
-    BUILTIN_DEVICES["nandakumar2018"].save(tmp_path / "n.yaml")
+    save_device(BUILTIN_DEVICES["nandakumar2018"], tmp_path / "n.yaml")
     assert yaml.safe_load((tmp_path / "n.yaml").read_text())["family"] == "nandakumar2018"
     legacy = yaml.safe_load((tmp_path / "n.yaml").read_text())
     del legacy["family"]
@@ -194,7 +195,7 @@ def test_yaml_round_trip_keeps_the_family(tmp_path):
 )
 def test_bad_joshi_device_files_are_one_line(tmp_path, edit, message):
     path = tmp_path / "dev.yaml"
-    JOSHI.save(path)
+    save_device(JOSHI, path)
     body = yaml.safe_load(path.read_text())
     edit(body)
     path.write_text(yaml.safe_dump(body))
@@ -207,7 +208,7 @@ def test_bad_joshi_device_files_are_one_line(tmp_path, edit, message):
 def test_bad_family_name_via_the_cli_is_one_line_exit_2(tmp_path):
     from typer.testing import CliRunner
 
-    from pcmmeta.cli import app
+    from pcmmeta.cli.app import app
 
     path = tmp_path / "dev.yaml"
     path.write_text("family: aihwkit\nparameters: {}\n")
@@ -220,7 +221,7 @@ def test_bad_family_name_via_the_cli_is_one_line_exit_2(tmp_path):
 def test_policy_fingerprint_names_the_family_and_keeps_nandakumar_fingerprints():
     import hashlib
 
-    from pcmmeta.programming import device_fingerprint
+    from pcmmeta.core.programming import device_fingerprint
 
     nandakumar = BUILTIN_DEVICES["nandakumar2018"]
     old = json.dumps({k: float(v) for k, v in nandakumar.to_dict().items() if k != "name"}, sort_keys=True)
@@ -236,7 +237,7 @@ def test_meta_train_sine_quick_on_joshi2020(tmp_path):
 
     from typer.testing import CliRunner
 
-    from pcmmeta.cli import app
+    from pcmmeta.cli.app import app
 
     recipe = yaml.safe_load((Path(__file__).parent.parent / "recipes" / "sine-quick.yaml").read_text())
     recipe["device"] = "joshi2020"

@@ -6,10 +6,10 @@ import csv
 from pathlib import Path
 
 import pytest
+from refusal import refused
 
 from pcmmeta.errors import UserInputError
-from pcmmeta.measurements import MAX_PULSE, MAX_T_S, read_columns_csv, read_measurements, read_xy_csv
-from refusal import refused
+from pcmmeta.io.measurements import MAX_PULSE, MAX_T_S, read_columns_csv, read_measurements, read_xy_csv
 
 SAMPLE = Path(__file__).parent.parent / "examples" / "sample-measurements-SIMULATED.csv"
 SAMPLE_LINES = SAMPLE.read_text().splitlines()

@@ -4,15 +4,15 @@ every refusal is one line, exit code 2, naming the key or flag. Text values of a
 path flags name themselves when refused; flags that a support file overrides are refused with it."""
 
 import pytest
-import yaml
 import refusal
+import yaml
 from tiny import tiny_recipe
 from typer.testing import CliRunner
 
-from pcmmeta.cli import app
+from pcmmeta.cli.app import app
+from pcmmeta.core.fields import Field, check
 from pcmmeta.errors import UserInputError
-from pcmmeta.fields import Field, check
-from pcmmeta.recipe import validate
+from pcmmeta.experiment.recipe import validate
 
 runner = CliRunner()
 
@@ -48,7 +48,7 @@ def refused(folder, monkeypatch, capsys, *argv) -> str:
 @pytest.mark.parametrize(
     "dotted, value, limit",
     [
-        ("train.meta_batch", 10**9, None),  # was a ValueError from pcmmeta.noise
+        ("train.meta_batch", 10**9, None),  # was a ValueError from pcmmeta.core.noise
         ("eval.tasks", 10**9, None),  # was a ValueError after training, in the run directory
         ("eval.tasks", 100_000, "2G"),  # the held-out set was not in the estimate: training started
         ("task.shots", 1_000_000, "2G"),  # the dominant part was named, not the key
@@ -87,7 +87,7 @@ def test_the_built_in_glyphs_are_checked_before_they_are_generated(tmp_path, mon
 
 
 def test_a_refusal_names_the_key_of_the_dominant_part_furthest_above_its_default():
-    from pcmmeta.memory import largest_size
+    from pcmmeta.experiment.memory import largest_size
 
     recipe = validate(with_key("task.shots", 1_000_000))
     assert largest_size(recipe, "activations") == "'task.shots' = 1000000"

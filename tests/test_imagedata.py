@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from pcmmeta import imagedata
 from pcmmeta.errors import UserInputError
-from pcmmeta.imagedata import (
+from pcmmeta.io import imagedata
+from pcmmeta.io.imagedata import (
     ImageSet,
     augment_rotations,
     cached_glyphs,

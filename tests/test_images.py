@@ -9,11 +9,11 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from pcmmeta.chip import load_array
-from pcmmeta.cli import app
-from pcmmeta.networks.cnn import crossbar_conv
-from pcmmeta.recipe import validate
-from pcmmeta.train import build_experiment, load_run
+from pcmmeta.cli.app import app
+from pcmmeta.core.networks.cnn import crossbar_conv
+from pcmmeta.experiment.chip import load_array
+from pcmmeta.experiment.recipe import validate
+from pcmmeta.experiment.train import build_experiment, load_run
 
 runner = CliRunner()
 
@@ -213,7 +213,7 @@ def test_batch_norm_makes_a_channel_gain_irrelevant():
     """With network.batch_norm each convolution's output is normalised per channel over the set:
     scaling a channel's weights (a uniform drift of its conductances) leaves the features as they
     were; without it the features change."""
-    from pcmmeta.crossbar import pair_weights
+    from pcmmeta.core.crossbar import pair_weights
 
     x = jax.random.uniform(jax.random.key(0), (6, 28, 28, 1))
     for batch_norm in (True, False):

@@ -4,11 +4,12 @@ line, key or flag; the CLI turns it into exit code 2 (tests/test_robustness.py r
 
 import pytest
 import yaml
+from refusal import refused
 
 from pcmmeta.errors import UserInputError
-from pcmmeta.recipe import load_recipe
-from pcmmeta.runs import MAX_YAML_VALUES, read_yaml
-from refusal import refused
+from pcmmeta.experiment.recipe import load_recipe
+from pcmmeta.io.runs import MAX_YAML_VALUES, read_yaml
+from pcmmeta.io.support_file import read_support
 
 
 def write(tmp_path, name, content):
@@ -79,7 +80,7 @@ def test_seeds_span_0_to_2_to_the_64_and_each_has_its_own_key():
     import jax
     import numpy as np
 
-    from pcmmeta.seeds import SEED_MAX, seed_key
+    from pcmmeta.core.seeds import SEED_MAX, seed_key
 
     data = lambda seed: np.asarray(jax.random.key_data(seed_key(seed)))
     for small in (0, 7, 2**31, 2**32 - 1):  # below 2^32: the key jax.random.key gives (old runs keep their numbers)
@@ -95,7 +96,7 @@ def test_seeds_span_0_to_2_to_the_64_and_each_has_its_own_key():
 @pytest.mark.parametrize("key", ["seed", "eval.seed"])
 @pytest.mark.parametrize("value, ok", [(2**64 - 1, True), (2**64, False), (-1, False), (2**100, False)])
 def test_recipe_seeds_are_checked_where_they_enter(key, value, ok):
-    from pcmmeta.recipe import validate
+    from pcmmeta.experiment.recipe import validate
 
     user = {"seed": value} if key == "seed" else {"eval": {"seed": value}}
     if ok:
@@ -109,7 +110,7 @@ def test_recipe_seeds_are_checked_where_they_enter(key, value, ok):
 @pytest.mark.parametrize("argv", [["deploy", "--seed", str(2**64)], ["adapt", "--task-seed", str(2**64)], ["drift-eval", "--seed", "-1"],
                                   ["simulate-measurements", "--seed", str(2**70)]])
 def test_seed_flags_beyond_64_bits_are_refused_before_any_work(tmp_path, argv, monkeypatch, capsys):
-    from pcmmeta import cli
+    from pcmmeta.cli import app as cli
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["pcmmeta", *argv])
@@ -124,8 +125,8 @@ def test_seed_flags_beyond_64_bits_are_refused_before_any_work(tmp_path, argv, m
 # ----------------------------------------------------------------------------- run names
 @pytest.mark.parametrize("name", ["../../escaped", "a/b", "..", "/tmp/abs", ".hidden", "-flag", "my run", "a\x1bb", "x" * 81])
 def test_a_run_name_can_never_place_the_run_outside_the_runs_root(tmp_path, name):
-    from pcmmeta.recipe import validate
-    from pcmmeta.runs import new_run_dir
+    from pcmmeta.experiment.recipe import validate
+    from pcmmeta.io.runs import new_run_dir
 
     with pytest.raises(UserInputError, match="'name': must be a file name"):
         validate({"name": name})
@@ -136,14 +137,14 @@ def test_a_run_name_can_never_place_the_run_outside_the_runs_root(tmp_path, name
 
 @pytest.mark.parametrize("name", ["sine-quick", "glyphs-5way-5shot", "café_2", "v1.2+b"])
 def test_ordinary_run_names_are_kept(tmp_path, name):
-    from pcmmeta.runs import new_run_dir
+    from pcmmeta.io.runs import new_run_dir
 
     run_dir = new_run_dir(tmp_path / "runs", name)
     assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith(name + "-")
 
 
 def test_a_runs_root_that_is_a_file_is_one_line(tmp_path):
-    from pcmmeta.runs import new_run_dir
+    from pcmmeta.io.runs import new_run_dir
 
     (tmp_path / "afile").write_text("x")
     with pytest.raises(UserInputError, match="afile: not a folder; give --runs-dir a folder"):
@@ -199,12 +200,12 @@ def test_bad_flags_are_refused_before_any_work(tmp_path, monkeypatch, capsys, ar
 
 
 def test_support_values_beyond_float32_are_refused(tmp_path):
-    from pcmmeta.tasks.sinusoid import Sinusoid
+    from pcmmeta.core.tasks.sinusoid import Sinusoid
 
     path = write(tmp_path, "s.csv", "x,y\n1,2\n3,1e39\n")
     with pytest.raises(UserInputError, match="s.csv: column 'y' holds values beyond float32"):
-        Sinusoid().task_from_file(path)
-    assert Sinusoid().task_from_file(write(tmp_path, "ok.csv", "x,y\n1,2\n3,3e38\n")).y_support.shape == (1, 2)
+        read_support(Sinusoid(), path)
+    assert read_support(Sinusoid(), write(tmp_path, "ok.csv", "x,y\n1,2\n3,3e38\n")).y_support.shape == (1, 2)
 
 
 # -------------------------------------------------------------------- damaged run files
@@ -214,9 +215,16 @@ def run_dir(tmp_path):
     the right shape), made without training: the tests only damage and load it."""
     from tiny import tiny_recipe
 
-    from pcmmeta.chip import array_like, load_array, save_array
-    from pcmmeta.runs import set_latest
-    from pcmmeta.train import build_experiment, init_state, load_run, make_optimizer, save_checkpoint, start_run
+    from pcmmeta.experiment.chip import array_like, load_array, save_array
+    from pcmmeta.experiment.train import (
+        build_experiment,
+        init_state,
+        load_run,
+        make_optimizer,
+        save_checkpoint,
+        start_run,
+    )
+    from pcmmeta.io.runs import set_latest
 
     recipe = tiny_recipe()
     run = start_run(recipe, tmp_path / "runs")
@@ -259,7 +267,7 @@ def test_damaged_run_files_are_one_line_naming_the_file_and_what_to_do(run_dir, 
 
 
 def test_overrides_that_change_a_plug_in_get_its_own_defaults(tmp_path):
-    from pcmmeta.recipe import load_recipe
+    from pcmmeta.experiment.recipe import load_recipe
 
     path = tmp_path / "r.yaml"
     path.write_text("name: r\ntrain:\n  iterations: 5\n")

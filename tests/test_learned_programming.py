@@ -6,30 +6,28 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmmeta.device import BUILTIN_DEVICES
-from pcmmeta.errors import UserInputError
-from pcmmeta.programming import (
+from pcmmeta.core.devices import BUILTIN_DEVICES
+from pcmmeta.core.programming import (
     MAX_BURST,
     POLICY_FORMAT,
     PolicyInfo,
     PolicyTraining,
     ProgrammingCost,
     ProgrammingPolicy,
-    cached_policy_path,
     counts_time,
     device_fingerprint,
     learned_program,
-    load_policy,
     make_grid,
-    obtain_policy,
     plan_policy,
+    rule_policy,
     sample_targets,
-    save_policy,
     train_policy,
     transition_kernels,
     write_verify,
 )
-from pcmmeta.programming.learned import DONE, RESET
+from pcmmeta.core.programming.learned import DONE, RESET
+from pcmmeta.errors import UserInputError
+from pcmmeta.io.policy_file import cached_policy_path, load_policy, obtain_policy, save_policy
 
 DEVICE = BUILTIN_DEVICES["nandakumar2018"]
 NOISELESS = dataclasses.replace(
@@ -59,7 +57,7 @@ def info_for(device, policy, tolerance=0.5, max_pulses=100) -> PolicyInfo:
 @pytest.mark.parametrize("budget", [3, 10, 40])
 def test_learned_programming_never_exceeds_the_budget(budget, planned):
     target = jax.random.uniform(jax.random.key(1), (4000,), minval=0.1, maxval=12.0)
-    for policy in (ProgrammingPolicy.rule(DEVICE, 0.1, 7), planned):
+    for policy in (rule_policy(DEVICE, 0.1, 7), planned):
         result = learned_program(jax.random.key(2), DEVICE, target, policy, max_pulses=budget)
         pulses, reads = np.asarray(result.pulses), np.asarray(result.reads)
         assert pulses.max() <= budget and (pulses == budget).any()
@@ -98,7 +96,7 @@ def reference(policy: ProgrammingPolicy, traj: np.ndarray, target: float, budget
 
 @pytest.mark.parametrize("which", ["rule", "planned"])
 def test_noiseless_learned_programming_follows_the_mean_trajectory(which, planned):
-    policy = ProgrammingPolicy.rule(NOISELESS, 0.3, 3) if which == "rule" else planned
+    policy = rule_policy(NOISELESS, 0.3, 3) if which == "rule" else planned
     target = jnp.linspace(0.5, 10.0, 60)
     budget = 60
     result = learned_program(jax.random.key(0), NOISELESS, target, policy, max_pulses=budget)
@@ -214,7 +212,7 @@ def test_an_older_policy_file_is_refused_in_one_line(tmp_path):
 
 def test_policy_is_trained_once_then_read_from_the_cache(tmp_path):
     calls = []
-    policy = ProgrammingPolicy.rule(DEVICE, 0.4, 2, cells=60)
+    policy = rule_policy(DEVICE, 0.4, 2, cells=60)
 
     def train():
         calls.append(1)
@@ -231,7 +229,7 @@ def test_policy_is_trained_once_then_read_from_the_cache(tmp_path):
 
 def test_bursts_are_clipped_to_the_budget_left():
     """A rule asking for MAX_BURST pulses spends them all, then the budget's rest, never more."""
-    policy = ProgrammingPolicy.rule(NOISELESS, 0.01, MAX_BURST, cells=60)
+    policy = rule_policy(NOISELESS, 0.01, MAX_BURST, cells=60)
     result = learned_program(jax.random.key(0), NOISELESS, jnp.full((10,), 11.9), policy, max_pulses=30)
     assert np.all(np.asarray(result.pulses) == 30) and np.all(np.asarray(result.reads) >= 1)
 

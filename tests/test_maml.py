@@ -1,6 +1,5 @@
 """The generic bi-level pipeline on the LIF/sinusoid plug-ins: what each inner rule and mode does."""
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -8,11 +7,11 @@ import numpy as np
 import pytest
 from tiny import tiny_recipe
 
-from pcmmeta.device import DeviceState
-from pcmmeta.inner import HeadChip, QuantizedSGD
-from pcmmeta.maml import adapt_chips, adapt_shared_chips, batch_results, program_chips
-from pcmmeta.modes import PCM, Quantized
-from pcmmeta.train import build_experiment
+from pcmmeta.core.devices import DeviceState
+from pcmmeta.core.inner import HeadChip, QuantizedSGD
+from pcmmeta.core.maml import adapt_chips, adapt_shared_chips, batch_results, program_chips
+from pcmmeta.core.modes import PCM, Quantized
+from pcmmeta.experiment.train import build_experiment
 
 
 def setup(mode="pcm", **kw):
@@ -92,7 +91,6 @@ def test_ideal_inner_steps_are_sgd_steps(steps):
 def test_quantized_pulse_is_a_fixed_step():
     exp, net, tasks = setup(mode="quantized")
     _, _, out = run(exp, net, tasks, key=5)
-    dev = exp.meta.device
     step_w = net.scales["out"] / 3  # 2 bits: 4 levels spanning the range, 3 steps
     dw = np.abs(np.asarray(out.weights[-1]["out"] - out.weights[0]["out"]))
     moved = dw > 1e-6
@@ -117,7 +115,7 @@ def test_results_have_per_task_noise():
 
 
 def _head_chip(mode, device, steps=1):
-    from pcmmeta.clock import ChipClock
+    from pcmmeta.core.clock import ChipClock
 
     return HeadChip(device, mode, ChipClock(100.0, 101.0, 50.0, steps), {"w": jnp.asarray(1.0)})
 

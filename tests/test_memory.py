@@ -1,4 +1,4 @@
-"""The meta-training memory estimate and the refusal of recipes too large (pcmmeta/memory.py)."""
+"""The meta-training memory estimate and the refusal of recipes too large (pcmmeta/experiment/memory.py)."""
 
 import glob
 import re
@@ -8,19 +8,19 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pcmmeta.cli import app
-from pcmmeta.device import load_device
+from pcmmeta.cli.app import app
+from pcmmeta.core.networks import AbstractNetwork, LIFNetwork
 from pcmmeta.errors import UserInputError
-from pcmmeta.memory import check_training_memory, estimate_training_memory
-from pcmmeta.networks import AbstractNetwork, LIFNetwork
-from pcmmeta.recipe import load_recipe, validate
-from pcmmeta.tasks import TASK_FAMILIES
+from pcmmeta.experiment.memory import check_training_memory, estimate_training_memory
+from pcmmeta.experiment.recipe import load_recipe, validate
+from pcmmeta.io.device_file import load_device
+from pcmmeta.io.task_data import build_task_family
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 
 
 def estimate(recipe: dict):
-    family = TASK_FAMILIES[recipe["task"]["family"]].from_recipe(recipe["task"], None)
+    family = build_task_family(recipe["task"])
     return estimate_training_memory(recipe, family, load_device(recipe["device"])), family
 
 
@@ -55,7 +55,7 @@ def test_shipped_recipes_are_accepted(monkeypatch):
         recipe = load_recipe(path)
         if recipe["task"].get("data"):
             continue  # needs the Omniglot folder; its sizes equal glyphs-5way-5shot's
-        family = TASK_FAMILIES[recipe["task"]["family"]].from_recipe(recipe["task"], None)
+        family = build_task_family(recipe["task"])
         estimate = check_training_memory(recipe, family, load_device(recipe["device"]), path)
         assert 0.5e9 < estimate.total < 6e9, (path, estimate)
         checked += 1
@@ -86,7 +86,7 @@ def test_the_default_estimate_is_conservative_for_the_lif_network():
 def test_the_limit_can_be_overridden(monkeypatch, value, refused):
     monkeypatch.setenv("PCMMETA_MEMORY_LIMIT", value)
     recipe = validate({})
-    family = TASK_FAMILIES["sinusoid"].from_recipe(recipe["task"], None)
+    family = build_task_family(recipe["task"])
     device = load_device("nandakumar2018")
     if refused is None:
         with pytest.raises(UserInputError, match="PCMMETA_MEMORY_LIMIT='lots': give bytes"):

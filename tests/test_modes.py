@@ -10,10 +10,10 @@ import pytest
 from test_arm import arm_recipe
 from tiny import tiny_recipe
 
-from pcmmeta.device import BUILTIN_DEVICES
-from pcmmeta.maml import adapt_chips, program_and_read, program_chips
-from pcmmeta.modes import MODES, Ideal, Quantized
-from pcmmeta.train import build_experiment
+from pcmmeta.core.devices import BUILTIN_DEVICES
+from pcmmeta.core.maml import adapt_chips, program_and_read, program_chips
+from pcmmeta.core.modes import MODES, Ideal, Quantized
+from pcmmeta.experiment.train import build_experiment
 
 
 def head_with(net, values):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmmeta import noise
+from pcmmeta.core import noise
 
 N = 4_000_000
 

@@ -11,9 +11,9 @@ import yaml
 from tiny import tiny_recipe
 from typer.testing import CliRunner
 
-from pcmmeta import runs
-from pcmmeta.cli import app
+from pcmmeta.cli.app import app
 from pcmmeta.errors import OutputError, UserInputError
+from pcmmeta.io import runs
 
 
 def test_disk_full_while_writing_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from tiny import tiny_recipe
 
-from pcmmeta.inner.planned_pulse import plan_pulses
-from pcmmeta.maml import adapt_chips, outer_loss, program_chips
-from pcmmeta.train import build_experiment
+from pcmmeta.core.inner.planned_pulse import plan_pulses
+from pcmmeta.core.maml import adapt_chips, outer_loss, program_chips
+from pcmmeta.experiment.train import build_experiment
 
 
 def objective(choice, g, h, up, down, var_up, var_down):
@@ -121,11 +121,11 @@ def test_quantized_mode_pulses_are_whole_steps_and_no_single_change_would_help()
 
 def pulse_setup(shape, seed=0):
     """A PlannedPulse, a pcm HeadChip and a layer state of `shape` (pairs on axis 0)."""
-    from pcmmeta.clock import ChipClock
-    from pcmmeta.device import load_device
-    from pcmmeta.inner import HeadChip
-    from pcmmeta.inner.planned_pulse import Curvature, PlannedPulse
-    from pcmmeta.modes import PCM
+    from pcmmeta.core.clock import ChipClock
+    from pcmmeta.core.inner import HeadChip
+    from pcmmeta.core.inner.planned_pulse import Curvature, PlannedPulse
+    from pcmmeta.core.modes import PCM
+    from pcmmeta.io.device_file import load_device
 
     dev = load_device("nandakumar2018")
     chip = HeadChip(dev, PCM(), ChipClock(100.0, 101.0, 50.0), {"out": jnp.ones(())})
@@ -175,8 +175,8 @@ def test_the_pulse_outcome_carries_the_gradient_of_the_devices_increment():
 
 
 def test_a_head_too_large_to_plan_is_refused_in_one_line():
+    from pcmmeta.core.inner.planned_pulse import MAX_PLANNED_WEIGHTS, PlannedPulse
     from pcmmeta.errors import UserInputError
-    from pcmmeta.inner.planned_pulse import MAX_PLANNED_WEIGHTS, PlannedPulse
 
     w = {"rec": jnp.zeros((MAX_PLANNED_WEIGHTS + 1,))}
     with pytest.raises(UserInputError, match="head layer 'rec' has 4,097 weights"):
@@ -199,9 +199,9 @@ def test_the_chain_runs_with_planned_pulses(tmp_path):
     import yaml
     from typer.testing import CliRunner
 
-    from pcmmeta.chip import load_array
-    from pcmmeta.cli import app
-    from pcmmeta.train import load_run
+    from pcmmeta.cli.app import app
+    from pcmmeta.experiment.chip import load_array
+    from pcmmeta.experiment.train import load_run
 
     invoke = lambda *a: CliRunner().invoke(app, [str(x) for x in a])
     recipe = tiny_recipe(inner={"rule": "planned-pulse"}, train__iterations=3, eval__tasks=5, eval__plot_tasks=0)

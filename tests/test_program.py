@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmmeta.device import BUILTIN_DEVICES
-from pcmmeta.programming import single_shot, write_verify
+from pcmmeta.core.devices import BUILTIN_DEVICES
+from pcmmeta.core.programming import single_shot, write_verify
 
 DEVICE = BUILTIN_DEVICES["nandakumar2018"]
 NOISELESS = dataclasses.replace(
@@ -58,7 +58,7 @@ def test_noiseless_burst_write_verify_reads_only_after_the_mean_trajectory_burst
     trajectory's first count within tolerance, one SET pulse at a time without reading; then
     write-verify finishes it: the same pulses as plain write-verify, in two verify reads instead
     of one per pulse."""
-    from pcmmeta.programming.write_verify import write_verify as wv
+    from pcmmeta.core.programming.write_verify import write_verify as wv
 
     target = jnp.linspace(3.0, 10.0, 200)
     plain = wv(jax.random.key(0), NOISELESS, target, 0.3, 100)
@@ -73,7 +73,7 @@ def test_noiseless_burst_write_verify_reads_only_after_the_mean_trajectory_burst
 
 @pytest.mark.parametrize("budget", [20, 60])
 def test_write_verify_variants_keep_the_budget_and_set_instead_of_reset_where_flat(budget):
-    from pcmmeta.programming import WriteVerifyBurst, WriteVerifySetOnFlat
+    from pcmmeta.core.programming import WriteVerifyBurst, WriteVerifySetOnFlat
 
     target = jax.random.uniform(jax.random.key(1), (20_000,), minval=9.0, maxval=10.4)  # near the flat top
     plain = write_verify(jax.random.key(2), DEVICE, target, tolerance=0.3, max_pulses=budget)
@@ -82,3 +82,27 @@ def test_write_verify_variants_keep_the_budget_and_set_instead_of_reset_where_fl
         assert np.asarray(result.pulses).max() <= budget and method.budget == budget
         # overshoots up here mostly meet a flat SET law: far fewer RESETs than plain write-verify
         assert np.asarray(result.resets).mean() < 0.5 * np.asarray(plain.resets).mean()
+
+
+def test_every_programming_method_programs_joshi2020():
+    """Each method `deploy --method` offers, on the aihwkit-statistics family: it keeps its pulse
+    budget, and every verified method lands closer to the targets than a blind single shot
+    (a method that did nothing would leave the devices at the RESET level)."""
+    from pcmmeta.core.programming import PROGRAMMING_METHODS, make_method, rule_policy
+
+    device = BUILTIN_DEVICES["joshi2020"]
+    target = jax.random.uniform(jax.random.key(6), (3000,), minval=0.5 * device.g_max / 10, maxval=0.9 * device.g_max)
+    tolerance, budget = 1.0, 40  # joshi2020's read noise is 0.3–0.8 µS
+    rms = {}
+    for name in PROGRAMMING_METHODS:
+        policy = rule_policy(device, tolerance, 1, cells=60) if name == "learned" else None
+        method = make_method(name, tolerance, budget, policy)
+        result = method.program(jax.random.key(7), device, target)
+        assert result.state.g_prog.shape == target.shape, name
+        if method.budget is not None:  # single-shot: one programming event, no budget
+            assert int(np.asarray(result.pulses).max()) <= method.budget, name
+        rms[name] = float(jnp.sqrt(jnp.mean((result.state.g_prog - target) ** 2)))
+    assert set(rms) >= {"write-verify", "single-shot", "learned"}
+    for name, error in rms.items():
+        if name != "single-shot":
+            assert error < 0.8 * rms["single-shot"], (name, rms)

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from test_arm import arm_recipe
 
-from pcmmeta.clock import ChipClock
-from pcmmeta.crossbar import conductances_from_weights, pair_weights
-from pcmmeta.device import BUILTIN_DEVICES
-from pcmmeta.inner import HeadChip, ReprogramSGD
-from pcmmeta.inner.reprogram import reprogram, stochastic_round
-from pcmmeta.maml import adapt_chips, program_chips
-from pcmmeta.modes import PCM, Ideal, Quantized
-from pcmmeta.recipe import validate
-from pcmmeta.train import build_experiment, evaluate, make_optimizer, init_state, make_train_step
+from pcmmeta.core.clock import ChipClock
+from pcmmeta.core.crossbar import conductances_from_weights, pair_weights
+from pcmmeta.core.devices import BUILTIN_DEVICES
+from pcmmeta.core.inner import HeadChip
+from pcmmeta.core.inner.reprogram import reprogram, stochastic_round
+from pcmmeta.core.maml import adapt_chips, program_chips
+from pcmmeta.core.modes import PCM, Ideal, Quantized
+from pcmmeta.experiment.recipe import validate
+from pcmmeta.experiment.train import build_experiment, evaluate, init_state, make_optimizer, make_train_step
 
 JOSHI = BUILTIN_DEVICES["joshi2020"]
 
@@ -125,7 +125,7 @@ def test_results_table_conditions_change_one_thing_each():
     from pathlib import Path
 
     from pcmmeta.errors import UserInputError
-    from pcmmeta.recipe import load_recipe
+    from pcmmeta.experiment.recipe import load_recipe
 
     spec = importlib.util.spec_from_file_location("results_table", Path(__file__).parent.parent / "benchmarks" / "results_table.py")
     table = importlib.util.module_from_spec(spec)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from tiny import tiny_recipe
 
-ENTRY = "from pcmmeta._console import entry; entry()"
+ENTRY = "from pcmmeta.cli.console import entry; entry()"
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
 
@@ -136,7 +136,7 @@ def test_signal_mid_training_saves_a_checkpoint_and_says_how_to_resume(tmp_path,
     line = assert_one_clean_line(err)
     assert ("interrupted at iteration" if signum == signal.SIGINT else "terminated at iteration") in line
     assert "pcmmeta meta-train --resume --run" in line
-    from pcmmeta.train import load_run
+    from pcmmeta.experiment.train import load_run
 
     run_dir = metrics()[0].parent
     _, state = load_run(run_dir)
@@ -220,7 +220,7 @@ def test_special_files_are_refused_in_one_line(tmp_path, device):
 
 # ------------------------------------------------------------------------ exact outputs
 def test_measurement_csv_round_trip_keeps_every_number(tmp_path):
-    from pcmmeta.measurements import Measurements, read_measurements, write_measurements
+    from pcmmeta.io.measurements import Measurements, read_measurements, write_measurements
 
     rng = np.random.default_rng(0)
     n = 6
@@ -275,7 +275,7 @@ def test_kill_9_mid_training_then_resume_finishes_the_run(tmp_path):
     proc.send_signal(signal.SIGKILL)  # no handler, no cleanup: the process just stops
     proc.communicate(timeout=30)
     run_dir = metrics()[0].parent
-    from pcmmeta.train import load_run
+    from pcmmeta.experiment.train import load_run
 
     _, state = load_run(run_dir)
     killed_at = int(state.iteration)

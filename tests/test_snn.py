@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pcmmeta.snn import LIFConfig, readout_traces, readout_traces_autodiff, spike, surrogate_derivative
+from pcmmeta.core.snn import LIFConfig, readout_traces, readout_traces_autodiff, spike
 
 BETA = 10.0
 

@@ -1,15 +1,14 @@
 """Validation and test are different data: every task family has a validation split that
 hyperparameters are chosen on, apart from the test split whose figures are reported."""
 
-import jax
 import numpy as np
 import pytest
 from tiny import tiny_recipe
 
+from pcmmeta.core.tasks import SPLITS
 from pcmmeta.errors import UserInputError
-from pcmmeta.recipe import validate
-from pcmmeta.tasks import SPLITS
-from pcmmeta.train import build_experiment, evaluate, held_out_tasks
+from pcmmeta.experiment.recipe import validate
+from pcmmeta.experiment.train import build_experiment, evaluate, held_out_tasks
 
 
 def test_validation_tasks_are_not_the_test_tasks_and_are_reproducible():
@@ -63,7 +62,7 @@ def test_sweep_chooses_on_the_validation_split(tmp_path):
     assert line["split"] == "validation"
     run_dir = Path(line["run_dir"])
     assert not (run_dir / "evaluation.json").exists()  # the test split was not looked at
-    from pcmmeta.train import load_run
+    from pcmmeta.experiment.train import load_run
 
     exp, state = load_run(run_dir)
     assert line["after"] == pytest.approx(evaluate(exp, state.network, split="validation").after(), rel=1e-6)

@@ -12,11 +12,20 @@ import pytest
 from tiny import tiny_recipe
 from typer.testing import CliRunner
 
-from pcmmeta.cli import app
+from pcmmeta.cli.app import app
 from pcmmeta.errors import UserInputError
-from pcmmeta.train import (
-    NaNLossError, build_experiment, chunk_size, evaluate, init_state, load_checkpoint, make_optimizer, make_train_step, save_checkpoint,
-    start_run, train,
+from pcmmeta.experiment.train import (
+    NaNLossError,
+    build_experiment,
+    chunk_size,
+    evaluate,
+    init_state,
+    load_checkpoint,
+    make_optimizer,
+    make_train_step,
+    save_checkpoint,
+    start_run,
+    train,
 )
 
 runner = CliRunner()
@@ -29,8 +38,13 @@ def leaves(tree):
 @pytest.mark.slow
 def test_tiny_recipe_trains_and_held_out_loss_drops(tmp_path):
     recipe = tiny_recipe(
-        train__iterations=150, train__meta_batch=16, train__checkpoint_every=150, train__learning_rate=0.1,
-        network__hidden=[16, 16], network__time_steps=20, eval__tasks=100,
+        train__iterations=150,
+        train__meta_batch=16,
+        train__checkpoint_every=150,
+        train__learning_rate=0.1,
+        network__hidden=[16, 16],
+        network__time_steps=20,
+        eval__tasks=100,
     )
     exp = build_experiment(recipe)
     before = evaluate(exp, init_state(exp, make_optimizer(exp.train)).network)
@@ -39,7 +53,14 @@ def test_tiny_recipe_trains_and_held_out_loss_drops(tmp_path):
     assert after.after() < 0.9 * before.after(), (before, after)
     assert after.baselines["mse_zero"] == pytest.approx(before.baselines["mse_zero"])
     run = outcome.run_dir
-    for name in ("recipe.yaml", "checkpoint.eqx", "metrics.jsonl", "training-curve.png", "evaluation.json", "evaluation.png"):
+    for name in (
+        "recipe.yaml",
+        "checkpoint.eqx",
+        "metrics.jsonl",
+        "training-curve.png",
+        "evaluation.json",
+        "evaluation.png",
+    ):
         assert (run / name).is_file(), name
     assert (tmp_path / "LATEST").read_text().strip() == run.name
     lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -68,6 +89,7 @@ def test_resume_continues_the_same_trajectory(tmp_path):
         calls.append(it)
         if it == 3:
             raise KeyboardInterrupt  # Ctrl-C
+
     first = train(tiny_recipe(), run, on_iteration=stop_after_three, evaluate_at_end=False)
     assert first.interrupted and int(first.state.iteration) == 3
     resumed = train(tiny_recipe(), run, resume=True, evaluate_at_end=False).state
@@ -80,7 +102,7 @@ def test_resume_continues_the_same_trajectory(tmp_path):
 
 @pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    import pcmmeta.train as T
+    import pcmmeta.experiment.train as T
 
     real = T.make_train_step
 
@@ -90,6 +112,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         def wrapped(state, family):
             new, loss, means = step(state, family)
             return new, (loss * np.nan if int(new.iteration) == 5 else loss), means
+
         return wrapped
 
     monkeypatch.setattr(T, "make_train_step", poisoned)
@@ -139,7 +162,7 @@ def test_cli_meta_train_json_and_resume(tmp_path):
     runs = tmp_path / "runs"
     result = runner.invoke(app, ["meta-train", str(path), "--runs-dir", str(runs), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout[result.stdout.index("{"):])
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     assert report["mse_zero"] > 0 and report["n_tasks"] == 20
     result = runner.invoke(app, ["meta-train", "--resume", "--runs-dir", str(runs)])
     assert result.exit_code == 0, result.output  # already complete: evaluates again
@@ -152,7 +175,7 @@ import json, sys
 sys.path.insert(0, {tests!r})
 import jax
 from tiny import tiny_recipe
-from pcmmeta.train import build_experiment, init_state, make_optimizer, make_train_step
+from pcmmeta.experiment.train import build_experiment, init_state, make_optimizer, make_train_step
 recipe = tiny_recipe()
 exp = build_experiment(recipe)
 opt = make_optimizer(exp.train)
@@ -182,7 +205,7 @@ def test_sharded_equals_unsharded():
 
 
 def test_docs_list_every_recipe_key():
-    from pcmmeta.recipe import all_keys
+    from pcmmeta.experiment.recipe import all_keys
 
     text = (Path(__file__).parent.parent / "docs" / "recipes.md").read_text()
     missing = [k for k in all_keys() if f"`{k}`" not in text]
@@ -195,6 +218,7 @@ def test_resume_skips_a_cut_off_metrics_line(tmp_path):
     def stop_after_two(it, loss, record):
         if it == 2:
             raise KeyboardInterrupt
+
     train(tiny_recipe(), run, on_iteration=stop_after_two, evaluate_at_end=False)
     with open(run / "metrics.jsonl", "a") as fh:
         fh.write('{"iteration": 3, "lo')  # a process killed mid-write
@@ -208,7 +232,7 @@ def test_resume_skips_a_cut_off_metrics_line(tmp_path):
 def test_only_process_0_writes_the_run_directory(tmp_path, monkeypatch):
     """With several hosts every process runs `start_run` and `train`; a process other than 0
     must write nothing: no run directory, checkpoint, metrics, evaluation or LATEST."""
-    import pcmmeta.train as train_module
+    import pcmmeta.experiment.train as train_module
 
     monkeypatch.setattr(train_module, "is_writer", lambda: False)
     recipe = tiny_recipe(train__iterations=2, train__checkpoint_every=1, eval__tasks=2, eval__plot_tasks=0)
@@ -230,6 +254,24 @@ def test_tasks_per_chip_trains_and_is_checked_against_the_meta_batch():
         tiny_recipe(maml__tasks_per_chip=3)
 
 
+@pytest.mark.parametrize(
+    "meta_batch, chunk_tasks, per_chip, n_devices, expected",
+    [
+        (8, 4, 1, 1, (4, False)),
+        (8, 5, 1, 1, (4, False)),  # the largest divisor of 8 that is ≤ 5
+        (12, 5, 3, 1, (3, False)),  # whole chips of 3
+        (32, 5, 16, 1, (16, False)),  # one chip is more than the limit: one chip per chunk
+        (8, 4, 1, 2, (4, True)),  # split over 2 devices
+        (6, 16, 1, 4, (6, False)),  # 6 tasks do not split evenly over 4 devices
+        (12, 16, 2, 4, (12, False)),  # 6 chips do not split evenly over 4 devices
+        (90, 16, 3, 2, (6, True)),  # one chip of 3 on each of 2 devices; 12 does not divide 90
+        (256, 64, 2, 4, (64, True)),
+    ],
+)
+def test_chunk_sizes_worked_out_by_hand(meta_batch, chunk_tasks, per_chip, n_devices, expected):
+    assert chunk_size(meta_batch, chunk_tasks, per_chip, n_devices) == expected
+
+
 def test_chunks_hold_whole_chips_and_divide_the_meta_batch():
     for meta_batch, chunk_tasks, per_chip, n_devices in itertools.product(
         [1, 6, 8, 12, 32, 90, 256], [1, 5, 16, 64], [1, 2, 3, 16], [1, 2, 4]
@@ -242,7 +284,41 @@ def test_chunks_hold_whole_chips_and_divide_the_meta_batch():
         unit = per_chip * (n_devices if sharded else 1)
         assert meta_batch % chunk == 0 and chunk % unit == 0
         assert chunk <= max(chunk_tasks, unit)
-        assert sharded == (n_devices > 1 and meta_batch % (n_devices * per_chip) == 0)
         # the largest such chunk: the next multiple of the unit that divides would exceed the limit
         bigger = [c for c in range(chunk + unit, meta_batch + 1, unit) if meta_batch % c == 0]
         assert not bigger or bigger[0] > max(chunk_tasks, unit)
+
+
+def test_accumulated_gradient_does_not_depend_on_the_chunk_size():
+    """The meta-gradient summed over chunks of 2, 4 or 8 tasks is the same gradient, up to float
+    rounding: one step moves every parameter alike. In software (`mode: ideal`): on the chip
+    each chunk draws its own device noise (a key per chunk), so the chunk size picks which
+    noise sample the gradient sees."""
+    after = {}
+    for chunk in (8, 4, 2):
+        exp = build_experiment(tiny_recipe(mode="ideal", train__chunk_tasks=chunk))
+        opt = make_optimizer(exp.train)
+        state = init_state(exp, opt)
+        before = state.network
+        state, loss, _ = make_train_step(exp, opt, exp.train.meta_batch)(state, exp.family)
+        after[chunk] = (float(loss), jax.tree.leaves(eqx.filter(state.network, eqx.is_inexact_array)))
+    loss8, leaves8 = after[8]
+    moved = [
+        np.abs(np.asarray(a) - np.asarray(b)).max()
+        for a, b in zip(leaves8, jax.tree.leaves(eqx.filter(before, eqx.is_inexact_array)))
+    ]
+    assert max(moved) > 1e-3  # the step changed the network: there is a gradient to compare
+    for chunk in (4, 2):
+        loss, leaves = after[chunk]
+        assert loss == pytest.approx(loss8, rel=1e-5), chunk
+        for a, b in zip(leaves, leaves8):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5, err_msg=f"chunk {chunk}")
+
+
+def test_docs_key_table_is_the_generated_one():
+    """docs/recipes.md's key table is `keys_table()` verbatim: every key's default and help come
+    from its one declaration."""
+    from pcmmeta.experiment.recipe import keys_table
+
+    text = (Path(__file__).parent.parent / "docs" / "recipes.md").read_text()
+    assert keys_table() in text

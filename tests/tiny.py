@@ -1,6 +1,6 @@
 """A tiny recipe for fast tests: small network, few steps, few tasks."""
 
-from pcmmeta.recipe import validate
+from pcmmeta.experiment.recipe import validate
 
 
 def tiny_recipe(**overrides) -> dict:

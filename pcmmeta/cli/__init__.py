@@ -1,0 +1,1 @@
+"""The command line: parse, call the experiment services, render, map errors to exit codes."""

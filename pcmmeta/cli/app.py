@@ -1,0 +1,1055 @@
+"""The `pcmmeta` command line: parse, call the library, print. User errors: one line, exit 2;
+an output that cannot be written (disk full, file-size limit): one line, exit 1; SIGINT/SIGTERM:
+one line, exit 130/143 (`pcmmeta.runtime.interrupts`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pcmmeta.core.fields import MAX_TASKS
+from pcmmeta.core.seeds import SEED_MAX
+from pcmmeta.errors import OutputError, UserInputError, safe_text
+from pcmmeta.io.runs import json_text
+
+#: Flag bounds: write-verify never needs more than a few dozen pulses per device (docs/chip.md),
+#: and far more support examples or evaluation tasks than these cannot fit in memory.
+MAX_PULSES = 10_000
+MAX_SHOTS = 10_000
+#: Times since deployment, h: a thousand years (a time in s must stay well inside float32).
+MAX_HOURS = 1e7
+
+
+class _Commands(typer.Typer):
+    """Every command maps a `UserInputError` to one line and exit 2 (`fail`): the commands raise
+    it, none catches it."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+
+        def decorator(function):
+            @functools.wraps(function)
+            def refusing_bad_input(*a, **k):
+                try:
+                    return function(*a, **k)
+                except UserInputError as err:
+                    fail(str(err))
+
+            register(refusing_bad_input)
+            return function
+
+        return decorator
+
+
+app = _Commands(
+    name="pcmmeta",
+    help="Meta-learning for networks on simulated phase-change-memory synapses: spiking regression, few-shot image classification.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(safe_text(message))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def progress_bar(transient: bool = True) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=err_console,
+        transient=transient,
+    )
+
+
+# ------------------------------------------------------- flag checks (before any work starts)
+def _finite(value: Optional[float]) -> Optional[float]:
+    """typer callback: a float flag must be a finite number (typer's bounds let inf and nan by)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+def _positive_finite(value: float) -> float:
+    if not (_finite(value) > 0):  # type: ignore[operator]  # typer passes a value, never None here
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value
+
+
+def _input_path(value: str) -> Path:
+    """typer parser of a file or folder to read: an empty value would become '.' (the current
+    folder) and be answered about '.', not about the flag."""
+    if value == "":
+        raise typer.BadParameter("empty: give a file or folder name")
+    return Path(value)
+
+
+def _name_or_path(value: str) -> str:
+    """typer parser of a built-in name or a file or folder (--device, --prior, --targets): not empty."""
+    if value == "":
+        raise typer.BadParameter("empty: give a built-in name or a path")
+    return value
+
+
+def _png_path(value: Optional[Path]) -> Optional[Path]:
+    """typer callback: a PNG to write — ends in .png, in a folder that exists, not a folder itself."""
+    if value is None:
+        return None
+    if value.suffix.lower() != ".png":
+        raise typer.BadParameter(f"{safe_text(str(value), 80)}: the plot is a PNG; give a file name ending in .png")
+    return _output_file(value)
+
+
+def _output_file(value: Optional[Path]) -> Optional[Path]:
+    """typer callback: a file to write, in a folder that exists (a typo in a folder name must
+    not create folders), and not itself a folder."""
+    if value is None:
+        return None
+    parent = value.parent
+    if not parent.is_dir():
+        raise typer.BadParameter(f"{safe_text(str(parent), 80)}: no such folder")
+    if str(value) == ".":  # what an empty value becomes as a Path
+        raise typer.BadParameter("empty or '.' (the current folder): expected a file name")
+    if value.is_dir():
+        raise typer.BadParameter(f"{safe_text(str(value), 80)}: is a folder, expected a file name")
+    return value
+
+
+def _parse_times(text: str, option: str) -> list[float]:
+    """Read times, s, comma-separated: each finite, ≥ 0 and ≤ the longest time a measurement
+    CSV may hold (nan passes every comparison, and a file fit-device refuses is no output)."""
+    import math
+
+    from pcmmeta.io.measurements import MAX_T_S
+
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            fail(f"{option}: not a number: {part.strip()!r}")
+        if not (math.isfinite(value) and 0 <= value <= MAX_T_S):
+            fail(f"{option}: times must be ≥ 0 s and ≤ {MAX_T_S:g} s, got {part.strip()!r}")
+        values.append(value)
+    return values
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the flag of parameter `name` was given on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer may vendor click)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def prior_for(family: Optional[str], prior: Optional[str]):
+    """fit-device's prior: --prior, else the built-in device of --family; a prior of another
+    family than --family is refused."""
+    from pcmmeta.core.devices import DEFAULT_FAMILY, FAMILIES, FAMILY_DEVICES
+    from pcmmeta.io.device_file import load_device
+
+    if family is not None and family not in FAMILIES:
+        raise UserInputError(f"--family: one of {', '.join(FAMILIES)}, got {safe_text(family, 80)!r}")
+    device = load_device(prior if prior is not None else FAMILY_DEVICES[family or DEFAULT_FAMILY])
+    if family is not None and device.family != family:
+        raise UserInputError(
+            f"--prior {safe_text(prior, 80)} is a {device.family} device, not {family}: give a {family} prior or leave --prior out"
+        )
+    return device
+
+
+@app.command("fit-device")
+def fit_device_cmd(
+    data: Annotated[
+        list[Path],
+        typer.Argument(
+            parser=_input_path,
+            help="Measurement CSVs: device_id,pulse,t_s,g_uS (docs/device-model.md).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option(callback=_output_file, help="Device YAML to write.")] = Path(
+        "fitted-device.yaml"
+    ),
+    prior: Annotated[
+        Optional[str],
+        typer.Option(
+            parser=_name_or_path,
+            help="Device whose values stand for the parameters the data cannot constrain (default: the family's built-in device).",
+            show_default=False,
+        ),
+    ] = None,
+    family: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Device family to fit: nandakumar2018 or joshi2020 (default: the --prior's family, else nandakumar2018).",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        Optional[str], typer.Option(help="Name recorded in the device file (default: the file's stem).")
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option(min=0, help="Bootstrap resamples over devices for the standard errors.")
+    ] = 20,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the bootstrap.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimates as JSON instead of a table.")] = False,
+    plot: Annotated[
+        Optional[Path], typer.Option(callback=_png_path, help="Write a PNG of data and fitted model.")
+    ] = None,
+) -> None:
+    """Fit the PCM device model to measurement CSVs and write a device YAML."""
+    from pcmmeta.experiment.fit import fit_device
+    from pcmmeta.io.measurements import read_measurements
+
+    prior_device = prior_for(family, prior)
+    measurements = read_measurements(data)
+    if measurements.ignored_columns and not as_json:
+        err_console.print(f"note: ignored extra columns: {', '.join(measurements.ignored_columns)}", highlight=False)
+    with progress_bar() as bar:
+        task = bar.add_task("fit", total=bootstrap + 1, info="estimate, then bootstrap over devices")
+        result = fit_device(
+            measurements,
+            prior_device,
+            n_bootstrap=bootstrap,
+            seed=seed,
+            name=name or out.stem,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            where=", ".join(str(p) for p in data),
+        )
+    result.warnings[:0] = measurements.notes
+    from pcmmeta.io.device_file import save_device
+
+    save_device(result.device, out)
+    if plot is not None:
+        from pcmmeta.experiment.fit.figure import plot_device_fit
+
+        plot_device_fit(measurements, result, plot)
+    report = result.to_json()
+    report.update(device_file=str(out), ignored_columns=measurements.ignored_columns, files=[str(p) for p in data])
+    if as_json:
+        print(json_text(report, indent=2))
+        return
+    for warning in result.warnings:
+        err_console.print(f"warning: {escape(safe_text(warning))}", highlight=False, soft_wrap=True)
+    table = Table(title=f"PCM device fit → {out}")
+    for column in ("parameter", "estimate", "± s.e.", "constrained by the data"):
+        table.add_column(column, justify="right" if column in ("estimate", "± s.e.") else "left")
+    for key, entry in report["parameters"].items():
+        se = entry["stderr"]
+        table.add_row(key, f"{entry['value']:.4g}", "" if se is None else f"{se:.2g}", entry["status"])
+    console.print(table)
+    gof = report["goodness_of_fit"]
+    number = lambda v: "n/a" if v is None else f"{v:.3f}"
+    console.print(
+        f"goodness of fit: reads χ²/dof = {number(gof['reads_reduced_chi2'])} (1 if the read model fits); "
+        f"increment z-scores mean {number(gof['increment_z_mean'])}, std {number(gof['increment_z_std'])} (0 and 1 if it fits); "
+        f"{gof['n_reads']} reads of {gof['n_devices']} devices, {gof['n_groups']} (device, pulse) groups, "
+        f"{gof['n_repeated_read_dof']} repeated-read degrees of freedom, {gof['n_pulse_pairs']} pulse pairs; "
+        f"s.e. from {bootstrap} bootstrap resamples over devices",
+        highlight=False,
+    )
+    if plot is not None:
+        console.print(f"plot: {plot}")
+
+
+@app.command("simulate-measurements")
+def simulate_measurements_cmd(
+    out: Annotated[Path, typer.Option(callback=_output_file, help="CSV to write.")] = Path(
+        "simulated-measurements.csv"
+    ),
+    devices: Annotated[int, typer.Option(min=2, help="Number of simulated devices.")] = 200,
+    device: Annotated[
+        str, typer.Option(parser=_name_or_path, help="Built-in device name or device YAML to simulate.")
+    ] = "nandakumar2018",
+    pulses: Annotated[int, typer.Option(min=1, help="SET pulses after the RESET, per device.")] = 20,
+    read_times: Annotated[
+        str, typer.Option(help="Read times after every programming event, s, comma-separated.")
+    ] = "2,10,30",
+    drift_read_times: Annotated[
+        str, typer.Option(help="Extra, later read times after the RESET, every --drift-every-th pulse and the last, s.")
+    ] = "100,1000,10000",
+    drift_every: Annotated[int, typer.Option(min=1, help="Pulse interval of the drift reads.")] = 5,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="'repeated': every read time after every event; 'ragged': one read after each event (some missing), a retention series after the last pulse on some devices, pulse counts from --pulses/2 to --pulses."
+        ),
+    ] = "repeated",
+    retention_fraction: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="ragged: fraction of devices read at every time after their last pulse."),
+    ] = 0.25,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed.")] = 0,
+) -> None:
+    """Write synthetic measurements from a device model, in fit-device's CSV format."""
+    from pcmmeta.core.seeds import seed_key
+    from pcmmeta.io.device_file import load_device
+    from pcmmeta.io.measurements import MIN_READ_TIMES, simulate_measurements, write_measurements
+
+    if protocol not in ("repeated", "ragged"):
+        fail(f"--protocol: 'repeated' or 'ragged', got {protocol!r}")
+    times = _parse_times(read_times, "--read-times")
+    drift_times = _parse_times(drift_read_times, "--drift-read-times") if drift_read_times.strip() else []
+    if len(set(times) | set(drift_times)) < MIN_READ_TIMES[protocol]:  # the RESET is read at both lists' times
+        fail(
+            f"--read-times: the {protocol} protocol reads events at {MIN_READ_TIMES[protocol]} or more distinct times "
+            f"(--read-times and --drift-read-times together), got {read_times!r} and {drift_read_times!r}"
+        )
+    if drift_times and min(drift_times) <= max(times):
+        fail("--drift-read-times: every drift read time must come after the last --read-times value")
+    from pcmmeta.experiment.memory import refuse_if_too_large
+    from pcmmeta.io.measurements import simulation_bytes
+
+    n_times = len(times) + len(drift_times)
+    refuse_if_too_large(
+        simulation_bytes(devices, pulses, n_times),
+        f"--devices {devices}, --pulses {pulses}",
+        f"simulating {devices:,} devices × {pulses + 1:,} events × {n_times} read times",
+        "reduce --devices or --pulses",
+    )
+    model = load_device(device)
+    data = simulate_measurements(
+        model, seed_key(seed), devices, pulses, times, drift_times, drift_every, protocol, retention_fraction
+    )
+    write_measurements(data, out)
+    console.print(f"wrote {data.g_uS.size} simulated reads of {devices} devices ({model.name}) to {out}")
+
+
+def _evaluation_table(title: str, ev: dict) -> Table:
+    """Every metric of the family before adaptation and after each inner step (± s.e.)."""
+    metrics = [k[: -len("_per_step")] for k in ev if k.endswith("_per_step") and not k.startswith("sem_")]
+    table = Table(title=title)
+    table.add_column("held-out " + ev["metric"])
+    for name in metrics:
+        table.add_column(name, justify="right")
+    steps = len(ev[f"{ev['metric']}_per_step"])
+    for s in range(steps):
+        label = (
+            "before adaptation"
+            if s == 0
+            else (f"after step {s}" if s < steps - 1 else f"after adaptation ({s} step{'s' if s > 1 else ''})")
+        )
+        cells = []
+        for name in metrics:
+            mean, sem = ev[f"{name}_per_step"][s], ev[f"sem_{name}_per_step"][s]
+            cells.append(f"{mean:.4g}" + (f" ± {sem:.2g}" if sem is not None else ""))
+        table.add_row(label, *cells)
+    labels = {"mse_zero": "zero predictor", "chance": "chance", "pixel_nn_accuracy": "raw-pixel nearest neighbour"}
+    for key, label in labels.items():
+        if key in ev:
+            table.add_row(label, f"{ev[key]:.4g}", *[""] * (len(metrics) - 1))
+    return table
+
+
+class ItRate:
+    """Iterations per second since the first call (the first iteration includes compilation)."""
+
+    def __init__(self) -> None:
+        self.start: tuple[float, int] | None = None
+
+    def __call__(self, it: int) -> float:
+        import time
+
+        now = time.perf_counter()
+        if self.start is None:
+            self.start = (now, it)
+        t0, it0 = self.start
+        return (it - it0) / (now - t0) if now > t0 else 0.0
+
+
+@app.command("meta-train")
+def meta_train_cmd(
+    recipe: Annotated[
+        Optional[Path],
+        typer.Argument(
+            parser=_input_path, help="Recipe YAML (docs/recipes.md). Not needed with --resume.", show_default=False
+        ),
+    ] = None,
+    runs_dir: Annotated[Path, typer.Option(parser=_input_path, help="Folder of run directories.")] = Path("runs"),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue a run from its last checkpoint (the latest run unless --run).")
+    ] = False,
+    run: Annotated[Optional[Path], typer.Option(parser=_input_path, help="Run directory to resume.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final evaluation as JSON.")] = False,
+) -> None:
+    """Meta-train a network on PCM synapses with MAML (the recipe names network, task family,
+    inner rule and mode)."""
+    from pcmmeta.experiment.train import NaNLossError
+    from pcmmeta.experiment.training_run import prepare_run
+    from pcmmeta.runtime import interrupts
+
+    training = prepare_run(recipe, resume, run, runs_dir)
+    run_dir = training.start(runs_dir)
+    experiment = training.experiment
+    err_console.print(f"run directory: {run_dir}", highlight=False)
+    if experiment.family.data_description():
+        err_console.print(f"data: {experiment.family.data_description()}", highlight=False, markup=False)
+    bar = progress_bar(transient=False)
+    metric = experiment.family.metric
+    with bar:
+        task = bar.add_task("meta-train", total=experiment.train.iterations, info="compiling…")
+        rate = ItRate()
+
+        def on_iteration(it, loss, record):
+            info = f"loss {loss:.3f}  {metric} {record[metric + '_before']:.3f} → {record[metric + '_after']:.3f}  {rate(it):.2f} it/s"
+            bar.update(task, completed=it, info=info)
+
+        try:
+            outcome = training.run(on_iteration)
+        except NaNLossError as err:
+            bar.stop()
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+    if outcome.interrupted:
+        import signal
+
+        signum = interrupts.requested() or signal.SIGINT
+        name = "interrupted" if signum == signal.SIGINT else "terminated"
+        err_console.print(
+            f"{name} at iteration {int(outcome.state.iteration)}; checkpoint saved; resume with `pcmmeta meta-train --resume --run {run_dir}`",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(interrupts.EXIT_CODES.get(signum, 130))
+    assert outcome.evaluation is not None  # not interrupted: evaluated
+    ev = outcome.evaluation.to_json()
+    if as_json:
+        print(json_text({"run_dir": str(run_dir), **ev}, indent=2))
+        return
+    title = f"held-out evaluation: {ev['n_tasks']} tasks ({experiment.meta.mode.name}, {experiment.meta.rule.name}), {ev['pulses_per_task']:.1f} pulses per task"
+    console.print(_evaluation_table(title, ev))
+    console.print(f"run directory: {run_dir} (training-curve.png, evaluation.png, evaluation.json)", highlight=False)
+
+
+# ------------------------------------------------------------------ the chip after training
+RunOption = Annotated[
+    Optional[Path], typer.Option("--run", parser=_input_path, help="Run directory (default: the latest run).")
+]
+RunsDirOption = Annotated[Path, typer.Option(parser=_input_path, help="Folder of run directories.")]
+
+
+def _figure_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    """A two-column table: what was measured, and its value."""
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _load_trained(run: Optional[Path], runs_dir: Path):
+    from pcmmeta.experiment.train import load_run
+    from pcmmeta.io.runs import resolve_run
+
+    run_dir = resolve_run(run, runs_dir)
+    if not (run_dir / "checkpoint.eqx").is_file():
+        fail(f"{run_dir}: no checkpoint; run `pcmmeta meta-train --resume --run {run_dir}` first")
+    exp, state = load_run(run_dir)
+    return run_dir, exp, state.network
+
+
+def _load_deployed(run: Optional[Path], runs_dir: Path):
+    from pcmmeta.experiment.chip import load_array
+
+    run_dir, exp, network = _load_trained(run, runs_dir)
+    path = run_dir / "deployed.eqx"
+    if not path.is_file():
+        fail(f"{run_dir}: not deployed yet; run `pcmmeta deploy --run {run_dir}` first")
+    array = load_array(path, network)
+    return run_dir, exp, network, array
+
+
+SetNsOption = Annotated[
+    float, typer.Option("--set-ns", min=0.0, help="Duration of one SET pulse, ns (cost model, docs/programming.md).")
+]
+ResetNsOption = Annotated[float, typer.Option("--reset-ns", min=0.0, help="Duration of one RESET pulse, ns.")]
+ReadNsOption = Annotated[float, typer.Option("--read-ns", min=0.0, help="Duration of one verify read, ns.")]
+ToleranceOption = Annotated[
+    float, typer.Option(callback=_positive_finite, help="Write-verify tolerance, µS (≈ read noise at mid-range), > 0.")
+]
+MaxPulsesOption = Annotated[int, typer.Option(min=1, max=MAX_PULSES, help="Pulse budget per device (SET + RESET).")]
+
+
+def _cost(set_ns: float, reset_ns: float, read_ns: float):
+    from pcmmeta.core.programming import ProgrammingCost
+
+    return ProgrammingCost(set_s=set_ns * 1e-9, reset_s=reset_ns * 1e-9, read_s=read_ns * 1e-9)
+
+
+def _policy_trainer(
+    device,
+    tolerance: float,
+    max_pulses: int,
+    cost,
+    iterations: int,
+    seed: int,
+    pool=None,
+    targets_label: str = "uniform",
+):
+    """A function that trains a policy with a progress bar (for `obtain_policy` and learn-programming),
+    and the list its objective per iteration is written to."""
+    import jax
+
+    from pcmmeta.core.programming import PolicyTraining, learn_policy
+
+    history: list[float] = []
+
+    def train():
+        settings = PolicyTraining(iterations=iterations)
+        with progress_bar() as bar:
+            task = bar.add_task("learning to program", total=iterations, info="")
+
+            def on_iteration(i, value):
+                bar.update(task, completed=i + 1, info=f"time {value:.3f} × write-verify")
+
+            policy, info, trained = learn_policy(
+                jax.random.key(seed),
+                device,
+                tolerance,
+                max_pulses,
+                cost,
+                settings,
+                pool,
+                targets_label,
+                seed,
+                on_iteration,
+            )
+        history[:] = trained
+        return policy, info
+
+    return train, history
+
+
+@app.command("learn-programming")
+def learn_programming_cmd(
+    device: Annotated[
+        str, typer.Option(parser=_name_or_path, help="Built-in device name or device YAML (fit-device).")
+    ] = "nandakumar2018",
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            callback=_output_file,
+            help="Policy file to write (default: the cache that `deploy --method learned` reads).",
+        ),
+    ] = None,
+    targets: Annotated[
+        str,
+        typer.Option(
+            parser=_name_or_path,
+            help="Training targets: 'uniform' over [g_min, g_max], or a run folder (its trained conductances).",
+        ),
+    ] = "uniform",
+    tolerance: ToleranceOption = 0.5,
+    max_pulses: MaxPulsesOption = 100,
+    iterations: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=100,
+            help="Calibration steps: each plans the policy for a price of precision and simulates it against write-verify.",
+        ),
+    ] = 8,
+    seed: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=2**32 - 1,
+            help="Seed of the training (0 … 2³²−1: seeds of held-out targets are derived from it).",
+        ),
+    ] = 0,
+    set_ns: SetNsOption = 50.0,
+    reset_ns: ResetNsOption = 50.0,
+    read_ns: ReadNsOption = 200.0,
+    runs_dir: RunsDirOption = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Train a programming policy for a device: when to read, pulse blind, RESET or stop (docs/programming.md)."""
+    from pcmmeta.experiment.learn_programming import HELD_OUT_TARGETS, learn_programming, trained_conductances
+    from pcmmeta.io.device_file import load_device
+    from pcmmeta.runtime.cache_dir import default_cache_dir
+
+    cost = _cost(set_ns, reset_ns, read_ns)
+    pcm = load_device(device)
+    pool, label = None, "uniform"
+    if targets != "uniform":
+        run_dir, _, network = _load_trained(Path(targets), runs_dir)
+        pool = trained_conductances(network)
+        label = f"run {run_dir.name}"
+    with progress_bar() as bar:
+        task = bar.add_task("learning to program", total=iterations, info="")
+        report = learn_programming(
+            pcm,
+            tolerance,
+            max_pulses,
+            cost,
+            iterations,
+            seed,
+            out,
+            default_cache_dir(),
+            pool,
+            label,
+            on_iteration=lambda i, value: bar.update(task, completed=i + 1, info=f"time {value:.3f} × write-verify"),
+        )
+    if as_json:
+        print(json_text(report.to_json(), indent=2))
+        return
+    figures = report.held_out
+    console.print(
+        _comparison_table(
+            f"learned programming on {pcm.name}: {HELD_OUT_TARGETS:,} held-out targets ({label})", figures
+        )
+    )
+    wv, learned = figures
+    console.print(
+        f"learned / write-verify: time {learned.time_us_mean / wv.time_us_mean:.2f}×, verify reads "
+        f"{learned.verify_reads_mean / wv.verify_reads_mean:.2f}×; saved {report.policy_path}",
+        highlight=False,
+    )
+
+
+def _comparison_table(title: str, figures) -> Table:
+    table = Table(title=title)
+    table.add_column("figure")
+    for f in figures:
+        table.add_column(f.method, justify="right")
+    rows = [
+        ("RMS error (µS)", lambda f: f"{f.rms_error_uS:.3f} ± {f.sem_rms_error_uS:.3f}"),
+        ("max error (µS)", lambda f: f"{f.max_error_uS:.2f}"),
+        (
+            f"within ±{figures[0].tolerance_uS:g} µS",
+            lambda f: f"{100 * f.fraction_within_tolerance:.2f} ± {100 * f.sem_fraction_within_tolerance:.2f}%",
+        ),
+        ("pulses mean / p50 / p99", lambda f: f"{f.pulses_mean:.1f} / {f.pulses_p50:.0f} / {f.pulses_p99:.0f}"),
+        ("verify reads (mean)", lambda f: f"{f.verify_reads_mean:.2f}"),
+        ("RESETs (mean)", lambda f: f"{f.resets_mean:.2f}"),
+        ("time per device (µs)", lambda f: f"{f.time_us_mean:.3f}"),
+        ("energy per device (pJ)", lambda f: f"{f.energy_pj_mean:.1f}"),
+        ("at the pulse budget", lambda f: f"{f.devices_at_budget:,}"),
+        ("simulation speed (devices/s)", lambda f: f"{f.devices_per_s:,.0f}"),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *[cell(f) for f in figures])
+    return table
+
+
+@app.command("deploy")
+def deploy_cmd(
+    run: RunOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    method: Annotated[
+        str,
+        typer.Option(
+            help="write-verify (iterative), write-verify-set-on-flat (SET instead of RESET on an overshoot where the SET law is flat), write-verify-burst (also an open-loop burst after each RESET), single-shot (mean pulse count, no verify) or learned (write-verify with a learned policy's blind bursts; `learn-programming`)."
+        ),
+    ] = "write-verify",
+    tolerance: ToleranceOption = 0.5,
+    max_pulses: MaxPulsesOption = 100,
+    policy: Annotated[
+        Optional[Path],
+        typer.Option(
+            parser=_input_path,
+            help="Policy file for --method learned (default: the cached one for this device, trained on first use).",
+        ),
+    ] = None,
+    force_policy: Annotated[
+        bool,
+        typer.Option(
+            "--force-policy",
+            help="Use --policy even if it was trained for other device parameters, tolerance or budget.",
+        ),
+    ] = False,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare", help="Program the run's targets with every method and compare them (writes no array)."
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of the programming noise.")] = 0,
+    set_ns: SetNsOption = 50.0,
+    reset_ns: ResetNsOption = 50.0,
+    read_ns: ReadNsOption = 200.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option(
+            callback=_png_path,
+            help="PNG: target vs programmed and pulse-count histogram (with --compare: error vs programming time and histograms per method).",
+        ),
+    ] = None,
+) -> None:
+    """Program the run's trained conductances (every layer) into a simulated PCM array."""
+
+    from pcmmeta.core.programming import PROGRAMMING_METHODS, PolicyTraining, make_method
+    from pcmmeta.core.seeds import seed_key
+    from pcmmeta.experiment.chip import deploy, save_array
+    from pcmmeta.io.policy_file import obtain_policy
+    from pcmmeta.io.runs import write_json
+
+    if method not in PROGRAMMING_METHODS:
+        fail(f"--method: must be {', '.join(PROGRAMMING_METHODS)}, got {method!r}")
+    if policy is not None and method != "learned" and not compare:
+        fail("--policy: only used with --method learned or --compare")
+    cost = _cost(set_ns, reset_ns, read_ns)
+    run_dir, exp, network = _load_trained(run, runs_dir)
+    device = exp.meta.device
+    learned_policy = None
+    if method == "learned" or compare:
+        trainer, _ = _policy_trainer(device, tolerance, max_pulses, cost, PolicyTraining().iterations, 0)
+        learned_policy, _, policy_path, trained = obtain_policy(
+            device, tolerance, max_pulses, cost, policy, force_policy, train=trainer
+        )
+        err_console.print(
+            f"{'trained and cached' if trained else 'using'} programming policy {policy_path}", highlight=False
+        )
+    if compare:
+        _deploy_compare(run_dir, network, device, tolerance, max_pulses, learned_policy, cost, seed, as_json, plot)
+        return
+    programming = make_method(method, tolerance, max_pulses, learned_policy)
+    with err_console.status(f"programming {network.n_devices():,} devices ({method})…"):
+        array, report, arrays = deploy(seed_key(seed), network, device, programming, tolerance, cost)
+    from pcmmeta.runtime import interrupts
+
+    save_array(run_dir / "deployed.eqx", array)
+    interrupts.on_interrupt(lambda: f"{run_dir / 'deployed.eqx'} written, deploy.json not")
+    body = {"run_dir": str(run_dir), "seed": seed, **dataclasses.asdict(report)}
+    write_json(run_dir / "deploy.json", body)
+    if plot is not None:
+        from pcmmeta.io.plots import plot_deployment
+
+        plot_deployment(
+            arrays["target"],
+            arrays["programmed"],
+            arrays["pulses"],
+            tolerance,
+            plot,
+            f"{method}: {report.n_devices} devices",
+        )
+    if as_json:
+        print(json_text(body, indent=2))
+        return
+    rows = [
+        (
+            "devices",
+            f"{report.n_devices:,} (" + ", ".join(f"{n} {v['devices']:,}" for n, v in report.layers.items()) + ")",
+        ),
+        ("RMS / max error (µS)", f"{report.rms_error_uS:.3f} / {report.max_error_uS:.3f}"),
+        ("RMS / max weight error", f"{report.rms_weight_error:.4f} / {report.max_weight_error:.4f}"),
+        (f"within ±{tolerance} µS", f"{100 * report.fraction_within_tolerance:.1f}%"),
+        (
+            "pulses per device: mean, p50, p99, max",
+            f"{report.pulses_mean:.1f}, {report.pulses_p50:.0f}, {report.pulses_p99:.0f}, {report.pulses_max}",
+        ),
+        ("verify reads per device (mean)", f"{report.verify_reads_mean:.2f}"),
+        ("programming time, energy per device", f"{report.time_us_mean:.3f} µs, {report.energy_pj_mean:.1f} pJ"),
+        ("devices at the pulse budget", f"{report.devices_at_budget}"),
+        ("simulation speed", f"{report.devices_per_s:,.0f} devices/s"),
+    ]
+    console.print(_figure_table(f"deployed {run_dir.name} ({method})", rows))
+    console.print(f"saved {run_dir / 'deployed.eqx'} and deploy.json; t = 0 is the end of deployment", highlight=False)
+
+
+def _deploy_compare(run_dir, network, device, tolerance, max_pulses, policy, cost, seed, as_json, plot) -> None:
+    import jax.numpy as jnp
+
+    from pcmmeta.core.programming import PROGRAMMING_METHODS, make_method
+    from pcmmeta.core.programming.compare import compare_methods
+    from pcmmeta.core.seeds import seed_key
+
+    target = jnp.concatenate([network.layers[n].ravel() for n in network.layer_names])
+    methods = [make_method(name, tolerance, max_pulses, policy) for name in PROGRAMMING_METHODS]
+    with err_console.status(f"programming {int(target.size):,} devices with {len(methods)} methods…"):
+        figures, results = compare_methods(seed_key(seed), device, target, methods, tolerance, cost)
+    if plot is not None:
+        from pcmmeta.io.plots import plot_programming_comparison
+
+        plot_programming_comparison(
+            figures, results, target, plot, f"{run_dir.name}: {int(target.size):,} devices on {device.name}"
+        )
+    if as_json:
+        print(
+            json_text(
+                {
+                    "run_dir": str(run_dir),
+                    "seed": seed,
+                    "cost": cost.to_dict(),
+                    "methods": [dataclasses.asdict(f) for f in figures],
+                },
+                indent=2,
+            )
+        )
+        return
+    console.print(
+        _comparison_table(f"programming {run_dir.name}: {int(target.size):,} devices on {device.name}", figures)
+    )
+
+
+@app.command("adapt")
+def adapt_cmd(
+    ctx: typer.Context,
+    run: RunOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    steps: Annotated[
+        Optional[int],
+        typer.Option(
+            "--steps",
+            "--pulses",
+            min=1,
+            max=20,
+            help="Inner steps on chip: pulse rounds (blind-pulse) or SGD steps (quantized-sgd). Default: the recipe's.",
+        ),
+    ] = None,
+    at_hours: Annotated[
+        float,
+        typer.Option(min=0.0, max=MAX_HOURS, callback=_finite, help="Time since deployment of the adaptation, h."),
+    ] = 1.0,
+    task_seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="Seed of the new task (sampled from the recipe's held-out tasks).")
+    ] = 0,
+    shots: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, max=MAX_SHOTS, help="Support examples K, per class for classification (default: the recipe's)."
+        ),
+    ] = None,
+    support: Annotated[
+        Optional[Path],
+        typer.Option(
+            parser=_input_path,
+            help="Your own support set: a CSV with columns x,y (regression) or a folder of N class folders of images (classification). The query set is then the support set.",
+        ),
+    ] = None,
+    energy_pj: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, callback=_finite, help="Energy per SET pulse, pJ [default: the cost model's, 10 pJ]."),
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of reads and pulses.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    plot: Annotated[
+        Optional[Path], typer.Option(callback=_png_path, help="PNG of the task before and after adaptation.")
+    ] = None,
+) -> None:
+    """Adapt the deployed array to one new task with the recipe's inner rule on the head."""
+    from pcmmeta.experiment.chip import adapt
+
+    if support is not None:  # the file is the task: its size and content, no sampled task
+        given = [f"--{n.replace('_', '-')}" for n in ("shots", "task_seed") if _given(ctx, n)]
+        if given:
+            fail(
+                f"{' and '.join(given)}: not used with --support (the task and its support examples are the file's); leave {'them' if len(given) > 1 else 'it'} out"
+            )
+    run_dir, exp, network, array = _load_deployed(run, runs_dir)
+    report = adapt(
+        run_dir,
+        exp,
+        network,
+        array,
+        steps=steps,
+        at_hours=at_hours,
+        task_seed=task_seed,
+        shots=shots,
+        support=support,
+        **({} if energy_pj is None else {"energy_pj": energy_pj}),
+        seed=seed,
+        plot=plot,
+    )
+    body = {"run_dir": str(run_dir), **report.to_json()}
+    if as_json:
+        print(json_text(body, indent=2))
+        return
+    which = report.set_name
+    rows = [(f"{which} {k} before → after", f"{report.before[k]:.4g} → {report.after[k]:.4g}") for k in report.before]
+    if len(report.per_step) > 2:
+        rows.append((f"{report.metric} per inner step", ", ".join(f"{v:.4g}" for v in report.per_step)))
+    for label, value in report.breakdown.items():
+        rows.append((label, value if isinstance(value, str) else f"{value:.4g}"))
+    rows += [
+        ("task", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.task.items())),
+        ("support examples", str(report.shots)),
+        ("devices pulsed / pulses", f"{report.devices_pulsed} / {report.total_pulses}"),
+        ("energy", f"{report.energy_pJ:.4g} pJ ({report.energy_per_pulse_pJ:g} pJ per pulse)"),
+    ]
+    console.print(
+        _figure_table(f"on-chip adaptation, {run_dir.name}, at {at_hours:g} h, {report.steps} inner step(s)", rows)
+    )
+    console.print(f"adapted array saved to {report.adapted_array} (deployed.eqx unchanged)", highlight=False)
+
+
+def _parse_hours(text: str) -> list[float]:
+    import math
+
+    parts = [p.strip() for p in text.split(",")]
+    if parts == [""]:
+        fail("--hours: give at least one time, e.g. --hours 1,24,720")
+    if "" in parts:  # "1,,2" or "1,24,": a typo, not a request for fewer times
+        fail(f"--hours: empty item in {text!r}; give times separated by single commas, e.g. --hours 1,24,720")
+    hours = []
+    for p in parts:
+        try:
+            h = float(p)
+        except ValueError:
+            fail(f"--hours: not a number: {p!r}")
+        if not math.isfinite(h) or not 0 < h <= MAX_HOURS:
+            fail(f"--hours: times must be > 0 and ≤ {MAX_HOURS:g} h, got {p}")
+        hours.append(h)
+    return sorted(set(hours))
+
+
+@app.command("drift-eval")
+def drift_eval_cmd(
+    hours: Annotated[str, typer.Option(help="Times since deployment, h, comma-separated (any order).")] = "1,24,720",
+    run: RunOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    tasks: Annotated[int, typer.Option(min=1, max=MAX_TASKS, help="Held-out tasks per time.")] = 300,
+    steps: Annotated[
+        Optional[int],
+        typer.Option(
+            "--steps", "--pulses", min=1, max=20, help="Inner steps of the adapted conditions (default: the recipe's)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of tasks, reads and pulses.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    csv_path: Annotated[
+        Optional[Path], typer.Option("--csv", callback=_output_file, help="Write the results as CSV.")
+    ] = None,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option(callback=_png_path, help="PNG of the metric vs time (log axis), one line per condition."),
+    ] = None,
+) -> None:
+    """The deployed network's held-out metric as its conductances drift, with and without
+    on-chip adaptation and global drift compensation."""
+    from pcmmeta.experiment.chip import CONDITIONS, drift_table
+
+    hour_list = _parse_hours(hours)
+    run_dir, exp, network, array = _load_deployed(run, runs_dir)
+    n_steps = steps if steps is not None else exp.meta.rule.steps
+    from pcmmeta.experiment.memory import estimate_evaluation_memory, refuse_if_too_large
+
+    estimate = estimate_evaluation_memory(exp, network, tasks)
+    refuse_if_too_large(
+        estimate.total,
+        f"--tasks {tasks}",
+        f"evaluating {tasks:,} tasks of {run_dir.name} at once",
+        f"{estimate.dominant}; reduce --tasks",
+    )
+    metric = exp.family.metric
+    with progress_bar() as bar:
+        task = bar.add_task("drift-eval", total=len(hour_list) * len(CONDITIONS), info="")
+        rows = drift_table(
+            exp, network, array, hour_list, tasks, n_steps, seed, CONDITIONS, progress=lambda: bar.advance(task)
+        )
+    body = {
+        "run_dir": str(run_dir),
+        "metric": metric,
+        "tasks": tasks,
+        "inner_steps": n_steps,
+        "seed": seed,
+        "results": rows,
+    }
+    if csv_path is not None:
+        from pcmmeta.io.table_file import write_rows_csv
+
+        write_rows_csv(csv_path, rows)
+    if plot is not None:
+        from pcmmeta.io.plots import plot_drift
+
+        plot_drift(rows, plot, f"{run_dir.name}: {tasks} held-out tasks per point (± s.e.)", metric)
+    if as_json:
+        print(json_text(body, indent=2))
+        return
+    table = Table(title=f"held-out {metric} under drift, {run_dir.name}, {tasks} tasks (± s.e.)")
+    table.add_column("hours", justify="right")
+    for name, _, _ in CONDITIONS:
+        table.add_column(name, justify="right")
+    for h in hour_list:
+        cells = [f"{r[metric]:.4g} ± {r['sem']:.2g}" for r in rows if r["hours"] == h]
+        table.add_row(f"{h:g}", *cells)
+    console.print(table)
+
+
+def main() -> None:
+    from pcmmeta.runtime.distributed import maybe_initialize
+
+    try:
+        maybe_initialize()
+    except UserInputError as err:
+        err_console.print(f"error: {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    try:  # recent typer vendors click; older typer re-uses click's exceptions
+        from typer.exceptions import TyperException as CommandLineError
+    except ImportError:
+        from click.exceptions import ClickException as CommandLineError  # type: ignore[no-redef]
+
+    try:
+        code = app(standalone_mode=False)
+    except CommandLineError as err:  # a bad flag or value: one line, not a box
+        ctx = getattr(err, "ctx", None)
+        command = ctx.command_path if ctx is not None else "pcmmeta"
+        err_console.print(
+            f"error: {safe_text(command)}: {safe_text(err.format_message())}",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+        _exit(getattr(err, "exit_code", 2))
+    except OutputError as err:  # not a usage error: the input was fine, the disk was not
+        err_console.print(f"error: {safe_text(str(err))}", highlight=False, soft_wrap=True, markup=False)
+        _exit(1)
+    except (KeyboardInterrupt, typer.Abort):  # Ctrl-C reached Python before our handler (e.g. in a test)
+        err_console.print("interrupted; nothing written", highlight=False)
+        _exit(130)
+    _exit(code if isinstance(code, int) else 0)
+
+
+def _exit(code: int) -> None:
+    """Flush and leave without interpreter teardown (see `pcmmeta.runtime.interrupts`) when running as
+    the `pcmmeta` process; raise SystemExit when called in-process (tests, notebooks)."""
+    import os
+
+    if _IN_PROCESS:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+_IN_PROCESS = True
+
+
+def entry() -> None:
+    """The `pcmmeta` process: the interrupt policy (`pcmmeta.runtime.interrupts`), exits without teardown."""
+    from pcmmeta.runtime import interrupts
+
+    interrupts.install()
+    global _IN_PROCESS
+    _IN_PROCESS = False
+    from pcmmeta.runtime.compile_cache import enable_compile_cache
+    from pcmmeta.runtime.compile_options import set_process_flags
+
+    set_process_flags()  # before JAX's backend starts: XLA reads its flags once
+    enable_compile_cache()  # a later start reads compiled programs back (pcmmeta.runtime.compile_cache)
+    main()
+
+
+if __name__ == "__main__":
+    entry()

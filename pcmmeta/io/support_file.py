@@ -1,0 +1,18 @@
+"""A user's support set for `adapt --support`: a CSV whose columns the task family names
+(`support_columns`), or a folder of class folders (image families)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pcmmeta.core.tasks import AbstractTaskFamily, TaskBatch
+from pcmmeta.io.imagedata import load_image_folder
+from pcmmeta.io.measurements import read_columns_csv
+
+
+def read_support(family: AbstractTaskFamily, path: str | Path) -> TaskBatch:
+    """One task whose support (and query) set is the file's (`UserInputError` naming the path)."""
+    if family.support_columns is None:
+        return family.task_from_support(load_image_folder(Path(path), 1).images, str(path))
+    columns = read_columns_csv(path, list(family.support_columns), family.support_rows)
+    return family.task_from_support(columns, str(path))
