@@ -100,3 +100,14 @@ def test_the_checks_see_a_violation(tmp_path):
     fake.write_text("def f():\n    from pcmmeta.experiment.train import train\n")
     assert project_imports(fake, known) == {"pcmmeta.experiment.train"}
     assert layer("pcmmeta.experiment.train") > layer("pcmmeta.core.noise")
+
+
+def test_the_command_line_module_loads_neither_jax_nor_matplotlib():
+    """Commands import the library in their bodies (the one reason for function-level imports
+    in `pcmmeta/cli/app.py`): `pcmmeta --help` and a bad flag are answered without them."""
+    import subprocess
+    import sys
+
+    code = "import sys, pcmmeta.cli.app; print(sorted(m for m in ('jax', 'matplotlib', 'equinox') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

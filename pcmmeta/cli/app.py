@@ -1,6 +1,10 @@
 """The `pcmmeta` command line: parse, call the library, print. User errors: one line, exit 2;
 an output that cannot be written (disk full, file-size limit): one line, exit 1; SIGINT/SIGTERM:
-one line, exit 130/143 (`pcmmeta.runtime.interrupts`)."""
+one line, exit 130/143 (`pcmmeta.runtime.interrupts`).
+
+Each command imports the library inside its body: importing this module loads neither JAX nor
+matplotlib, so `pcmmeta --help`, a bad flag and an interrupt at start-up are answered at once
+(`tests/test_layers.py` checks it)."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from pcmmeta.core.programming import AbstractProgrammingMethod, ProgrammingCost,
 from pcmmeta.core.programming.compare import MethodFigures, devices_of, figures_of
 from pcmmeta.core.seeds import seed_key
 from pcmmeta.core.tasks import AbstractTaskFamily, TaskBatch, sample_compiled
+from pcmmeta.experiment.train import mean_sem
 from pcmmeta.io.runs import atomic_write_unique
 from pcmmeta.io.serial import eqx_bytes, load_eqx, save_eqx
 from pcmmeta.io.support_file import read_support
@@ -290,8 +291,6 @@ def drift_table(
     The same tasks and the same read-noise keys serve every time and condition, so differences
     come from drift, adaptation and compensation, not from sampling.
     """
-    from pcmmeta.experiment.train import mean_sem
-
     key = seed_key(seed)
     family = exp.eval_family
     tasks = sample_compiled(family, jax.random.fold_in(key, 0), n_tasks)

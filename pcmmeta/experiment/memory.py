@@ -28,7 +28,10 @@ from pathlib import Path
 import equinox as eqx
 import jax
 
+from pcmmeta.core.networks import NETWORKS
 from pcmmeta.errors import UserInputError, safe_text
+from pcmmeta.experiment.chunking import chunk_size
+from pcmmeta.experiment.recipe import PLUGIN_SECTIONS, SCHEMA, plugin_schema
 
 #: Python, JAX, XLA, matplotlib and the compiled training and evaluation programs: peak RSS of
 #: `meta-train recipes/sine-quick.yaml` (817 MiB) less its activations (≈ 40 MiB), rounded up.
@@ -98,15 +101,11 @@ def _sampled_bytes(family, n_tasks: int, key: str, origin: str) -> int:
 def estimate_training_memory(recipe: dict, family, device, origin: str = "recipe") -> MemoryEstimate:
     """Peak bytes of meta-training the validated `recipe` with this task family and device,
     including the final evaluation (its held-out tasks are sampled all at once)."""
-    from pcmmeta.core.networks import NETWORKS
-
     section = recipe["network"]
     cls = NETWORKS[section["kind"]]
     train, evaluation = recipe["train"], recipe["eval"]
     batch = eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), 1))
     support, query = batch.x_support.shape[1], batch.x_query.shape[1]
-    from pcmmeta.experiment.chunking import chunk_size
-
     chunk, _ = chunk_size(train["meta_batch"], train["chunk_tasks"], recipe["maml"]["tasks_per_chip"])
     eval_chunk = min(EVAL_CHUNK, evaluation["tasks"])
     net = eqx.filter_eval_shape(lambda: cls.init(jax.random.key(0), section, family, device))
@@ -158,8 +157,6 @@ PART_KEYS = {
 
 def _size_keys(recipe: dict) -> list[tuple[str, object, object]]:
     """(dotted key, value, default) of every integer key of the validated recipe's schema."""
-    from pcmmeta.experiment.recipe import PLUGIN_SECTIONS, SCHEMA, plugin_schema
-
     out = []
 
     def walk(schema: dict, values: dict, prefix: str) -> None:

@@ -32,6 +32,8 @@ from pcmmeta.core.networks import NETWORKS, AbstractNetwork
 from pcmmeta.core.seeds import seed_key
 from pcmmeta.core.tasks import AbstractTaskFamily, TaskBatch, sample_compiled
 from pcmmeta.experiment.chunking import chunk_size
+from pcmmeta.experiment.memory import check_training_memory
+from pcmmeta.experiment.recipe import load_run_recipe
 from pcmmeta.io.device_file import load_device
 from pcmmeta.io.runs import (
     append_jsonl,
@@ -108,8 +110,6 @@ def build_experiment(recipe: dict, check_memory: str | None = None) -> Experimen
     device = load_device(recipe["device"])
     family = build_task_family(recipe["task"])
     if check_memory is not None:
-        from pcmmeta.experiment.memory import check_training_memory
-
         check_training_memory(recipe, family, device, check_memory)
     rule = INNER_RULES[recipe["inner"]["rule"]].from_recipe(recipe["inner"])
     m = recipe["maml"]
@@ -559,8 +559,6 @@ def finish_run(exp: Experiment, network: AbstractNetwork, run_dir: Path) -> Eval
 def load_run(run_dir: Path) -> tuple[Experiment, TrainState]:
     """The experiment and last checkpoint of a run directory (`UserInputError` for a run made
     by an older pcmmeta or a damaged checkpoint)."""
-    from pcmmeta.experiment.recipe import load_run_recipe
-
     check_run_format(run_dir)
     recipe = load_run_recipe(run_dir)
     exp = build_experiment(recipe)

@@ -49,6 +49,7 @@ import numpy as np
 from PIL import Image
 
 from pcmmeta.errors import UserInputError
+from pcmmeta.io.runs import default_file_mode
 from pcmmeta.runtime import interrupts
 from pcmmeta.runtime.cache_dir import default_cache_dir
 
@@ -404,8 +405,6 @@ def _write_cache(path: Path, images: np.ndarray) -> None:
             tmp = Path(f.name)
             interrupts.track(str(tmp))
             np.savez_compressed(f, images=images)
-        from pcmmeta.io.runs import default_file_mode
-
         os.chmod(tmp, default_file_mode())  # a shared cache stays readable
         os.replace(tmp, path)
     except OSError:

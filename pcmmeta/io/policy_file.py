@@ -15,25 +15,22 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import equinox as eqx
 
 from pcmmeta.core.devices import AbstractPCMDevice
 from pcmmeta.core.programming.cost import ProgrammingCost
+from pcmmeta.core.programming.learned import ProgrammingPolicy
 from pcmmeta.core.programming.policy_info import POLICY_FORMAT, PolicyInfo, device_fingerprint
 from pcmmeta.errors import UserInputError
-
-if TYPE_CHECKING:
-    from pcmmeta.core.programming.learned import ProgrammingPolicy
+from pcmmeta.io.runs import atomic_write_bytes
+from pcmmeta.runtime.cache_dir import default_cache_dir
 
 _MAGIC = b"PCMMETA-PROGRAMMING-POLICY\n"
 
 
 def save_policy(path: str | Path, policy: "ProgrammingPolicy", info: PolicyInfo) -> None:
     """One file: the magic line, the JSON header line, then the Equinox leaves."""
-    from pcmmeta.io.runs import atomic_write_bytes
-
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, policy)
     header = json.dumps(dataclasses.asdict(info), sort_keys=True).encode()
@@ -42,8 +39,6 @@ def save_policy(path: str | Path, policy: "ProgrammingPolicy", info: PolicyInfo)
 
 def load_policy(path: str | Path) -> tuple["ProgrammingPolicy", PolicyInfo]:
     """The policy in `path` and what it was trained for; one-line errors for other files."""
-    from pcmmeta.core.programming.learned import ProgrammingPolicy
-
     path = Path(path)
     again = "train it again with `pcmmeta learn-programming`"
     try:
@@ -123,8 +118,6 @@ def obtain_policy(
             check_policy_fits(path, info, device, tolerance, max_pulses)
         return policy, info, Path(path), False
     if cache_dir is None:
-        from pcmmeta.runtime.cache_dir import default_cache_dir
-
         cache_dir = default_cache_dir()
     cached = cached_policy_path(device, tolerance, max_pulses, cost, cache_dir)
     if cached.is_file():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from pcmmeta.core.fields import check_name
 from pcmmeta.errors import OutputError, UserInputError, short_repr
 from pcmmeta.runtime import interrupts
 
@@ -208,8 +209,6 @@ def new_run_dir(runs_root: Path, name: str) -> Path:
     """runs/<name>-<YYYYmmdd-HHMMSS>/ (a suffix if that exists already). `name` must be a plain
     file name (`fields.check_name`), so the directory is always inside `runs_root`; a runs root
     that cannot hold it (a file, read-only, full) is a `UserInputError` naming it."""
-    from pcmmeta.core.fields import check_name
-
     check_name(name, "run name")
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(runs_root) / f"{name}-{stamp}"

@@ -18,6 +18,8 @@ import os
 import warnings
 from pathlib import Path
 
+from pcmmeta.runtime.cache_dir import default_cache_dir
+
 #: Programs that compile faster than this (s) are not worth a disk entry.
 MIN_COMPILE_S = 0.3
 
@@ -25,8 +27,6 @@ MIN_COMPILE_S = 0.3
 def compile_cache_dir() -> Path | None:
     """Where the cache lives: `$PCMMETA_COMPILE_CACHE`, else `<pcmmeta cache>/jax`; None when
     `PCMMETA_COMPILE_CACHE` is `off` (or 0, false, no)."""
-    from pcmmeta.runtime.cache_dir import default_cache_dir
-
     env = os.environ.get("PCMMETA_COMPILE_CACHE", "").strip()
     if env.lower() in ("off", "0", "false", "no"):
         return None
