@@ -36,9 +36,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("before")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    opts = parser.parse_args()
-    command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        parser.error("give the script to run after --")
+    split = argv.index("--")
+    opts = parser.parse_args(argv[:split])
+    command = argv[split + 1 :]
     if not command:
         parser.error("give the script to run after --")
     script, args = command[0], command[1:]
