@@ -24,6 +24,7 @@ Conductances in µS, times in s; g = G_T/g_max is the target relative to the ran
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -40,6 +41,33 @@ G_RELATIVE_FLOOR = 1e-7
 Q_DENOMINATOR_FLOOR = 1e-3
 #: Scale of the SET-law parameters borrowed from nandakumar2018: 25 µS / 12 µS.
 SET_LAW_SCALE = 25.0 / 12.0
+
+
+def clipped_log_law(slope, intercept, low, high, log_g, xp: Any = jnp):
+    """clip(slope·ln(g/g_max) + intercept, low, high): the form of both drift-exponent laws."""
+    return xp.clip(slope * log_g + intercept, low, high)
+
+
+def log_relative_g(device: "Joshi2020", g, xp: Any = jnp):
+    """ln(|g|/g_max), floored at ln(`G_RELATIVE_FLOOR`). `xp`: `jax.numpy` for the simulation,
+    `numpy` (float64) for the fit: the same law in both."""
+    return xp.log(xp.maximum(xp.abs(g) / device.g_max, G_RELATIVE_FLOOR))
+
+
+def nu_mean_law(device: "Joshi2020", g, xp: Any = jnp):
+    """μ_ν at conductance g (µS): clip(a_μ·ln(g/g_max) + b_μ, μ_min, μ_max)."""
+    log_g = log_relative_g(device, g, xp)
+    return clipped_log_law(
+        device.nu_mean_slope, device.nu_mean_intercept, device.nu_mean_min, device.nu_mean_max, log_g, xp
+    )
+
+
+def nu_std_law(device: "Joshi2020", g, xp: Any = jnp):
+    """σ_ν at conductance g (µS): clip(a_σ·ln(g/g_max) + b_σ, σ_min, σ_max)."""
+    log_g = log_relative_g(device, g, xp)
+    return clipped_log_law(
+        device.nu_std_slope, device.nu_std_intercept, device.nu_std_min, device.nu_std_max, log_g, xp
+    )
 
 
 class Joshi2020(AbstractPCMDevice):
@@ -123,18 +151,13 @@ class Joshi2020(AbstractPCMDevice):
         return law.increment_std(self, g, n)
 
     # ----------------------------------------------------------------- drift
-    def _log_g(self, g: Float[Array, "..."]) -> Float[Array, "..."]:
-        return jnp.log(jnp.maximum(jnp.abs(g) / self.g_max, G_RELATIVE_FLOOR))
-
     def nu_mean(self, g: Float[Array, "..."]) -> Float[Array, "..."]:
-        """μ_ν at conductance g (µS): clip(a_μ·ln(g/g_max) + b_μ, μ_min, μ_max)."""
-        return jnp.clip(
-            self.nu_mean_slope * self._log_g(g) + self.nu_mean_intercept, self.nu_mean_min, self.nu_mean_max
-        )
+        """μ_ν at conductance g (µS) (`nu_mean_law`)."""
+        return nu_mean_law(self, g)
 
     def nu_std(self, g: Float[Array, "..."]) -> Float[Array, "..."]:
-        """σ_ν at conductance g (µS): clip(a_σ·ln(g/g_max) + b_σ, σ_min, σ_max)."""
-        return jnp.clip(self.nu_std_slope * self._log_g(g) + self.nu_std_intercept, self.nu_std_min, self.nu_std_max)
+        """σ_ν at conductance g (µS) (`nu_std_law`)."""
+        return nu_std_law(self, g)
 
     def draw_nu(
         self, key: PRNGKeyArray, shape: tuple[int, ...], g: Float[Array, "..."] | None = None

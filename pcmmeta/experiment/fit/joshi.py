@@ -41,6 +41,7 @@ from scipy import optimize
 from scipy.special import ndtr
 
 from pcmmeta.core.devices import Joshi2020
+from pcmmeta.core.devices.joshi import clipped_log_law, log_relative_g, nu_mean_law, nu_std_law
 from pcmmeta.errors import UserInputError
 from pcmmeta.experiment.fit.design import reads_above_range, refuse_if_nothing_fits
 from pcmmeta.experiment.fit.increments import (
@@ -137,20 +138,21 @@ def prepare(data: Measurements) -> Prep:
 
 
 # --------------------------------------------------------------------------- the laws in numpy
+# The device's own laws (pcmmeta/core/devices/joshi.py), evaluated in NumPy float64.
 def _log_g(dev: Joshi2020, g):
-    return np.log(np.maximum(np.abs(g) / dev.g_max, 1e-7))
+    return log_relative_g(dev, g, np)
 
 
 def _clip_law(slope, intercept, low, high, log_g):
-    return np.clip(slope * log_g + intercept, low, high)
+    return clipped_log_law(slope, intercept, low, high, log_g, np)
 
 
 def nu_mean(dev: Joshi2020, g):
-    return _clip_law(dev.nu_mean_slope, dev.nu_mean_intercept, dev.nu_mean_min, dev.nu_mean_max, _log_g(dev, g))
+    return nu_mean_law(dev, g, np)
 
 
 def nu_std(dev: Joshi2020, g):
-    return _clip_law(dev.nu_std_slope, dev.nu_std_intercept, dev.nu_std_min, dev.nu_std_max, _log_g(dev, g))
+    return nu_std_law(dev, g, np)
 
 
 def q_s(dev: Joshi2020, g_prog):
