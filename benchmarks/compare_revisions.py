@@ -38,6 +38,9 @@ def main() -> None:
         "--this-script", action="store_true", help="run the working tree's copy of SCRIPT on both sides"
     )
     argv = sys.argv[1:]
+    if "--" not in argv and ("-h" in argv or "--help" in argv):
+        parser.print_help()
+        return
     if "--" not in argv:
         parser.error("give the script to run after --")
     split = argv.index("--")

@@ -1,7 +1,7 @@
 """Throughput of one SET pulse + one read over N devices, jitted, for every built-in device.
 
 Usage: python benchmarks/device_throughput.py [N_DEVICES] [REPEATS] [ROUNDS]
-Prints devices/s (the brief's target: ≥ 200 M devices/s for 1 M devices on a 2-core CPU).
+Prints devices/s (target: ≥ 200 M devices/s for 1 M devices on a 2-core CPU).
 
 Each call takes the state the previous call returned (a simulation loop: the calls cannot
 overlap, and the state's buffers are donated and reused); the time per call is the best of

@@ -4,12 +4,12 @@ Usage: python benchmarks/fit_speed.py [ROWS] [--protocol repeated|ragged] [--boo
 Simulates about ROWS reads (default 1,000,000) of the built-in device with the library's
 `simulate_measurements`, writes them as a CSV, then times reading the CSV and fitting with
 the default 20 bootstrap resamples (the CLI's path: `read_measurements` then `fit_device`).
-The brief's target: 1 M rows in under 60 s on 2 CPU cores (pin with `taskset -c 0,1`).
+Target: 1 M rows in under 60 s on 2 CPU cores (pin with `taskset -c 0,1`).
 
 Measured (2-core shared CPU, load average 1.6, 2026-11-25): repeated protocol 1,000,038 rows:
 total 28.0 s wall (read 2.8 s, estimate incl. compilation 15.3 s, 0.48 s per replica), 43 s CPU;
-ragged protocol 1,005,350 rows: 41.5 s wall (0.92 s per replica), 67 s CPU. The previous
-fit took 186 s (issue 11). Under heavier load (others' jobs, load average 5–9) the same run took
+ragged protocol 1,005,350 rows: 41.5 s wall (0.92 s per replica), 67 s CPU. The fit before the
+estimator was compiled once for all replicas took 186 s. Under heavier load (others' jobs, load average 5–9) the same run took
 60–120 s wall.
 """
 

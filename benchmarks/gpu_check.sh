@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 10's GPU figures in one call of a lent accelerator (the `device` tool), with nothing
+# The GPU speed figures (docs/speed.md's targets) in one call on a GPU machine, with nothing
 # installed: the machine's own JAX, Equinox, Optax, Typer… and PYTHONPATH=<repository root>
 # (no pip install: that machine reaches no package index). Its JAX was 0.11.2 (Python 3.12,
 # NumPy 2.5) when last listed, newer than pyproject.toml's range (< 0.11) and never tested

@@ -3,7 +3,7 @@
 Usage: python benchmarks/interrupt_deploy.py RUNS_PARENT [--trials 20] [--checkout DIR]
 RUNS_PARENT is a folder whose runs/ holds a trained run (`pcmmeta meta-train` there first).
 `--checkout DIR` runs the pcmmeta of another checkout (e.g. a `git worktree` of an older
-commit) with `python -m pcmmeta.cli.app`, to compare. Prints the count of each exit code: 130 is a
+commit) with `python -m pcmmeta.cli`, to compare. Prints the count of each exit code: 130 is a
 clean interrupt, 0 a deploy that finished first, negative codes are deaths by a signal (−11: a
 segmentation fault, −2: killed by SIGINT with a traceback).
 """

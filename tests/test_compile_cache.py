@@ -47,3 +47,20 @@ def test_the_cache_can_be_turned_off(tmp_path, monkeypatch):
     monkeypatch.delenv("PCMMETA_COMPILE_CACHE")
     monkeypatch.setenv("PCMMETA_CACHE", str(tmp_path))
     assert compile_cache_dir() == tmp_path / "jax"
+
+
+def test_enabling_after_jax_is_imported_sets_jax_config(tmp_path):
+    """A notebook imports JAX first: the cache folder is then set through `jax.config`, and a
+    folder the user set already wins."""
+    code = (
+        "import jax, sys\nfrom pathlib import Path\n"
+        "from pcmmeta.runtime.compile_cache import enable_compile_cache\n"
+        f"print(enable_compile_cache(Path({str(tmp_path / 'mine')!r})))\n"
+        "print(jax.config.jax_compilation_cache_dir)\n"
+        f"print(enable_compile_cache(Path({str(tmp_path / 'other')!r})))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    first, config, second = out.split()
+    assert first == config == str(tmp_path / "mine")
+    assert second == first  # the folder already set wins

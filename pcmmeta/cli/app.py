@@ -500,48 +500,27 @@ def _cost(set_ns: float, reset_ns: float, read_ns: float):
     return ProgrammingCost(set_s=set_ns * 1e-9, reset_s=reset_ns * 1e-9, read_s=read_ns * 1e-9)
 
 
-def _policy_trainer(
-    device,
-    tolerance: float,
-    max_pulses: int,
-    cost,
-    iterations: int,
-    seed: int,
-    pool=None,
-    targets_label: str = "uniform",
-):
-    """A function that trains a policy with a progress bar (for `obtain_policy` and learn-programming),
-    and the list its objective per iteration is written to."""
+def _policy_trainer(device, tolerance: float, max_pulses: int, cost):
+    """A function that trains a policy with a progress bar, for `obtain_policy` to call when
+    no policy is cached (`deploy --method learned`, `deploy --compare`)."""
     import jax
 
     from pcmmeta.core.programming import PolicyTraining, learn_policy
 
-    history: list[float] = []
-
     def train():
-        settings = PolicyTraining(iterations=iterations)
+        settings = PolicyTraining()
         with progress_bar() as bar:
-            task = bar.add_task("learning to program", total=iterations, info="")
+            task = bar.add_task("learning to program", total=settings.iterations, info="")
 
             def on_iteration(i, value):
                 bar.update(task, completed=i + 1, info=f"time {value:.3f} × write-verify")
 
-            policy, info, trained = learn_policy(
-                jax.random.key(seed),
-                device,
-                tolerance,
-                max_pulses,
-                cost,
-                settings,
-                pool,
-                targets_label,
-                seed,
-                on_iteration,
+            policy, info, _ = learn_policy(
+                jax.random.key(0), device, tolerance, max_pulses, cost, settings, on_iteration=on_iteration
             )
-        history[:] = trained
         return policy, info
 
-    return train, history
+    return train
 
 
 @app.command("learn-programming")
@@ -588,7 +567,12 @@ def learn_programming_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Train a programming policy for a device: when to read, pulse blind, RESET or stop (docs/programming.md)."""
-    from pcmmeta.experiment.learn_programming import HELD_OUT_TARGETS, learn_programming, trained_conductances
+    from pcmmeta.experiment.learn_programming import (
+        HELD_OUT_TARGETS,
+        held_out_report,
+        learn_programming,
+        trained_conductances,
+    )
     from pcmmeta.io.device_file import load_device
     from pcmmeta.runtime.cache_dir import default_cache_dir
 
@@ -601,7 +585,7 @@ def learn_programming_cmd(
         label = f"run {run_dir.name}"
     with progress_bar() as bar:
         task = bar.add_task("learning to program", total=iterations, info="")
-        report = learn_programming(
+        learned = learn_programming(
             pcm,
             tolerance,
             max_pulses,
@@ -614,6 +598,8 @@ def learn_programming_cmd(
             label,
             on_iteration=lambda i, value: bar.update(task, completed=i + 1, info=f"time {value:.3f} × write-verify"),
         )
+    with err_console.status(f"comparing with write-verify on {HELD_OUT_TARGETS:,} held-out targets…"):
+        report = held_out_report(learned, pcm, tolerance, max_pulses, cost, seed, pool)
     if as_json:
         print(json_text(report.to_json(), indent=2))
         return
@@ -623,10 +609,10 @@ def learn_programming_cmd(
             f"learned programming on {pcm.name}: {HELD_OUT_TARGETS:,} held-out targets ({label})", figures
         )
     )
-    wv, learned = figures
+    wv, by_policy = figures
     console.print(
-        f"learned / write-verify: time {learned.time_us_mean / wv.time_us_mean:.2f}×, verify reads "
-        f"{learned.verify_reads_mean / wv.verify_reads_mean:.2f}×; saved {report.policy_path}",
+        f"learned / write-verify: time {by_policy.time_us_mean / wv.time_us_mean:.2f}×, verify reads "
+        f"{by_policy.verify_reads_mean / wv.verify_reads_mean:.2f}×; saved {report.policy_path}",
         highlight=False,
     )
 
@@ -703,7 +689,7 @@ def deploy_cmd(
 ) -> None:
     """Program the run's trained conductances (every layer) into a simulated PCM array."""
 
-    from pcmmeta.core.programming import PROGRAMMING_METHODS, PolicyTraining, make_method
+    from pcmmeta.core.programming import PROGRAMMING_METHODS, make_method
     from pcmmeta.core.seeds import seed_key
     from pcmmeta.experiment.chip import deploy, save_array
     from pcmmeta.io.policy_file import obtain_policy
@@ -718,7 +704,7 @@ def deploy_cmd(
     device = exp.meta.device
     learned_policy = None
     if method == "learned" or compare:
-        trainer, _ = _policy_trainer(device, tolerance, max_pulses, cost, PolicyTraining().iterations, 0)
+        trainer = _policy_trainer(device, tolerance, max_pulses, cost)
         learned_policy, _, policy_path, trained = obtain_policy(
             device, tolerance, max_pulses, cost, policy, force_policy, train=trainer
         )

@@ -13,7 +13,14 @@ from jaxtyping import Array, Float
 
 from pcmmeta.core.devices import AbstractPCMDevice
 from pcmmeta.core.networks import AbstractNetwork
-from pcmmeta.core.programming import PolicyTraining, ProgrammingCost, WriteVerify, learn_policy, make_method
+from pcmmeta.core.programming import (
+    PolicyTraining,
+    ProgrammingCost,
+    ProgrammingPolicy,
+    WriteVerify,
+    learn_policy,
+    make_method,
+)
 from pcmmeta.core.programming.compare import MethodFigures, compare_methods
 from pcmmeta.core.programming.policy_info import PolicyInfo
 from pcmmeta.core.programming.training import sample_targets
@@ -48,6 +55,14 @@ class LearnProgrammingReport:
         }
 
 
+@dataclasses.dataclass
+class LearnedPolicy:
+    policy: ProgrammingPolicy
+    info: PolicyInfo
+    path: Path  # the policy file written
+    objective_per_iteration: list[float]
+
+
 def learn_programming(
     device: AbstractPCMDevice,
     tolerance: float,
@@ -60,10 +75,10 @@ def learn_programming(
     pool: Float[Array, " m"] | None = None,
     targets_label: str = "uniform",
     on_iteration: Callable[[int, float], None] | None = None,
-) -> LearnProgrammingReport:
-    """Train (`iterations` calibration steps, `seed`), write the policy to `out` (default: the
-    cache `deploy --method learned` reads under `cache_dir`) and compare it with write-verify on
-    `HELD_OUT_TARGETS` targets drawn like the training targets (`pool`: a run's conductances)."""
+) -> LearnedPolicy:
+    """Train (`iterations` calibration steps, `seed`; targets uniform or drawn from `pool`, a
+    run's conductances) and write the policy to `out` (default: the cache `deploy --method
+    learned` reads under `cache_dir`)."""
     policy, info, history = learn_policy(
         jax.random.key(seed),
         device,
@@ -79,9 +94,23 @@ def learn_programming(
     path = out if out is not None else cached_policy_path(device, tolerance, max_pulses, cost, cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_policy(path, policy, info)
+    return LearnedPolicy(policy, info, path, history)
+
+
+def held_out_report(
+    learned: LearnedPolicy,
+    device: AbstractPCMDevice,
+    tolerance: float,
+    max_pulses: int,
+    cost: ProgrammingCost,
+    seed: int,
+    pool: Float[Array, " m"] | None = None,
+) -> LearnProgrammingReport:
+    """The policy against write-verify on `HELD_OUT_TARGETS` targets drawn like the training
+    targets, with targets and noise of their own (`seed` + the offsets above)."""
     held_out = sample_targets(jax.random.key(seed + HELD_OUT_TARGETS_OFFSET), device, HELD_OUT_TARGETS, pool)
-    methods = [WriteVerify(tolerance, max_pulses), make_method("learned", tolerance, max_pulses, policy)]
+    methods = [WriteVerify(tolerance, max_pulses), make_method("learned", tolerance, max_pulses, learned.policy)]
     figures, _ = compare_methods(
         jax.random.key(seed + HELD_OUT_NOISE_OFFSET), device, held_out, methods, tolerance, cost
     )
-    return LearnProgrammingReport(path, info, history, list(figures))
+    return LearnProgrammingReport(learned.path, learned.info, learned.objective_per_iteration, list(figures))

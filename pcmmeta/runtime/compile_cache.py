@@ -63,7 +63,8 @@ def enable_compile_cache(path: Path | None = None) -> Path | None:
     if "jax" in sys.modules:
         import jax
 
-        user_dir = jax.config.read("jax_compilation_cache_dir")
+        # a flag with a context manager is read as an attribute (config.read refuses it)
+        user_dir = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]
         if user_dir:  # the user's own folder wins
             return Path(user_dir)
         for name, value in settings.items():

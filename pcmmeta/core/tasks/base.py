@@ -141,7 +141,7 @@ class AbstractTaskFamily(eqx.Module):
 
     @abc.abstractmethod
     def plot_inputs(self, tasks: TaskBatch) -> Array | np.ndarray:
-        """(tasks, points, *input): raw inputs at which `plot` shows the network's predictions."""
+        """(tasks, points, *input): raw inputs at which `figure` shows the network's predictions."""
 
     @abc.abstractmethod
     def figure(self, tasks: TaskBatch, outputs: Any) -> TaskFigure:
