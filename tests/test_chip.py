@@ -35,8 +35,13 @@ def deployed(tmp_path_factory):
     """A tiny run trained briefly, deployed by write-verify through the CLI."""
     root = tmp_path_factory.mktemp("chip")
     recipe = tiny_recipe(
-        train__iterations=100, train__meta_batch=16, train__checkpoint_every=100, train__learning_rate=0.1,
-        network__hidden=[16, 16], network__time_steps=20, eval__tasks=20,
+        train__iterations=100,
+        train__meta_batch=16,
+        train__checkpoint_every=100,
+        train__learning_rate=0.1,
+        network__hidden=[16, 16],
+        network__time_steps=20,
+        eval__tasks=20,
     )
     path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -61,7 +66,13 @@ def test_deploy_reports_and_saves(deployed):
     pooled = np.sqrt(sum(v["devices"] * v["rms_error_uS"] ** 2 for v in layers) / sum(v["devices"] for v in layers))
     assert pooled == pytest.approx(report["rms_error_uS"], rel=1e-6)
     assert report["time_us_mean"] == pytest.approx(
-        1e6 * (report["cost"]["set_s"] * report["set_pulses_mean"] + report["cost"]["reset_s"] * (report["resets_mean"] + 1) + report["cost"]["read_s"] * report["verify_reads_mean"]), rel=1e-6
+        1e6
+        * (
+            report["cost"]["set_s"] * report["set_pulses_mean"]
+            + report["cost"]["reset_s"] * (report["resets_mean"] + 1)
+            + report["cost"]["read_s"] * report["verify_reads_mean"]
+        ),
+        rel=1e-6,
     )
     assert (run_dir / "deployed.eqx").is_file() and (run_dir / "deploy.json").is_file()
     assert_png_drawn(root / "deploy.png")
@@ -69,7 +80,20 @@ def test_deploy_reports_and_saves(deployed):
 
 def test_adapt_changes_only_output_devices_and_only_by_set_pulses(deployed):
     root, runs, run_dir, _ = deployed
-    result = invoke("adapt", "--runs-dir", runs, "--pulses", 2, "--at-hours", 2, "--task-seed", 3, "--json", "--plot", root / "adapt.png")
+    result = invoke(
+        "adapt",
+        "--runs-dir",
+        runs,
+        "--pulses",
+        2,
+        "--at-hours",
+        2,
+        "--task-seed",
+        3,
+        "--json",
+        "--plot",
+        root / "adapt.png",
+    )
     assert result.exit_code == 0, result.output
     assert_png_drawn(root / "adapt.png")
     report = json.loads(result.stdout)
@@ -85,7 +109,9 @@ def test_adapt_changes_only_output_devices_and_only_by_set_pulses(deployed):
     assert report["devices_pulsed"] == int((dn > 0).sum())
     assert report["energy_pJ"] == pytest.approx(10.0 * report["total_pulses"])
     changed = dn > 0
-    np.testing.assert_array_equal(np.asarray(after.layers["out"].g_prog)[~changed], np.asarray(before.layers["out"].g_prog)[~changed])
+    np.testing.assert_array_equal(
+        np.asarray(after.layers["out"].g_prog)[~changed], np.asarray(before.layers["out"].g_prog)[~changed]
+    )
     assert (run_dir / "deployed.eqx").is_file()
     again = invoke("adapt", "--runs-dir", runs, "--pulses", 2, "--at-hours", 2, "--task-seed", 3, "--json")
     assert json.loads(again.stdout)["after"] == report["after"]  # same seed, same numbers
@@ -107,11 +133,20 @@ def test_adapt_with_user_support_csv(deployed, tmp_path):
     assert result.exit_code == 2 and "bad.csv:3: column 'y' is not a number" in result.output
 
 
-def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed):
+def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed, tmp_path):
     _, runs, run_dir, _ = deployed
-    result = invoke("drift-eval", "--runs-dir", runs, "--hours", "720,1", "--tasks", 60, "--json")
+    out = tmp_path / "drift.csv"
+    result = invoke("drift-eval", "--runs-dir", runs, "--hours", "720,1", "--tasks", 60, "--json", "--csv", out)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["results"]
+    # --csv holds the JSON's rows: the same columns, floats written exactly
+    with open(out, newline="") as f:
+        read = list(csv.DictReader(f))
+    assert len(read) == len(rows) == 2 * 4  # two times × four conditions (chip.CONDITIONS)
+    assert list(read[0]) == list(rows[0])
+    for got, want in zip(read, rows):
+        for key, value in want.items():
+            assert (float(got[key]) == value) if isinstance(value, float) else (got[key] == str(value)), key
     mse = {(r["hours"], r["condition"]): r["mse"] for r in rows}
     assert [r["hours"] for r in rows][0] == 1  # sorted
     assert mse[(720, "deployed")] > mse[(1, "deployed")]
@@ -130,29 +165,13 @@ def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed):
         first, second = (read_weights(jax.random.key(10 + 2 * i + j), array, t, net, exp.meta.device) for j in (0, 1))
         now = response_ratio(probe_response(first, names), array.reference)
         restored_w = {n: second[n] / now[n] for n in names}
-        errors.append([abs(float(response_ratio(probe_response(restored_w, names), array.reference)[n]) - 1) for n in names])
+        errors.append(
+            [abs(float(response_ratio(probe_response(restored_w, names), array.reference)[n]) - 1) for n in names]
+        )
     mean_error = np.mean(errors, axis=0)
     assert np.all(mean_error < 0.1) and np.all(mean_error < np.abs(ratio - 1))
     again = invoke("drift-eval", "--runs-dir", runs, "--hours", "720,1", "--tasks", 60, "--json")
     assert json.loads(again.stdout)["results"] == rows  # same seed, same numbers
-
-
-def test_drift_eval_csv_holds_the_json_rows(deployed, tmp_path):
-    _, runs, _, _ = deployed
-    out = tmp_path / "drift.csv"
-    result = invoke("drift-eval", "--runs-dir", runs, "--hours", "1,24", "--tasks", 20, "--json", "--csv", out)
-    assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)["results"]
-    with open(out, newline="") as f:
-        read = list(csv.DictReader(f))
-    assert len(read) == len(rows) == 2 * 4  # two times × four conditions (chip.CONDITIONS)
-    assert list(read[0]) == list(rows[0])
-    for got, want in zip(read, rows):
-        for key, value in want.items():
-            if isinstance(value, float):
-                assert float(got[key]) == value, key  # floats written exactly
-            else:
-                assert got[key] == str(value), key
 
 
 def test_a_single_output_layers_scale_is_measured_even_where_one_probe_cancels():
@@ -168,9 +187,13 @@ def test_a_single_output_layers_scale_is_measured_even_where_one_probe_cancels()
     reference = probe_response({"out": w}, names)
     assert reference["out"].shape == (PROBES,)
     assert float(reference["out"][0]) < 1e-5  # what the first probe alone would have seen
-    assert float(response_ratio(probe_response({"out": 0.9 * w}, names), reference)["out"]) == pytest.approx(0.9, rel=1e-5)
+    assert float(response_ratio(probe_response({"out": 0.9 * w}, names), reference)["out"]) == pytest.approx(
+        0.9, rel=1e-5
+    )
     noisy = w + 0.02 * np.std(v) * jax.random.normal(jax.random.key(4), (40,))
-    assert float(response_ratio(probe_response({"out": noisy}, names), reference)["out"]) == pytest.approx(1.0, abs=0.05)
+    assert float(response_ratio(probe_response({"out": noisy}, names), reference)["out"]) == pytest.approx(
+        1.0, abs=0.05
+    )
 
 
 def test_a_deployed_array_of_the_older_format_is_refused_with_a_remedy(deployed, tmp_path):
@@ -206,7 +229,9 @@ def test_compensation_undoes_uniform_drift_exactly_on_a_noiseless_device(deploye
     meta = eqx.tree_at(lambda m: m.device, exp.meta, device)
     layers = {n: device.programmed_state(jax.random.key(0), net.layers[n], 0.0) for n in names}
     unreferenced = DeployedArray(layers, {n: jnp.ones(()) for n in names})
-    array = DeployedArray(layers, probe_response(read_weights(jax.random.key(1), unreferenced, 0.0, net, device), names))
+    array = DeployedArray(
+        layers, probe_response(read_weights(jax.random.key(1), unreferenced, 0.0, net, device), names)
+    )
     for hours in (24, 720):
         t = hours * 3600.0
         now = probe_response(read_weights(jax.random.key(2), array, t, net, device), names)
@@ -216,16 +241,22 @@ def test_compensation_undoes_uniform_drift_exactly_on_a_noiseless_device(deploye
     mse = {}
     for hours in (24, 720):
         for compensate in (False, True):
-            result, _ = run_on_chip(jax.random.key(4), array, tasks, exp.eval_family, net, meta, hours * 3600.0, False, 1, compensate)
+            result, _ = run_on_chip(
+                jax.random.key(4), array, tasks, exp.eval_family, net, meta, hours * 3600.0, False, 1, compensate
+            )
             mse[hours, compensate] = float(np.asarray(result.metrics["mse"][:, -1]).mean())
     assert mse[720, True] == pytest.approx(mse[24, True], rel=1e-3)
-    assert abs(mse[720, False] - mse[24, False]) > 10 * abs(mse[720, True] - mse[24, True]), mse  # drift alone does change it
+    assert abs(mse[720, False] - mse[24, False]) > 10 * abs(mse[720, True] - mse[24, True]), (
+        mse
+    )  # drift alone does change it
 
 
 def test_without_drift_or_read_noise_mse_is_the_same_at_every_hour(deployed):
     _, _, run_dir, _ = deployed
     exp, state = load_run(run_dir)
-    still = dataclasses.replace(exp.meta.device, drift_nu_mean=0.0, drift_nu_std=0.0, read_std_slope=0.0, read_std_intercept=0.0)
+    still = dataclasses.replace(
+        exp.meta.device, drift_nu_mean=0.0, drift_nu_std=0.0, read_std_slope=0.0, read_std_intercept=0.0
+    )
     exp = dataclasses.replace(exp, meta=dataclasses.replace(exp.meta, device=still))
     array, _, _ = deploy(jax.random.key(0), state.network, still, WriteVerify())
     rows = drift_table(exp, state.network, array, [1.0, 24.0, 720.0], 30, 1, 0, CONDITIONS[:2])
@@ -240,7 +271,10 @@ def test_without_drift_or_read_noise_mse_is_the_same_at_every_hour(deployed):
         (["drift-eval", "--hours", ""], "--hours: give at least one time"),
         (["drift-eval", "--hours", "1,abc"], "--hours: not a number: 'abc'"),
         (["drift-eval", "--hours", "1,-5"], "--hours: times must be > 0 and ≤ 1e+07 h, got -5"),
-        (["deploy", "--method", "magic"], "--method: must be write-verify, write-verify-set-on-flat, write-verify-burst, single-shot, learned"),
+        (
+            ["deploy", "--method", "magic"],
+            "--method: must be write-verify, write-verify-set-on-flat, write-verify-burst, single-shot, learned",
+        ),
     ],
 )
 def test_bad_chip_arguments(deployed, args, message):
@@ -282,7 +316,13 @@ def test_learned_programming_through_the_cli(deployed):
     result = invoke("deploy", "--runs-dir", runs, "--compare", "--policy", policy, "--json", "--plot", root / "cmp.png")
     assert result.exit_code == 0, result.output
     methods = json.loads(result.stdout)["methods"]
-    assert [m["method"] for m in methods] == ["write-verify", "write-verify-set-on-flat", "write-verify-burst", "single-shot", "learned"]
+    assert [m["method"] for m in methods] == [
+        "write-verify",
+        "write-verify-set-on-flat",
+        "write-verify-burst",
+        "single-shot",
+        "learned",
+    ]
     assert len({m["n_devices"] for m in methods}) == 1
     by = {m["method"]: m for m in methods}
     assert by["single-shot"]["verify_reads_mean"] == 0 and by["write-verify"]["verify_reads_mean"] >= 1
@@ -303,5 +343,17 @@ def test_learned_programming_through_the_cli(deployed):
     report = json.loads(result.stdout)
     assert report["method"] == "learned" and report["pulses_max"] <= 100 and report["verify_reads_mean"] >= 1
     assert (run_dir / "deployed.eqx").read_bytes() != before
-    result = invoke("deploy", "--runs-dir", runs, "--method", "learned", "--policy", policy, "--tolerance", 0.3, "--force-policy", "--json")
+    result = invoke(
+        "deploy",
+        "--runs-dir",
+        runs,
+        "--method",
+        "learned",
+        "--policy",
+        policy,
+        "--tolerance",
+        0.3,
+        "--force-policy",
+        "--json",
+    )
     assert result.exit_code == 0 and json.loads(result.stdout)["tolerance_uS"] == 0.3
