@@ -19,6 +19,7 @@ import numpy as np
 
 from pcmmeta.core.programming import PROGRAMMING_METHODS, PolicyTraining, learn_policy, make_method
 from pcmmeta.experiment.chip import CONDITIONS, deploy, drift_table
+from pcmmeta.experiment.learn_programming import trained_conductances
 from pcmmeta.experiment.train import load_run
 from pcmmeta.io.policy_file import obtain_policy
 
@@ -40,7 +41,7 @@ def main() -> None:
 
     policy, _, path, trained = obtain_policy(device, 0.5, 100, path=args.policy, train=train)
     print(f"policy {path} ({'trained now' if trained else 'loaded'})")
-    pool = jax.numpy.concatenate([g.ravel() for g in network.layers.values()])
+    pool = trained_conductances(network)
     run_policy = learn_policy(jax.random.key(0), device, 0.5, 100, settings=PolicyTraining(), pool=pool)[0]
     metric = exp.eval_family.metric
     conditions = [c for c in CONDITIONS if c[0] in ("deployed", "adapted")]

@@ -30,6 +30,7 @@ from pcmmeta.core.programming import (
     transition_kernels,
     write_verify,
 )
+from pcmmeta.experiment.learn_programming import trained_conductances
 
 
 def main() -> None:
@@ -43,13 +44,12 @@ def main() -> None:
     args = parser.parse_args()
     device, cost, tol = BUILTIN_DEVICES[args.device], ProgrammingCost(), args.tolerance
     if args.run:
-        import jax.numpy as jnp
 
         from pcmmeta.experiment.train import load_run
 
         exp, state = load_run(args.run)
         device = exp.meta.device
-        target = jax.random.choice(jax.random.key(11), jnp.concatenate([g.ravel() for g in state.network.layers.values()]), (args.devices,))
+        target = jax.random.choice(jax.random.key(11), trained_conductances(state.network), (args.devices,))
     else:
         target = jax.random.uniform(jax.random.key(11), (args.devices,), minval=device.g_min, maxval=device.g_max)
     key = jax.random.key(12)

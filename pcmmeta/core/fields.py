@@ -6,6 +6,7 @@ Plug-ins (networks, task families, inner rules) declare their keys as a mapping 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -173,8 +174,6 @@ def hyperparameter(default: Any, kind: str, help: str, **bounds: Any) -> Any:
 
 def schema_of(cls: type) -> dict[str, Field]:
     """The recipe keys a module class declares with `hyperparameter`, in declaration order."""
-    import dataclasses
-
     return {f.name: f.metadata[RECIPE_KEY] for f in dataclasses.fields(cls) if RECIPE_KEY in f.metadata}
 
 

@@ -35,7 +35,8 @@ HELD_OUT_NOISE_OFFSET = 2_000_003
 
 
 def trained_conductances(network: AbstractNetwork) -> Float[Array, " m"]:
-    """Every conductance of a trained network (µS), flat: targets as a deployment meets them."""
+    """Every conductance of a trained network (µS), flat, in the order of `network.layers`:
+    targets as a deployment meets them (`learn-programming --targets RUN`'s pool)."""
     return jnp.concatenate([g.ravel() for g in network.layers.values()])
 
 

@@ -26,7 +26,8 @@ import numpy as np
 
 from pcmmeta.core.devices import AbstractPCMDevice
 from pcmmeta.errors import UserInputError
-from pcmmeta.io.runs import atomic_write_text, read_user_file
+from pcmmeta.io.runs import read_user_file
+from pcmmeta.io.table_file import write_csv
 
 COLUMNS = ("device_id", "pulse", "t_s", "g_uS")
 MIN_DEVICES = 2
@@ -380,14 +381,11 @@ def _from_read_grid(reads: np.ndarray, keep: np.ndarray, times: np.ndarray) -> M
 def write_measurements(data: Measurements, path: str | Path) -> None:
     """Write measurements in the long CSV format (atomically). Numbers are written with
     `repr`: the shortest text that reads back to the same float, bit for bit."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for group, t, g in zip(data.group, data.t_s, data.g_uS):
-        writer.writerow(
-            (data.device_names[data.group_device[group]], int(data.group_pulse[group]), repr(float(t)), repr(float(g)))
-        )
-    atomic_write_text(Path(path), out.getvalue())
+    rows = (
+        (data.device_names[data.group_device[group]], int(data.group_pulse[group]), repr(float(t)), repr(float(g)))
+        for group, t, g in zip(data.group, data.t_s, data.g_uS)
+    )
+    write_csv(Path(path), COLUMNS, rows)
 
 
 def read_xy_csv(path: str | Path) -> tuple[list[float], list[float]]:
