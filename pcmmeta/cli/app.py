@@ -837,10 +837,21 @@ def adapt_cmd(
     plot: Annotated[
         Optional[Path], typer.Option(callback=_png_path, help="PNG of the task before and after adaptation.")
     ] = None,
+    plan: Annotated[
+        Optional[Path],
+        typer.Option(
+            callback=_output_file,
+            help="Write the SET pulses the rule chooses to this CSV (layer,row,col,sign,pulses) for a lab to apply, instead of applying them (docs/chip-bridge.md).",
+        ),
+    ] = None,
 ) -> None:
     """Adapt the deployed array to one new task with the recipe's inner rule on the head."""
     from pcmmeta.experiment.chip import adapt
 
+    if plan is not None and (plot is not None or energy_pj is not None):
+        fail(
+            f"{'--plot' if plot is not None else '--energy-pj'}: not used with --plan (nothing is applied); leave it out"
+        )
     if support is not None:  # the file is the task: its size and content, no sampled task
         given = [f"--{n.replace('_', '-')}" for n in ("shots", "task_seed") if _given(ctx, n)]
         if given:
@@ -848,6 +859,9 @@ def adapt_cmd(
                 f"{' and '.join(given)}: not used with --support (the task and its support examples are the file's); leave {'them' if len(given) > 1 else 'it'} out"
             )
     run_dir, exp, network, array = _load_deployed(run, runs_dir)
+    if plan is not None:
+        _adapt_plan(run_dir, exp, network, array, plan, steps, at_hours, task_seed, shots, support, seed, as_json)
+        return
     report = adapt(
         run_dir,
         exp,
@@ -882,6 +896,45 @@ def adapt_cmd(
         _figure_table(f"on-chip adaptation, {run_dir.name}, at {at_hours:g} h, {report.steps} inner step(s)", rows)
     )
     console.print(f"adapted array saved to {report.adapted_array} (deployed.eqx unchanged)", highlight=False)
+
+
+def _adapt_plan(run_dir, exp, network, array, plan, steps, at_hours, task_seed, shots, support, seed, as_json) -> None:
+    from pcmmeta.experiment.chip_bridge import plan_adaptation
+
+    with err_console.status("planning the adaptation…"):
+        report = plan_adaptation(
+            run_dir,
+            exp,
+            network,
+            array,
+            plan,
+            steps=steps,
+            at_hours=at_hours,
+            task_seed=task_seed,
+            shots=shots,
+            support=support,
+            seed=seed,
+        )
+    if as_json:
+        print(json_text({"run_dir": str(run_dir), **dataclasses.asdict(report)}, indent=2))
+        return
+    m = report.metric
+    rows = [
+        (f"support {m} on the chip as read, before", f"{report.support_before[m]:.4g}"),
+        (
+            f"query {m} before → after (simulated)",
+            f"{report.query_before[m]:.4g} → {report.query_after_simulated[m]:.4g}",
+        ),
+        ("devices to pulse / SET pulses", f"{report.devices} / {report.pulses}"),
+    ]
+    console.print(_figure_table(f"pulse plan, {run_dir.name}, at {at_hours:g} h, {report.steps} inner step(s)", rows))
+    console.print(
+        f"plan: {report.plan_csv} ({report.plan_json.name} in the run); after the lab applies it and measures every device: "
+        f"`pcmmeta import-chip MEASURED.csv --run {run_dir} --adapted-for {task_seed}`",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _parse_hours(text: str) -> list[float]:
@@ -975,6 +1028,203 @@ def drift_eval_cmd(
         cells = [f"{r[metric]:.4g} ± {r['sem']:.2g}" for r in rows if r["hours"] == h]
         table.add_row(f"{h:g}", *cells)
     console.print(table)
+
+
+# ------------------------------------------------------------------ a lab's chip in the loop
+@app.command("export")
+def export_cmd(
+    out: Annotated[
+        Path,
+        typer.Argument(
+            parser=_input_path,
+            help="Folder to write manifest.json and targets.csv into (created if absent); with --format nir, the .nir file.",
+            show_default=False,
+        ),
+    ],
+    run: RunOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="chip: the exchange files of docs/chip-bridge.md; nir: the spiking network as a NIR graph (docs/nir.md).",
+        ),
+    ] = "chip",
+    tile: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Cut each layer onto physical crossbars of ROWSxCOLS devices (COLS even): adds tile,tile_row,tile_col."
+        ),
+    ] = None,
+    at_hours: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=MAX_HOURS,
+            callback=_finite,
+            help="--format nir: the chip read at this time since deployment, h.",
+        ),
+    ] = 1.0,
+    adapted: Annotated[
+        Optional[Path],
+        typer.Option(
+            parser=_input_path,
+            help="--format nir: an adapted array of the run (adapted-*.eqx) instead of deployed.eqx.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="--format nir: PRNG seed of the read.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+) -> None:
+    """Write the run's target conductances for a lab's programmer (manifest.json, targets.csv), or its spiking network as NIR."""
+    if format_ not in ("chip", "nir"):
+        fail(f"--format: must be chip or nir, got {format_!r}")
+    if format_ == "nir":
+        if tile is not None:
+            fail("--tile: only used with --format chip")
+        _export_nir(out, run, runs_dir, at_hours, adapted, seed, as_json)
+        return
+    if adapted is not None:
+        fail("--adapted: only used with --format nir")
+    from pcmmeta.experiment.chip_bridge import export_chip
+    from pcmmeta.io.chip_exchange import parse_tile
+
+    tile_shape = parse_tile(tile) if tile is not None else None
+    if out.exists() and not out.is_dir():
+        fail(f"{out}: is a file; export writes a folder (manifest.json, targets.csv)")
+    if not out.exists() and not out.parent.is_dir():
+        fail(f"{out.parent}: no such folder")
+    run_dir, exp, network = _load_trained(run, runs_dir)
+    report = export_chip(run_dir, network, exp.meta.device, out, tile_shape)
+    if as_json:
+        print(json_text({"run_dir": str(run_dir), **dataclasses.asdict(report)}, indent=2))
+        return
+    rows = [
+        (f"{n} ({v['role']})", f"{v['rows']} × {v['cols']} pairs, {v['devices']:,} devices")
+        for n, v in report.layers.items()
+    ]
+    rows.append(("devices", f"{report.devices:,}" + (f" on {report.tiles} tiles" if report.tiles else "")))
+    console.print(_figure_table(f"exported {run_dir.name} (pcmmeta-chip/1)", rows))
+    console.print(f"wrote {report.manifest} and {report.targets}", highlight=False, markup=False)
+
+
+def _export_nir(out, run, runs_dir, at_hours, adapted, seed, as_json) -> None:
+    from pcmmeta.experiment.chip import load_array
+    from pcmmeta.experiment.chip_bridge import export_nir
+
+    if out.is_dir():
+        fail(f"{out}: is a folder; --format nir writes one file, e.g. network.nir")
+    if not out.parent.is_dir():
+        fail(f"{out.parent}: no such folder")
+    run_dir, exp, network, array = _load_deployed(run, runs_dir)
+    path = run_dir / "deployed.eqx"
+    if adapted is not None:
+        path = adapted if adapted.is_absolute() or adapted.exists() else run_dir / adapted
+        if not path.is_file():
+            fail(
+                f"--adapted: {path}: no such file; the run's adapted arrays are {', '.join(sorted(p.name for p in run_dir.glob('adapted-*.eqx'))) or 'none yet'}"
+            )
+        array = load_array(path, network)
+    report = export_nir(exp, network, array, path, out, at_hours, seed)
+    if as_json:
+        print(json_text({"run_dir": str(run_dir), **dataclasses.asdict(report)}, indent=2))
+        return
+    console.print(
+        f"wrote {report.path}: {len(report.nodes)} NIR nodes, weights of {path.name} read at {at_hours:g} h (docs/nir.md)",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("import-chip")
+def import_chip_cmd(
+    measured: Annotated[
+        Path,
+        typer.Argument(
+            parser=_input_path,
+            help="The lab's measurement: layer,row,col,sign,g_uS[,t_s], one line per device.",
+            show_default=False,
+        ),
+    ],
+    run: RunOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    at_seconds: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            max=1e10,
+            callback=_finite,
+            help="Time of the reads, s since the end of programming, where the file has no t_s [default: 0; with --adapted-for, the plan's time].",
+        ),
+    ] = None,
+    adapted_for: Annotated[
+        Optional[int],
+        typer.Option(
+            min=0,
+            max=SEED_MAX,
+            help="The measurement is of the chip after the lab applied `adapt --plan` for this task seed.",
+        ),
+    ] = None,
+    manifest: Annotated[
+        Optional[Path],
+        typer.Option(
+            parser=_input_path,
+            help="The export's manifest.json to check against the run [default: the one beside MEASURED, if any].",
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of the drift exponents drawn for the measured devices.")
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import a lab's measured conductances as the run's deployed array (or, with --adapted-for, as an adapted array)."""
+    from pcmmeta.experiment.chip_bridge import import_adapted, import_measurement
+
+    if adapted_for is not None:
+        run_dir, exp, network, array = _load_deployed(run, runs_dir)
+        with err_console.status("reading the measurement…"):
+            adapted = import_adapted(run_dir, exp, network, array, measured, adapted_for, at_seconds, seed, manifest)
+        body = {"run_dir": str(run_dir), **dataclasses.asdict(adapted)}
+        if as_json:
+            print(json_text(body, indent=2))
+            return
+        m = adapted.metric
+        rows = [
+            (f"{adapted.set_name} {m} before the lab's pulses", f"{adapted.before[m]:.4g}"),
+            (f"{adapted.set_name} {m} on the measured chip", f"{adapted.after[m]:.4g}"),
+            (f"{adapted.set_name} {m} the model predicted", f"{adapted.after_simulated[m]:.4g}"),
+            ("devices measured", f"{adapted.measurement['devices']:,}"),
+        ]
+        console.print(_figure_table(f"measured adaptation, {run_dir.name}, task {adapted_for}", rows))
+        console.print(
+            f"adapted array saved to {adapted.adapted_array} (deployed.eqx unchanged)", highlight=False, markup=False
+        )
+        return
+    run_dir, exp, network = _load_trained(run, runs_dir)
+    with err_console.status("reading the measurement…"):
+        report = import_measurement(run_dir, network, exp.meta.device, measured, at_seconds or 0.0, seed, manifest)
+    body = dataclasses.asdict(report)
+    if as_json:
+        print(json_text(body, indent=2))
+        return
+    rows = [
+        (f"{n}", f"{v['devices']:,} devices, RMS {v['rms_from_target_uS']:.3f} µS from target")
+        for n, v in report.layers.items()
+    ]
+    rows.append(("measured vs trained, RMS (µS)", f"{report.rms_from_target_uS:.3f}"))
+    rows.append(
+        (
+            "read times (s)",
+            f"{report.measurement['t_s_min']:g} … {report.measurement['t_s_max']:g} ({report.measurement['times_from']})",
+        )
+    )
+    console.print(_figure_table(f"imported measurement, {run_dir.name}", rows))
+    console.print(
+        f"saved {report.deployed_array} (measured{'; it replaces the previous deployment' if report.replaced_previous else ''}) and deploy.json; "
+        "drift-eval, adapt and report now work on the measured chip",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

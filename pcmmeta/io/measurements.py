@@ -9,13 +9,8 @@ gaps in their pulse sequence. See docs/device-model.md.
 
 from __future__ import annotations
 
-import codecs
-import csv
 import difflib
-import io
-import math
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NoReturn
@@ -26,7 +21,7 @@ import numpy as np
 
 from pcmmeta.core.devices import AbstractPCMDevice
 from pcmmeta.errors import UserInputError
-from pcmmeta.io.runs import read_user_file
+from pcmmeta.io.csv_text import check_width, csv_records, parse_number, read_csv_text
 from pcmmeta.io.table_file import write_csv
 
 COLUMNS = ("device_id", "pulse", "t_s", "g_uS")
@@ -81,75 +76,11 @@ class Measurements:
         )
 
 
-def _parse_number(text: str, path: Path, line: int, column: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UserInputError(f"{path}:{line}: column '{column}' is not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise UserInputError(f"{path}:{line}: column '{column}' must be finite, got {text!r}")
-    return value
-
-
-def _read_text(path: Path) -> str:
-    """The text of a CSV the user gave; one line for a missing, unreadable or oversized file, a
-    folder, or bytes that are not UTF-8 (replacing them would turn a damaged number into a
-    silently different one)."""
-    data = read_user_file(path, MAX_CSV_BYTES)
-    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    try:
-        return data[bom:].decode("utf-8")
-    except UnicodeDecodeError as err:
-        at = bom + err.start  # the offset in the file, byte-order mark included
-        line = data[:at].count(b"\n") + 1
-        raise UserInputError(f"{path}:{line}: not UTF-8 text (byte {at})") from None
-
-
-#: Control characters other than tab have no place in a text CSV: a NUL in a device id would
-#: silently make a new device, and they mark a binary or damaged file.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-
-
-def _csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
-    """(line, cells) of each non-blank CSV record, the line being where the record starts.
-
-    Refused, naming that line: a record the csv module cannot read (a field beyond its size
-    limit), a record over several lines (an unclosed quote swallows the rest of the file into
-    one field), and control characters."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    while True:
-        start = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as err:
-            raise UserInputError(f"{path}:{start}: not readable as CSV: {err}") from None
-        if reader.line_num > start:
-            raise UserInputError(
-                f"{path}:{start}: a quoted field runs on to line {reader.line_num} (an unclosed quote?)"
-            )
-        control = _CONTROL.search("".join(row))
-        if control is not None:
-            raise UserInputError(
-                f"{path}:{start}: control character \\x{ord(control.group()):02x} in a field (a binary or damaged file?)"
-            )
-        if any(cell.strip() for cell in row):
-            yield start, row
-
-
 def _check_columns(path: Path, line: int, header: list[str], used: Sequence[str]) -> None:
     """A column the reader uses must appear once: with two, which one holds the data is a guess."""
     for column in used:
         if header.count(column) > 1:
             raise UserInputError(f"{path}:{line}: column '{column}' appears {header.count(column)} times in the header")
-
-
-def _check_width(path: Path, line: int, row: list[str], header: list[str]) -> None:
-    """Every row has the header's fields: a row with more or fewer is shifted or merged, and
-    its numbers would land in the wrong columns."""
-    if len(row) != len(header):
-        raise UserInputError(f"{path}:{line}: {len(row)} fields, the header has {len(header)}")
 
 
 def _first_repeats(keys: Sequence, lines: Sequence[int]) -> tuple[list[int], list[tuple[int, int]], bool]:
@@ -176,7 +107,7 @@ def _refuse_copies(path: Path, repeats: list[tuple[int, int]]) -> NoReturn:
 
 
 def _read_one(path: Path) -> tuple[list[tuple[str, int, float, float, int]], list[str], list[str]]:
-    records_in = _csv_records(path, _read_text(path))
+    records_in = csv_records(path, read_csv_text(path, MAX_CSV_BYTES))
     first = next(records_in, None)
     if first is None:
         raise UserInputError(f"{path}: empty file (expected a header {','.join(COLUMNS)})")
@@ -192,19 +123,19 @@ def _read_one(path: Path) -> tuple[list[tuple[str, int, float, float, int]], lis
     extra = [h for h in header if h not in COLUMNS]
     records = []
     for line, row in records_in:
-        _check_width(path, line, row, header)
+        check_width(path, line, row, header)
         device_id = row[index["device_id"]].strip()
         if not device_id:
             raise UserInputError(f"{path}:{line}: column 'device_id' is empty")
-        pulse = _parse_number(row[index["pulse"]], path, line, "pulse")
+        pulse = parse_number(row[index["pulse"]], path, line, "pulse")
         if not 0 <= pulse <= MAX_PULSE or pulse != int(pulse):
             raise UserInputError(
                 f"{path}:{line}: column 'pulse' must be a whole number from 0 to {MAX_PULSE:,}, got {row[index['pulse']].strip()!r}"
             )
-        t_s = _parse_number(row[index["t_s"]], path, line, "t_s")
+        t_s = parse_number(row[index["t_s"]], path, line, "t_s")
         if not 0 <= t_s <= MAX_T_S:
             raise UserInputError(f"{path}:{line}: column 't_s' must be ≥ 0 s and ≤ {MAX_T_S:g} s, got {t_s:g}")
-        g = _parse_number(row[index["g_uS"]], path, line, "g_uS")
+        g = parse_number(row[index["g_uS"]], path, line, "g_uS")
         if not 0 <= g <= MAX_G_US:
             raise UserInputError(
                 f"{path}:{line}: column 'g_uS' must be ≥ 0 µS and ≤ {MAX_G_US:g} µS (1 S), got {g:g}"
@@ -400,7 +331,7 @@ def read_columns_csv(path: str | Path, choices: list[tuple[str, ...]], what: str
     order, other columns ignored, blank lines skipped). Raises `UserInputError` naming file,
     line and column."""
     path = Path(path)
-    records = _csv_records(path, _read_text(path))
+    records = csv_records(path, read_csv_text(path, MAX_CSV_BYTES))
     header_line, header = next(records, (1, []))
     header = [h.strip() for h in header]
     chosen = next((c for c in choices if all(col in header for col in c)), None)
@@ -414,9 +345,9 @@ def read_columns_csv(path: str | Path, choices: list[tuple[str, ...]], what: str
     out: dict[str, list[float]] = {col: [] for col in chosen}
     lines = []
     for line, row in records:
-        _check_width(path, line, row, header)
+        check_width(path, line, row, header)
         for col, idx in index.items():
-            out[col].append(_parse_number(row[idx], path, line, col))
+            out[col].append(parse_number(row[idx], path, line, col))
         lines.append(line)
     if not lines:
         raise UserInputError(f"{path}: no {what} after the header")

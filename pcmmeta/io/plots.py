@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -11,16 +12,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pcmmeta.core.tasks.figures import ArmFigure, FewShotFigure, RegressionFigure, TaskFigure  # noqa: E402
 from pcmmeta.io.runs import atomic_write_bytes  # noqa: E402
+
+if TYPE_CHECKING:  # the task families (and JAX) only where a task figure is drawn
+    from pcmmeta.core.tasks.figures import TaskFigure
+
+
+def figure_png(fig) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def save_figure(fig, path: str | Path) -> None:
     """Save as PNG atomically and close the figure."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), figure_png(fig))
 
 
 def binned(x: np.ndarray, y: np.ndarray, bins: np.ndarray):
@@ -41,13 +49,19 @@ def plot_training_curve(metrics_path: Path, path: Path) -> None:
     rows = [json.loads(l) for l in Path(metrics_path).read_text().splitlines() if l.strip()]
     if not rows:
         return
+    save_figure(training_curve_figure(rows), path)
+
+
+def training_curve_figure(rows: list[dict]):
+    """The training batch's query loss before and after adaptation over meta-iterations (log
+    axis), from `metrics.jsonl` lines (`iteration`, `loss_before`, `loss_after`)."""
     it = [r["iteration"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.plot(it, [r["loss_before"] for r in rows], label="query loss before adaptation")
     ax.plot(it, [r["loss_after"] for r in rows], label="query loss after adaptation (the MAML loss)")
     ax.set(xlabel="meta-iteration", ylabel="loss (training batch)", yscale="log", title="meta-training")
     ax.legend()
-    save_figure(fig, path)
+    return fig
 
 
 def plot_task_predictions(rows: list[dict], path: Path, title: str) -> None:
@@ -136,6 +150,12 @@ def plot_deployment(
 
 def plot_drift(rows: list[dict], path: Path, title: str, metric: str = "mse") -> None:
     """rows: one per (hours, condition) with keys hours, condition, <metric>, sem."""
+    save_figure(drift_figure(rows, title, metric), path)
+
+
+def drift_figure(rows: list[dict], title: str, metric: str = "mse"):
+    """`plot_drift`'s figure: the metric vs time since deployment (log axis) ± s.e., one line
+    per condition in the order the rows give them."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     conditions = list(dict.fromkeys(r["condition"] for r in rows))
     for c in conditions:
@@ -150,7 +170,7 @@ def plot_drift(rows: list[dict], path: Path, title: str, metric: str = "mse") ->
         )
     ax.set(xscale="log", xlabel="time since deployment (h)", ylabel=f"held-out query {metric}", title=title)
     ax.legend(fontsize=8)
-    save_figure(fig, path)
+    return fig
 
 
 def plot_few_shot(path, title, x_support, y_support, x_query, y_query, outputs, curve, source: str) -> None:
@@ -246,6 +266,8 @@ def plot_tasks(
     """Draw a task family's figure (`AbstractTaskFamily.figure`). `curve`, if given, is the
     held-out metric per inner step ({"step", "mean", "sem"}); `raster` (time × neurons, 0/1),
     a spiking network's spikes after the update (arm figures)."""
+    from pcmmeta.core.tasks.figures import ArmFigure, FewShotFigure, RegressionFigure
+
     if isinstance(figure, RegressionFigure):
         plot_task_predictions(figure.rows, path, title=title)
     elif isinstance(figure, ArmFigure):

@@ -295,12 +295,29 @@ def _finite(obj):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
+    if isinstance(obj, Path):  # reports name the files they wrote
+        return str(obj)
     return obj
 
 
 def json_text(obj, indent: int | None = None) -> str:
-    """Strict JSON: NaN and ±inf become null (JSON has no such numbers)."""
+    """Strict JSON: NaN and ±inf become null (JSON has no such numbers), paths strings."""
     return _json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
+def read_json_file(path: Path, max_bytes: int = 64 << 20) -> dict:
+    """A JSON object written by pcmmeta (`write_json`): one line naming the file if it is
+    missing, too large, not UTF-8 JSON or not an object."""
+    data = read_user_file(path, max_bytes)
+    try:
+        body = _json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserInputError(f"{path}: not UTF-8 text (damaged?)") from None
+    except _json.JSONDecodeError as err:
+        raise UserInputError(f"{path}:{err.lineno}: not JSON: {err.msg} (damaged?)") from None
+    if not isinstance(body, dict):
+        raise UserInputError(f"{path}: not a JSON object (damaged?)")
+    return body
 
 
 def write_json(path: Path, obj) -> None:

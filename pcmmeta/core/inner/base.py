@@ -82,6 +82,12 @@ class AbstractInnerRule(eqx.Module):
     name: ClassVar[str]
     steps: eqx.AbstractVar[int]
 
+    @property
+    def adapts_by_set_pulses(self) -> bool:
+        """Whether the rule changes devices by SET pulses alone (no RESET, no write-verify): what
+        a pulse plan for a lab can express (`pcmmeta adapt --plan`, docs/chip-bridge.md)."""
+        return True
+
     @classmethod
     def schema(cls) -> dict[str, Field]:
         """The recipe keys of the `inner:` section besides `rule` (docs/recipes.md)."""

@@ -50,6 +50,10 @@ class EpropLSG(AbstractInnerRule):
         choices=("pulses", "reprogram"),
     )
 
+    @property
+    def adapts_by_set_pulses(self) -> bool:
+        return self.update == "pulses"
+
     def float_lr(self) -> float:
         return self.learning_rate
 

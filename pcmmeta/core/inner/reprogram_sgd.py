@@ -31,6 +31,10 @@ class ReprogramSGD(AbstractInnerRule):
         high=1.0,
     )
 
+    @property
+    def adapts_by_set_pulses(self) -> bool:
+        return False  # RESETs and write-verifies the changed pairs
+
     def float_lr(self) -> float:
         return self.lr
 

@@ -58,6 +58,8 @@ class AbstractTaskFamily(eqx.Module):
     #: first that the header holds), one row per `support_rows`; None: a folder of class folders.
     support_columns: ClassVar[tuple[tuple[str, ...], ...] | None] = None
     support_rows: ClassVar[str] = "rows"
+    #: The encoded input channel that is a constant 1, if any (exports make it a bias).
+    bias_channel: ClassVar[int | None] = None
 
     @classmethod
     def schema(cls) -> dict[str, Field]:

@@ -30,6 +30,7 @@ class Sinusoid(AbstractTaskFamily):
     name = "sinusoid"
     metric = "mse"
     support_columns = (("x", "y"),)
+    bias_channel = -1  # `encode`'s constant 1
     support_rows = "support points"
     higher_is_better = False
 
