@@ -82,3 +82,27 @@ def weights_of(manifest: dict, measured: Path) -> dict[str, dict[tuple[int, int]
     return w
 
 
+
+
+def round_trip(invoke, run_dir: Path, folder: Path, task_seed: int = 0, drift_tasks: int = 4) -> dict:
+    """export → the lab programs and measures → import-chip → drift-eval → adapt --plan → the lab
+    applies the pulses and measures → import-chip --adapted-for, through the command line
+    (`invoke(*args)` returns a click result); the JSON bodies of the steps."""
+
+    def ok(*args):
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout) if "--json" in args else result
+
+    out = {"export": ok("export", folder / "export", "--run", run_dir, "--json")}
+    lab = MockLab(folder / "export")
+    lab.measure(folder / "measured.csv", 30.0)
+    out["import"] = ok("import-chip", folder / "measured.csv", "--run", run_dir, "--json")
+    out["drift"] = ok("drift-eval", "--run", run_dir, "--hours", "1,720", "--tasks", drift_tasks, "--json")
+    out["plan"] = ok("adapt", "--run", run_dir, "--task-seed", task_seed, "--plan", folder / "plan.csv", "--json")
+    lab.apply_plan(folder / "plan.csv", 3600.0)
+    lab.measure(folder / "measured-adapted.csv", 3630.0)
+    out["adapted"] = ok(
+        "import-chip", folder / "measured-adapted.csv", "--run", run_dir, "--adapted-for", task_seed, "--json"
+    )
+    return out

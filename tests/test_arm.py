@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
+from mock_lab import round_trip
 from tiny import assert_png_drawn
 from typer.testing import CliRunner
 
@@ -242,10 +243,25 @@ def test_arm_through_every_command(tmp_path):
     demo.write_text("t,x,y\n0,9,9\n")
     result = invoke("adapt", "--runs-dir", runs, "--support", demo)
     assert result.exit_code == 2 and "demo.csv" in result.output and "Traceback" not in result.output
-    result = invoke("drift-eval", "--runs-dir", runs, "--hours", "1,24", "--tasks", 4, "--json")
-    assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)["results"]
+    # a lab's chip in the loop (docs/chip-bridge.md); drift-eval runs on the measured chip
+    run_dir = runs / (runs / "LATEST").read_text().strip()
+    steps = round_trip(invoke, run_dir, tmp_path, task_seed=2)
+    rows = steps["drift"]["results"]
     assert {r["condition"] for r in rows} >= {"deployed", "adapted"}
+    roles = {layer["name"]: layer["role"] for layer in json.loads((tmp_path / "export" / "manifest.json").read_text())["layers"]}
+    assert roles == {"in": "head", "rec": "head", "out": "body"}
+    with open(tmp_path / "plan.csv") as f:
+        plan = [line.split(",") for line in f.read().splitlines()[1:]]
+    assert len(plan) == steps["plan"]["devices"] and {p[0] for p in plan} <= {"in", "rec"}
+    assert not any(p[0] == "rec" and p[1] == p[2] for p in plan)  # the masked recurrent diagonal is never pulsed
+    assert set(steps["adapted"]["after"]) == {"loss", "mse_velocity", "mse_position", "rms_position_links"}
+    # the recurrent network as NIR, weights read from the measured adapted chip
+    result = invoke("export", "--format", "nir", tmp_path / "arm.nir", "--run", run_dir, "--adapted", steps["adapted"]["adapted_array"])
+    assert result.exit_code == 0, result.output
+    import nir
+
+    graph = nir.read(tmp_path / "arm.nir")
+    assert np.diag(graph.nodes["rec"].weight).tolist() == [0.0] * 12
 
 
 @pytest.mark.parametrize("name", ["arm-quick", "arm-15min", "arm"])

@@ -129,15 +129,17 @@ def trained(tmp_path_factory):
         train__learning_rate=0.1,
         network__hidden=[16, 16],
         network__time_steps=20,
-        network__scale_out=2.0,
-        network__tau_out=0.0025,
         inner={"rule": "planned-pulse"},
         eval__tasks=20,
     )
     (root / "r.yaml").write_text(yaml.safe_dump(recipe))
-    ok("meta-train", root / "r.yaml", "--runs-dir", root / "runs")
+    sets = ("--set", "network.scale_out=2.0", "--set", "network.tau_out=0.0025")
+    ok("meta-train", root / "r.yaml", "--runs-dir", root / "runs", *sets)
     runs = root / "runs"
-    return runs / (runs / "LATEST").read_text().strip()
+    run_dir = runs / (runs / "LATEST").read_text().strip()
+    recorded = yaml.safe_load((run_dir / "recipe.yaml").read_text())  # --set is recorded in the run's recipe
+    assert (recorded["network"]["scale_out"], recorded["network"]["tau_out"]) == (2.0, 0.0025)
+    return run_dir
 
 
 @pytest.fixture
@@ -224,6 +226,17 @@ def test_a_mock_lab_closes_the_loop_and_its_pulses_lower_the_query_error(run_dir
         ok("import-chip", tmp_path / "measured-wrong.csv", "--run", run_dir, "--adapted-for", seed, "--json").stdout
     )
     assert wrong["after"]["mse"] > result["after"]["mse"]
+    # the run's report, the list of runs and the NIR graph see the measured chip
+    ok("report", run_dir)
+    page = (run_dir / "report.html").read_text()
+    assert "Measured on a chip" in page and "adapted-task" in page
+    runs = json.loads(ok("runs", "--runs-dir", run_dir.parent, "--json").stdout)["runs"]
+    assert [(r["name"], r["deployed"], r["adapted"] >= 2) for r in runs] == [(run_dir.name, "measured", True)]
+    ok("export", "--format", "nir", tmp_path / "sine.nir", "--run", run_dir, "--adapted", result["adapted_array"])
+    import nir
+
+    graph = nir.read(tmp_path / "sine.nir")
+    assert isinstance(graph.nodes["in"], nir.Affine) and graph.nodes["out"].weight.shape == (1, 16)
 
 
 def test_a_manifest_of_another_run_or_other_conductances_is_refused_and_nothing_written(run_dir, tmp_path):
@@ -243,6 +256,25 @@ def test_a_manifest_of_another_run_or_other_conductances_is_refused_and_nothing_
         assert result.exit_code == 2 and message in result.output, result.output
         assert not (run_dir / "deployed.eqx").exists() and not (run_dir / "deploy.json").exists()
     (out / "manifest.json").write_text(json.dumps(manifest))
-    ok("import-chip", out / "measured.csv", "--run", run_dir)
+    result = invoke("import-chip", out / "measured.csv", "--run", run_dir, "--at-seconds", 30)  # the file has no t_s
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / "deploy.json").read_text())["measurement"]["t_s_min"] == 30.0
     result = invoke("import-chip", out / "measured.csv", "--run", run_dir, "--adapted-for", 5)
-    assert result.exit_code == 2 and "no plan for this task" in result.output
+    assert result.exit_code == 2 and "no plan plan-task5.json" in result.output
+    # a plan for the user's own support set, named after the file
+    support = tmp_path / "my-task.csv"
+    support.write_text("x,y\n" + "".join(f"{x},{2 * np.sin(x + 1)}\n" for x in np.linspace(-4, 4, 10)))
+    ok("adapt", "--run", run_dir, "--support", support, "--plan", tmp_path / "plan.csv")
+    assert (run_dir / "plan-support-my-task.json").is_file()
+    MockLab(out).measure(tmp_path / "after.csv", 3600.0)
+    body = json.loads(ok("import-chip", tmp_path / "after.csv", "--run", run_dir, "--adapted-for", support, "--json").stdout)
+    assert body["set_name"] == "support" and (run_dir / "adapted-support-my-task-1h-measured.eqx").is_file()
+    # a plan made for another deployed array, or changed since, is refused
+    plan_text = (tmp_path / "plan.csv").read_text()
+    (tmp_path / "plan.csv").write_text(plan_text + "out,0,0,+,1\n")
+    result = invoke("import-chip", tmp_path / "after.csv", "--run", run_dir, "--adapted-for", support)
+    assert result.exit_code == 2 and "changed since `adapt --plan` wrote it" in result.output
+    (tmp_path / "plan.csv").write_text(plan_text)
+    ok("import-chip", out / "measured.csv", "--run", run_dir, "--seed", 1)  # other drift exponents: another array
+    result = invoke("import-chip", tmp_path / "after.csv", "--run", run_dir, "--adapted-for", support)
+    assert result.exit_code == 2 and "made for another deployed array" in result.output

@@ -1,11 +1,13 @@
 """Few-shot image classification: the task family, the CNN, and the chip commands on a tiny CNN."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
 import pytest
 import yaml
+from mock_lab import round_trip
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -113,6 +115,23 @@ def deployed_cnn(tmp_path_factory):
     assert result.exit_code == 0, result.output
     run_dir = runs / (runs / "LATEST").read_text().strip()
     return root, runs, run_dir, json.loads(result.stdout)
+
+
+def test_a_lab_runs_the_cnn_through_the_exchange_files(deployed_cnn, tmp_path):
+    _, _, trained_run, _ = deployed_cnn
+    run_dir = shutil.copytree(trained_run, tmp_path / "runs" / trained_run.name)
+    steps = round_trip(invoke, run_dir, tmp_path, task_seed=1)
+    layers = {layer["name"]: layer for layer in json.loads((tmp_path / "export" / "manifest.json").read_text())["layers"]}
+    # convolutions as their im2col crossbars: 9·c_in + 1 rows (the bias row last), c_out columns
+    assert (layers["conv1"]["rows"], layers["conv1"]["cols"]) == (9 * 1 + 1, 4)
+    assert (layers["conv2"]["rows"], layers["conv2"]["cols"], layers["out"]["role"]) == (9 * 4 + 1, 4, "head")
+    # (a briefly trained head may want less than half a pulse anywhere: the plan may be empty)
+    assert steps["plan"]["devices"] == len((tmp_path / "plan.csv").read_text().splitlines()) - 1
+    assert steps["adapted"]["metric"] == "accuracy" and steps["import"]["measurement"]["devices"] == steps["export"]["devices"]
+    assert 0.0 <= steps["adapted"]["after"]["accuracy"] <= 1.0
+    result = invoke("export", "--format", "nir", tmp_path / "cnn.nir", "--run", run_dir)
+    assert result.exit_code == 2 and "NIR export is for the spiking networks" in result.output
+    assert not (tmp_path / "cnn.nir").exists()
 
 
 def test_deploy_programs_every_cnn_layer(deployed_cnn):

@@ -56,13 +56,16 @@ class _Commands(typer.Typer):
 
 app = _Commands(
     name="pcmmeta",
-    help="Meta-learning for networks on simulated phase-change-memory synapses: spiking regression, few-shot image classification.",
+    help="Meta-learning for networks on simulated phase-change-memory synapses: spiking sinusoid regression, few-shot image classification, a spiking robot arm; and a lab's chip in the loop.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+#: Tables printed into a pipe or file are not wrapped at rich's default 80 columns (a terminal's
+#: own width is used where there is one).
+PIPE_WIDTH = 200
+console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
 
 def fail(message: str) -> None:
@@ -393,6 +396,13 @@ def meta_train_cmd(
     ] = False,
     run: Annotated[Optional[Path], typer.Option(parser=_input_path, help="Run directory to resume.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final evaluation as JSON.")] = False,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set",
+            help="Set a recipe key, dotted: --set train.iterations=500 --set mode=ideal (a YAML value; validated as the recipe, recorded in the run's recipe.yaml). Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Meta-train a network on PCM synapses with MAML (the recipe names network, task family,
     inner rule and mode)."""
@@ -400,7 +410,10 @@ def meta_train_cmd(
     from pcmmeta.experiment.training_run import prepare_run
     from pcmmeta.runtime import interrupts
 
-    training = prepare_run(recipe, resume, run, runs_dir)
+    overrides = _parse_sets(set_ or [])
+    if overrides and resume:
+        fail("--set: a resumed run keeps its recipe; start a new run with the recipe and --set")
+    training = prepare_run(recipe, resume, run, runs_dir, overrides)
     run_dir = training.start(runs_dir)
     experiment = training.experiment
     err_console.print(f"run directory: {run_dir}", highlight=False)
@@ -442,6 +455,29 @@ def meta_train_cmd(
     title = f"held-out evaluation: {ev['n_tasks']} tasks ({experiment.meta.mode.name}, {experiment.meta.rule.name}), {ev['pulses_per_task']:.1f} pulses per task"
     console.print(_evaluation_table(title, ev))
     console.print(f"run directory: {run_dir} (training-curve.png, evaluation.png, evaluation.json)", highlight=False)
+
+
+def _parse_sets(items: list[str]) -> dict:
+    """--set KEY=VALUE items as {dotted key: YAML value}; one line naming the item otherwise."""
+    import re
+
+    import yaml
+
+    out: dict = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+            fail(f"--set {item!r}: expected KEY=VALUE with a dotted recipe key, e.g. --set train.iterations=500")
+        if key in out:
+            fail(f"--set {key}: given twice")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            fail(f"--set {item!r}: the value is not a YAML value (quote a string with spaces or colons)")
+        if out[key] is None:
+            fail(f"--set {key}: empty value; give one, e.g. --set {key}=…")
+    return out
 
 
 # ------------------------------------------------------------------ the chip after training
@@ -775,18 +811,17 @@ def _deploy_compare(run_dir, network, device, tolerance, max_pulses, policy, cos
         plot_programming_comparison(
             figures, results, target, plot, f"{run_dir.name}: {int(target.size):,} devices on {device.name}"
         )
+    from pcmmeta.io.runs import write_json
+
+    body = {
+        "run_dir": str(run_dir),
+        "seed": seed,
+        "cost": cost.to_dict(),
+        "methods": [dataclasses.asdict(f) for f in figures],
+    }
+    write_json(run_dir / "programming-comparison.json", body)  # for `pcmmeta report`
     if as_json:
-        print(
-            json_text(
-                {
-                    "run_dir": str(run_dir),
-                    "seed": seed,
-                    "cost": cost.to_dict(),
-                    "methods": [dataclasses.asdict(f) for f in figures],
-                },
-                indent=2,
-            )
-        )
+        print(json_text(body, indent=2))
         return
     console.print(
         _comparison_table(f"programming {run_dir.name}: {int(target.size):,} devices on {device.name}", figures)
@@ -930,7 +965,7 @@ def _adapt_plan(run_dir, exp, network, array, plan, steps, at_hours, task_seed, 
     console.print(_figure_table(f"pulse plan, {run_dir.name}, at {at_hours:g} h, {report.steps} inner step(s)", rows))
     console.print(
         f"plan: {report.plan_csv} ({report.plan_json.name} in the run); after the lab applies it and measures every device: "
-        f"`pcmmeta import-chip MEASURED.csv --run {run_dir} --adapted-for {task_seed}`",
+        f"`pcmmeta import-chip MEASURED.csv --run {run_dir} --adapted-for {task_seed if support is None else support}`",
         highlight=False,
         markup=False,
         soft_wrap=True,
@@ -1009,6 +1044,9 @@ def drift_eval_cmd(
         "seed": seed,
         "results": rows,
     }
+    from pcmmeta.io.runs import write_json
+
+    write_json(run_dir / "drift.json", body)  # the run's latest drift table (`pcmmeta report`)
     if csv_path is not None:
         from pcmmeta.io.table_file import write_rows_csv
 
@@ -1157,11 +1195,9 @@ def import_chip_cmd(
         ),
     ] = None,
     adapted_for: Annotated[
-        Optional[int],
+        Optional[str],
         typer.Option(
-            min=0,
-            max=SEED_MAX,
-            help="The measurement is of the chip after the lab applied `adapt --plan` for this task seed.",
+            help="The measurement is of the chip after the lab applied `adapt --plan` for this task: its --task-seed, or the --support file or folder it was planned for.",
         ),
     ] = None,
     manifest: Annotated[
@@ -1177,12 +1213,20 @@ def import_chip_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Import a lab's measured conductances as the run's deployed array (or, with --adapted-for, as an adapted array)."""
-    from pcmmeta.experiment.chip_bridge import import_adapted, import_measurement
+    from pcmmeta.experiment.chip_bridge import import_adapted, import_measurement, plan_name
 
     if adapted_for is not None:
+        if adapted_for.isdigit():
+            if int(adapted_for) > SEED_MAX:
+                fail(f"--adapted-for: a task seed is 0 … {SEED_MAX}, got {adapted_for}")
+            name = plan_name(int(adapted_for), None)
+        elif adapted_for == "":
+            fail("--adapted-for: empty; give the task seed or the support file the plan was made for")
+        else:
+            name = plan_name(0, Path(adapted_for))
         run_dir, exp, network, array = _load_deployed(run, runs_dir)
         with err_console.status("reading the measurement…"):
-            adapted = import_adapted(run_dir, exp, network, array, measured, adapted_for, at_seconds, seed, manifest)
+            adapted = import_adapted(run_dir, exp, network, array, measured, name, at_seconds, seed, manifest)
         body = {"run_dir": str(run_dir), **dataclasses.asdict(adapted)}
         if as_json:
             print(json_text(body, indent=2))
@@ -1201,7 +1245,7 @@ def import_chip_cmd(
         return
     run_dir, exp, network = _load_trained(run, runs_dir)
     with err_console.status("reading the measurement…"):
-        report = import_measurement(run_dir, network, exp.meta.device, measured, at_seconds or 0.0, seed, manifest)
+        report = import_measurement(run_dir, network, exp.meta.device, measured, at_seconds, seed, manifest)
     body = dataclasses.asdict(report)
     if as_json:
         print(json_text(body, indent=2))
@@ -1225,6 +1269,76 @@ def import_chip_cmd(
         markup=False,
         soft_wrap=True,
     )
+
+
+# ------------------------------------------------------------------ runs and their reports
+@app.command("report")
+def report_cmd(
+    run: Annotated[
+        Optional[Path],
+        typer.Argument(parser=_input_path, help="Run directory (default: the latest run).", show_default=False),
+    ] = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    out: Annotated[
+        Optional[Path], typer.Option(callback=_output_file, help="HTML file to write [default: RUN/report.html].")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what the page holds as JSON.")] = False,
+) -> None:
+    """One self-contained HTML page of everything a run's chain produced (figures embedded; docs/report.md)."""
+    from pcmmeta.io.report_page import write_report
+    from pcmmeta.io.runs import resolve_run
+
+    run_dir = resolve_run(run, runs_dir)
+    summary = write_report(run_dir, out)
+    if as_json:
+        print(json_text({"run_dir": str(run_dir), **dataclasses.asdict(summary)}, indent=2))
+        return
+    absent = f"; not yet made: {', '.join(summary.absent)}" if summary.absent else ""
+    damaged = f"; could not be read: {', '.join(summary.unreadable)}" if summary.unreadable else ""
+    console.print(f"wrote {summary.path}{absent}{damaged}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("runs")
+def runs_cmd(
+    runs_dir: RunsDirOption = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """One line per run: recipe, family, mode, iterations, held-out metric, chip state, path."""
+    from pcmmeta.io.run_index import list_runs
+
+    runs = list_runs(runs_dir)
+    if as_json:
+        print(json_text({"runs_dir": str(runs_dir), "runs": [dataclasses.asdict(r) for r in runs]}, indent=2))
+        return
+    if not runs:
+        console.print(
+            f"no runs in {runs_dir}; start one with `pcmmeta meta-train recipes/sine-quick.yaml`",
+            highlight=False,
+            markup=False,
+        )
+        return
+    table = Table(title=f"runs in {runs_dir}")
+    for column in ("run", "recipe", "family", "mode", "iterations", "held-out before → after", "deployed", "adapted"):
+        table.add_column(column, justify="right" if column in ("iterations", "adapted") else "left")
+
+    def number(x):
+        return "–" if x is None else f"{x:.4g}"
+
+    for r in runs:
+        iterations = f"{'?' if r.iterations_done is None else r.iterations_done} / {'?' if r.iterations_planned is None else r.iterations_planned}"
+        metric = f"{r.metric} {number(r.metric_before)} → {number(r.metric_after)}" if r.metric else "–"
+        table.add_row(
+            ("* " if r.is_latest else "") + r.name,
+            r.recipe or "?",
+            r.family or "?",
+            r.mode or "?",
+            iterations,
+            metric,
+            r.deployed,
+            str(r.adapted),
+        )
+    console.print(table)
+    console.print("* the latest run (runs/LATEST); paths: --json", highlight=False, markup=False)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from pcmmeta.core.programming.compare import MethodFigures, devices_of, figures_
 from pcmmeta.core.seeds import seed_key
 from pcmmeta.core.tasks import AbstractTaskFamily, TaskBatch, sample_compiled
 from pcmmeta.experiment.train import mean_sem
-from pcmmeta.io.runs import atomic_write_unique
+from pcmmeta.io.runs import atomic_write_unique, write_json
 from pcmmeta.io.serial import eqx_bytes, load_eqx, save_eqx
 from pcmmeta.io.support_file import read_support
 from pcmmeta.runtime.compile_options import device_array_options
@@ -376,7 +376,8 @@ def adapt(
     """Adapt the deployed array to one new task — sampled from the held-out family with
     `task_seed`, or read from a user's `support` file or folder — at `at_hours` after deployment,
     with the recipe's inner rule (`steps` overrides its step count). Saves the adapted array
-    beside `deployed.eqx` under a new name (never overwriting) and returns the report."""
+    beside `deployed.eqx` under a new name (never overwriting), the report beside it (.json),
+    and returns the report."""
     family = exp.eval_family
     if shots is not None:
         family = family.with_shots(shots)
@@ -417,7 +418,7 @@ def adapt(
             **extra,
         )
     n_pulses = float(result.pulses[0])
-    return AdaptReport(
+    report = AdaptReport(
         adapted_array=out_path,
         at_hours=at_hours,
         steps=steps,
@@ -435,3 +436,5 @@ def adapt(
         energy_per_pulse_pJ=energy_pj,
         seed=seed,
     )
+    write_json(out_path.with_suffix(".json"), {"run_dir": str(run_dir), **report.to_json()})  # for `pcmmeta report`
+    return report

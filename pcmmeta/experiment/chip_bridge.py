@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from pathlib import Path
 
 import jax
@@ -77,6 +78,12 @@ def export_chip(
     (created if absent; the two files replaced atomically, the targets first)."""
     layers = crossbars(network)
     conductances = {n: np.asarray(network.layers[n]) for n in network.layer_names}
+    for name, g in conductances.items():
+        if g.min() < device.g_min or g.max() > device.g_max:
+            raise UserInputError(
+                f"{run_dir}: layer {name} holds conductances outside the device's range [{device.g_min:g}, {device.g_max:g}] µS "
+                f"({g.min():.4g} … {g.max():.4g}; a run trained in the ideal mode?): no chip can be programmed to them"
+            )
     tiles = X.tiles_of(layers, *tile) if tile else None
     body = X.manifest(
         {"name": run_dir.name, "path": str(run_dir)},
@@ -145,6 +152,27 @@ def _with_reference(key: PRNGKeyArray, states: dict[str, DeviceState], network, 
     )
 
 
+def plan_name(task_seed: int, support: Path | None) -> str:
+    """What names a plan and its adapted arrays: `task<seed>`, or `support-<file stem>`."""
+    if support is None:
+        return f"task{task_seed}"
+    return "support-" + re.sub(r"[^A-Za-z0-9_.-]", "_", Path(support).stem or "folder")
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _read_times(path: Path, table: X.DeviceTable, at_seconds: float | None, default: float) -> float:
+    """The read time of a file without `t_s` (`--at-seconds`, else `default`); a file with the
+    column and the flag both is ambiguous."""
+    if table.times is not None and at_seconds is not None:
+        raise UserInputError(
+            f"--at-seconds: {path} has a t_s column, which gives every read's time; leave the flag out"
+        )
+    return default if at_seconds is None else at_seconds
+
+
 def _times(table: X.DeviceTable, name: str, at_seconds: float) -> np.ndarray:
     if table.times is None:
         return np.full(table.values[name].shape, at_seconds)
@@ -180,7 +208,7 @@ def import_measurement(
     network: AbstractNetwork,
     device: AbstractPCMDevice,
     measured: Path,
-    at_seconds: float = 0.0,
+    at_seconds: float | None = None,
     seed: int = 0,
     manifest: Path | None = None,
 ) -> ImportReport:
@@ -189,6 +217,7 @@ def import_measurement(
     manifest_checked = check_manifest(manifest, measured, run_dir, network)
     layers = crossbars(network)
     table = X.read_device_values(measured, layers, "g_uS", optional_time=True)
+    at_seconds = _read_times(measured, table, at_seconds, 0.0)
     key = seed_key(seed)
     k_nu, k_ref = jax.random.split(key)
     nu_keys = dict(zip(network.layer_names, jax.random.split(k_nu, len(network.layer_names))))
@@ -280,8 +309,8 @@ def plan_adaptation(
 ) -> PlanReport:
     """The SET pulses the recipe's inner rule chooses for one task on the (imported) chip, written
     as a plan for the lab instead of applied; steps after the first read the model's prediction
-    of the chip. Writes `plan_csv` and `plan-task<seed>.json` in the run (what `import-chip
-    --adapted-for` needs)."""
+    of the chip. Writes `plan_csv` and `plan-<name>.json` in the run (`plan_name`: what `import-chip
+    --adapted-for` needs, with digests of the plan and of the deployed array it was made for)."""
     rule = exp.meta.rule
     if not rule.adapts_by_set_pulses:
         raise UserInputError(
@@ -302,9 +331,10 @@ def plan_adaptation(
     layers = crossbars(network)
     lines = X.write_plan(plan_csv, layers, pulses)
     k_support = jax.random.fold_in(seed_key(seed), 2)
+    name = plan_name(task_seed, support)
     report = PlanReport(
-        plan_csv=Path(plan_csv),
-        plan_json=run_dir / f"plan-task{task_seed}.json",
+        plan_csv=Path(plan_csv).resolve(),
+        plan_json=run_dir / f"plan-{name}.json",
         task={"support": str(support)} if support is not None else {"seed": task_seed, **family.describe(task, 0)},
         at_hours=at_hours,
         steps=steps,
@@ -318,7 +348,15 @@ def plan_adaptation(
         pulses=int(sum(int(p.sum()) for p in pulses.values())),
     )
     body = dataclasses.asdict(report)
-    body.update(task_seed=task_seed, shots=shots, support=None if support is None else str(support), seed=seed)
+    body.update(
+        name=name,
+        task_seed=None if support is not None else task_seed,
+        shots=shots,
+        support=None if support is None else str(Path(support).resolve()),
+        seed=seed,
+        plan_sha256=file_sha256(report.plan_csv),
+        deployed_sha256=file_sha256(run_dir / "deployed.eqx"),  # the chip the plan was made for
+    )
     write_json(report.plan_json, body)
     return report
 
@@ -345,26 +383,41 @@ def import_adapted(
     network: AbstractNetwork,
     array: DeployedArray,
     measured: Path,
-    task_seed: int,
+    name: str,
     at_seconds: float | None = None,
     seed: int = 0,
     manifest: Path | None = None,
 ) -> AdaptedImportReport:
-    """The lab's measurement of every device after it applied the plan for `task_seed`: stored
-    as an adapted array of the run, the task's query metric before and after."""
-    plan_path = run_dir / f"plan-task{task_seed}.json"
+    """The lab's measurement of every device after it applied the plan `name` (`plan_name`):
+    stored as an adapted array of the run, the task's query metric before and after (at the
+    plan's time)."""
+    plan_path = run_dir / f"plan-{name}.json"
     if not plan_path.is_file():
+        made = sorted(p.name for p in run_dir.glob("plan-*.json"))
         raise UserInputError(
-            f"--adapted-for {task_seed}: no plan for this task in {run_dir}; run `pcmmeta adapt --run {run_dir} --task-seed {task_seed} --plan PULSES.csv` first"
+            f"--adapted-for: no plan {plan_path.name} in {run_dir} (plans: {', '.join(made) or 'none'}); "
+            f"make one with `pcmmeta adapt --run {run_dir} --plan PULSES.csv` first"
         )
     plan = read_json_file(plan_path)
-    check_manifest(manifest, measured, run_dir, network)
-    t_adapt = float(plan["at_hours"]) * 3600.0
-    at = t_adapt if at_seconds is None else at_seconds
+    try:
+        t_adapt = float(plan["at_hours"]) * 3600.0
+        plan_csv, plan_digest, deployed_digest = Path(plan["plan_csv"]), plan["plan_sha256"], plan["deployed_sha256"]
+    except (KeyError, TypeError, ValueError):
+        raise UserInputError(f"{plan_path}: not a plan written by `pcmmeta adapt --plan` (damaged?)") from None
+    if file_sha256(run_dir / "deployed.eqx") != deployed_digest:
+        raise UserInputError(
+            f"{plan_path.name} was made for another deployed array of {run_dir.name} (imported or deployed again since); plan again"
+        )
+    if not plan_csv.is_file() or file_sha256(plan_csv) != plan_digest:
+        raise UserInputError(
+            f"{plan_csv}: {'missing' if not plan_csv.is_file() else 'changed'} since `adapt --plan` wrote it"
+        )
+    manifest_checked = check_manifest(manifest, measured, run_dir, network)
     layers = crossbars(network)
     table = X.read_device_values(measured, layers, "g_uS", optional_time=True)
+    at = _read_times(measured, table, at_seconds, t_adapt)
     planned = X.read_device_values(
-        Path(plan["plan_csv"]), layers, "pulses", only=network.head, every_device=False, integer_values=True
+        plan_csv, layers, "pulses", only=network.head, every_device=False, integer_values=True
     )
     key = jax.random.fold_in(seed_key(seed), 3)
     states = {}
@@ -389,11 +442,12 @@ def import_adapted(
         kept = anchored_state(key, device, g, t, t_prog, old.n_set, nu=old.nu)
         states[layer.name] = where_state(jnp.asarray(pulsed > 0), fresh, kept)
     adapted = DeployedArray(states, array.reference)
-    family, task = _task(exp, task_seed, plan.get("shots"), Path(plan["support"]) if plan.get("support") else None)
+    support = Path(plan["support"]) if plan.get("support") else None
+    family, task = _task(exp, plan.get("task_seed") or 0, plan.get("shots"), support)
     k_eval = jax.random.fold_in(seed_key(seed), 4)
-    before = _metric_without_adaptation(k_eval, array, task, family, network, exp.meta, at)
-    after = _metric_without_adaptation(k_eval, adapted, task, family, network, exp.meta, at)
-    stem = f"adapted-task{task_seed}-{float(plan['at_hours']):g}h-measured"
+    before = _metric_without_adaptation(k_eval, array, task, family, network, exp.meta, t_adapt)
+    after = _metric_without_adaptation(k_eval, adapted, task, family, network, exp.meta, t_adapt)
+    stem = f"adapted-{name}-{float(plan['at_hours']):g}h-measured"
     path = atomic_write_unique(run_dir, stem, ".eqx", eqx_bytes(adapted))
     report = AdaptedImportReport(
         adapted_array=path,
@@ -405,7 +459,8 @@ def import_adapted(
         before=before,
         after=after,
         after_simulated=plan["query_after_simulated"],
-        measurement=_file_facts(measured, table, at),
+        measurement=_file_facts(measured, table, at)
+        | ({"manifest": str(manifest_checked)} if manifest_checked else {}),
     )
     write_json(
         report.report_json,

@@ -89,9 +89,12 @@ class TrainingRun:
         return outcome
 
 
-def prepare_run(recipe: Path | None, resume: bool, run: Path | None, runs_dir: Path) -> TrainingRun:
-    """Check the arguments, read the recipe (or the resumed run's), build the experiment and,
-    on --resume, read the checkpoint: every error (`UserInputError`) before a file is written."""
+def prepare_run(
+    recipe: Path | None, resume: bool, run: Path | None, runs_dir: Path, overrides: dict | None = None
+) -> TrainingRun:
+    """Check the arguments, read the recipe (or the resumed run's) with the dotted `overrides`
+    set, build the experiment and, on --resume, read the checkpoint: every error
+    (`UserInputError`) before a file is written."""
     if resume and recipe is not None:
         raise UserInputError(
             "give a recipe (a new run) or --resume (continue a run), not both; --resume reads the run's own recipe.yaml"
@@ -107,8 +110,8 @@ def prepare_run(recipe: Path | None, resume: bool, run: Path | None, runs_dir: P
     else:
         if recipe is None:
             raise UserInputError("give a recipe (e.g. recipes/sine-quick.yaml), or --resume")
-        recipe_dict = load_recipe(recipe)
-        origin = str(recipe)
+        recipe_dict = load_recipe(recipe, overrides)
+        origin = str(recipe) + ("".join(f" --set {k}={v}" for k, v in overrides.items()) if overrides else "")
     check_dataset_memory(recipe_dict, origin)  # the built-in glyphs are generated while the experiment is built
     experiment = build_experiment(recipe_dict, check_memory=origin)
     if run_dir is not None and (run_dir / "checkpoint.eqx").exists():  # a damaged checkpoint: refused now
