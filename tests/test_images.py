@@ -120,7 +120,10 @@ def deployed_cnn(tmp_path_factory):
 def test_a_lab_runs_the_cnn_through_the_exchange_files(deployed_cnn, tmp_path):
     _, _, trained_run, _ = deployed_cnn
     run_dir = shutil.copytree(trained_run, tmp_path / "runs" / trained_run.name)
-    steps = round_trip(invoke, run_dir, tmp_path, task_seed=1)
+    steps = round_trip(invoke, run_dir, tmp_path, task_seed=1, drift_tasks=8)
+    drift = steps["drift"]  # drift-eval on the measured chip: accuracy per time and condition
+    assert drift["metric"] == "accuracy" and len(drift["results"]) == 8
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in drift["results"])
     layers = {layer["name"]: layer for layer in json.loads((tmp_path / "export" / "manifest.json").read_text())["layers"]}
     # convolutions as their im2col crossbars: 9·c_in + 1 rows (the bias row last), c_out columns
     assert (layers["conv1"]["rows"], layers["conv1"]["cols"]) == (9 * 1 + 1, 4)
@@ -170,15 +173,6 @@ def test_adapt_with_a_support_folder(deployed_cnn, tmp_path):
     wrong = write_class_folders(tmp_path / "four", 4, 2)
     result = invoke("adapt", "--runs-dir", runs, "--support", wrong)
     assert result.exit_code == 2 and "4 class folders, this network classifies 3" in result.output
-
-
-def test_drift_eval_reports_accuracy(deployed_cnn):
-    _, runs, _, _ = deployed_cnn
-    result = invoke("drift-eval", "--runs-dir", runs, "--hours", "1,720", "--tasks", 8, "--json")
-    assert result.exit_code == 0, result.output
-    body = json.loads(result.stdout)
-    assert body["metric"] == "accuracy" and len(body["results"]) == 8
-    assert all(0.0 <= r["accuracy"] <= 1.0 for r in body["results"])
 
 
 def bad_data_case(tmp_path, case):
