@@ -169,7 +169,7 @@ def test_adapt_with_a_support_folder(deployed_cnn, tmp_path):
     result = invoke("adapt", "--runs-dir", runs, "--support", support, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["set_name"] == "support" and report["shots"] == 2  # per class
+    assert report["set_name"] == "support" and report["shots"] == 2 and report["support_examples"] == 6  # 2 per class, 3 classes
     wrong = write_class_folders(tmp_path / "four", 4, 2)
     result = invoke("adapt", "--runs-dir", runs, "--support", wrong)
     assert result.exit_code == 2 and "4 class folders, this network classifies 3" in result.output

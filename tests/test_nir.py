@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import nir
 import numpy as np
 import pytest
+from test_arm import arm_recipe
 from tiny import tiny_recipe
 
 from pcmmeta.core.crossbar import pair_weights
@@ -21,17 +22,6 @@ from pcmmeta.io.nir_file import network_graph, write_nir
 
 def lif_recipe():
     return tiny_recipe()
-
-
-def rsnn_recipe():
-    return validate({
-        "name": "arm-tiny", "seed": 0, "mode": "pcm",
-        "network": {"kind": "rsnn", "neurons": 12, "lsg_neurons": 16},
-        "task": {"family": "arm", "time_steps": 30, "window": 10},
-        "inner": {"rule": "eprop-lsg"},
-        "train": {"iterations": 4, "meta_batch": 4, "chunk_tasks": 4, "checkpoint_every": 2, "log_every": 1, "warmup": 0},
-        "eval": {"tasks": 6, "plot_tasks": 2},
-    })
 
 
 def cnn_recipe():
@@ -63,7 +53,7 @@ def lif():
 
 @pytest.fixture(scope="module")
 def rsnn():
-    return setup(rsnn_recipe(), gain=3.0)
+    return setup(arm_recipe(), gain=3.0)
 
 
 def round_trip(graph, path):

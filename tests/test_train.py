@@ -164,8 +164,14 @@ def test_cli_meta_train_json_and_resume(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout[result.stdout.index("{") :])
     assert report["mse_zero"] > 0 and report["n_tasks"] == 20
+    run_dir = runs / (runs / "LATEST").read_text().strip()
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
     result = runner.invoke(app, ["meta-train", "--resume", "--runs-dir", str(runs)])
-    assert result.exit_code == 0, result.output  # already complete: evaluates again
+    assert result.exit_code == 0 and "already finished" in result.output, result.output
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before  # nothing rewritten
+    (run_dir / "evaluation.json").unlink()  # stopped during the final evaluation: --resume evaluates
+    result = runner.invoke(app, ["meta-train", "--resume", "--runs-dir", str(runs)])
+    assert result.exit_code == 0 and (run_dir / "evaluation.json").is_file(), result.output
     result = runner.invoke(app, ["meta-train", "--resume", "--runs-dir", str(tmp_path / "none")])
     assert result.exit_code == 2 and "run `pcmmeta meta-train" in result.output
 

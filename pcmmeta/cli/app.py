@@ -54,16 +54,37 @@ class _Commands(typer.Typer):
         return decorator
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"pcmmeta {version('pcmmeta')}")
+        raise typer.Exit(0)
+
+
 app = _Commands(
     name="pcmmeta",
     help="Meta-learning for networks on simulated phase-change-memory synapses: spiking sinusoid regression, few-shot image classification, a spiking robot arm; and a lab's chip in the loop.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[g_min, g_max]" and "[default: …]" are text, not markup
 )
 #: Tables printed into a pipe or file are not wrapped at rich's default 80 columns (a terminal's
 #: own width is used where there is one).
 PIPE_WIDTH = 200
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Meta-learning for networks on simulated phase-change-memory synapses: spiking sinusoid
+    regression, few-shot image classification, a spiking robot arm; and a lab's chip in the loop."""
+
+
 console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
@@ -414,6 +435,14 @@ def meta_train_cmd(
     if overrides and resume:
         fail("--set: a resumed run keeps its recipe; start a new run with the recipe and --set")
     training = prepare_run(recipe, resume, run, runs_dir, overrides)
+    if training.finished:
+        err_console.print(
+            f"{training.run_dir}: already finished ({training.experiment.train.iterations} iterations, evaluation.json written); nothing to do",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        return
     run_dir = training.start(runs_dir)
     experiment = training.experiment
     err_console.print(f"run directory: {run_dir}", highlight=False)
@@ -485,6 +514,11 @@ RunOption = Annotated[
     Optional[Path], typer.Option("--run", parser=_input_path, help="Run directory (default: the latest run).")
 ]
 RunsDirOption = Annotated[Path, typer.Option(parser=_input_path, help="Folder of run directories.")]
+
+
+def _wrote(what: str, path) -> None:
+    """Say where a file went (on stderr: stdout may be JSON)."""
+    err_console.print(f"{what}: {path}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _figure_table(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -770,6 +804,7 @@ def deploy_cmd(
             plot,
             f"{method}: {report.n_devices} devices",
         )
+        _wrote("plot", plot)
     if as_json:
         print(json_text(body, indent=2))
         return
@@ -811,6 +846,7 @@ def _deploy_compare(run_dir, network, device, tolerance, max_pulses, policy, cos
         plot_programming_comparison(
             figures, results, target, plot, f"{run_dir.name}: {int(target.size):,} devices on {device.name}"
         )
+        _wrote("plot", plot)
     from pcmmeta.io.runs import write_json
 
     body = {
@@ -840,7 +876,7 @@ def adapt_cmd(
             "--pulses",
             min=1,
             max=20,
-            help="Inner steps on chip: pulse rounds (blind-pulse) or SGD steps (quantized-sgd). Default: the recipe's.",
+            help="Inner steps on chip: pulse rounds (blind-pulse, planned-pulse), SGD steps (quantized-sgd, reprogram-sgd) or e-prop updates (eprop-lsg). Default: the recipe's.",
         ),
     ] = None,
     at_hours: Annotated[
@@ -860,7 +896,7 @@ def adapt_cmd(
         Optional[Path],
         typer.Option(
             parser=_input_path,
-            help="Your own support set: a CSV with columns x,y (regression) or a folder of N class folders of images (classification). The query set is then the support set.",
+            help="Your own support set: a CSV with columns x,y (regression), a demonstration CSV t,theta1,theta2 or t,x,y (arm), or a folder of N class folders of images (classification). The query set is then the support set.",
         ),
     ] = None,
     energy_pj: Annotated[
@@ -912,6 +948,8 @@ def adapt_cmd(
         plot=plot,
     )
     body = {"run_dir": str(run_dir), **report.to_json()}
+    if plot is not None:
+        _wrote("plot", plot)
     if as_json:
         print(json_text(body, indent=2))
         return
@@ -923,7 +961,12 @@ def adapt_cmd(
         rows.append((label, value if isinstance(value, str) else f"{value:.4g}"))
     rows += [
         ("task", ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.task.items())),
-        ("support examples", str(report.shots)),
+        (
+            "support examples",
+            str(report.shots)
+            if report.support_examples == report.shots
+            else f"{report.support_examples} ({report.shots} per class)",
+        ),
         ("devices pulsed / pulses", f"{report.devices_pulsed} / {report.total_pulses}"),
         ("energy", f"{report.energy_pJ:.4g} pJ ({report.energy_per_pulse_pJ:g} pJ per pulse)"),
     ]
@@ -1051,10 +1094,12 @@ def drift_eval_cmd(
         from pcmmeta.io.table_file import write_rows_csv
 
         write_rows_csv(csv_path, rows)
+        _wrote("csv", csv_path)
     if plot is not None:
         from pcmmeta.io.plots import plot_drift
 
         plot_drift(rows, plot, f"{run_dir.name}: {tasks} held-out tasks per point (± s.e.)", metric)
+        _wrote("plot", plot)
     if as_json:
         print(json_text(body, indent=2))
         return
@@ -1357,6 +1402,9 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except CommandLineError as err:  # a bad flag or value: one line, not a box
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `pcmmeta`: its help, and nothing went wrong
+            print(err.format_message())
+            _exit(0)
         ctx = getattr(err, "ctx", None)
         command = ctx.command_path if ctx is not None else "pcmmeta"
         err_console.print(

@@ -167,6 +167,14 @@ def _deployed_array(
         size = int(np.prod(shape))
         states[n] = jax.tree.map(lambda a, lo=start, hi=start + size, shape=shape: a[lo:hi].reshape(shape), shifted)
         start += size
+    return referenced(key, states, network, device)
+
+
+def referenced(
+    key: PRNGKeyArray, states: dict[str, DeviceState], network: AbstractNetwork, device: AbstractPCMDevice
+) -> DeployedArray:
+    """The deployed array of these device states, with the reference read (t = 0) that drift
+    compensation compares later reads with."""
     unreferenced = DeployedArray(states, {n: jnp.ones((PROBES,)) for n in network.layer_names})
     return DeployedArray(
         states, probe_response(read_weights(key, unreferenced, 0.0, network, device), network.layer_names)
@@ -339,7 +347,8 @@ class AdaptReport:
     at_hours: float
     steps: int
     task: dict  # seed and family parameters, or the support file
-    shots: int
+    shots: int  # K: support examples per class for classification
+    support_examples: int  # in all (N·K for N-way classification)
     metric: str
     set_name: str  # "query" (a sampled task) or "support" (a user's file: the query is the support)
     before: dict[str, float]  # the family's metrics before adaptation
@@ -424,6 +433,7 @@ def adapt(
         steps=steps,
         task={"support": str(support)} if support is not None else {"seed": task_seed, **family.describe(task, 0)},
         shots=family.shots_of(task),
+        support_examples=int(task.x_support.shape[1]),
         metric=family.metric,
         set_name="support" if support is not None else "query",
         before={k: float(v[0, 0]) for k, v in result.metrics.items()},

@@ -28,14 +28,7 @@ from pcmmeta.core.networks import AbstractNetwork
 from pcmmeta.core.seeds import seed_key
 from pcmmeta.core.tasks import AbstractTaskFamily, TaskBatch, sample_compiled
 from pcmmeta.errors import UserInputError
-from pcmmeta.experiment.chip import (
-    PROBES,
-    DeployedArray,
-    adapt_on_chip,
-    probe_response,
-    read_weights,
-    run_on_chip,
-)
+from pcmmeta.experiment.chip import DeployedArray, adapt_on_chip, read_weights, referenced, run_on_chip
 from pcmmeta.io import chip_exchange as X
 from pcmmeta.io.runs import atomic_write_unique, read_json_file, write_json
 from pcmmeta.io.serial import eqx_bytes, save_eqx
@@ -144,14 +137,6 @@ def anchored_state(
     return DeviceState(g / factor, t_prog, nu, jnp.asarray(n_set, jnp.int32))
 
 
-def _with_reference(key: PRNGKeyArray, states: dict[str, DeviceState], network, device) -> DeployedArray:
-    """The array with the reference read (t = 0) that drift compensation compares later reads with."""
-    unreferenced = DeployedArray(states, {n: jnp.ones((PROBES,)) for n in network.layer_names})
-    return DeployedArray(
-        states, probe_response(read_weights(key, unreferenced, 0.0, network, device), network.layer_names)
-    )
-
-
 def plan_name(task_seed: int, support: Path | None) -> str:
     """What names a plan and its adapted arrays: `task<seed>`, or `support-<file stem>`."""
     if support is None:
@@ -180,12 +165,11 @@ def _times(table: X.DeviceTable, name: str, at_seconds: float) -> np.ndarray:
 
 
 def _file_facts(path: Path, table: X.DeviceTable, at_seconds: float) -> dict:
-    data = Path(path).read_bytes()
     t = [_times(table, n, at_seconds) for n in table.values]
     all_t = np.concatenate([a.ravel() for a in t])
     return {
         "file": str(path),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": file_sha256(path),
         "devices": int(sum(v.size for v in table.values.values())),
         "t_s_min": float(all_t.min()),
         "t_s_max": float(all_t.max()),
@@ -234,7 +218,7 @@ def import_measurement(
             "devices": layer.n_devices,
             "rms_from_target_uS": float(np.sqrt(np.mean(deviation**2))),
         }
-    array = _with_reference(k_ref, states, network, device)
+    array = referenced(k_ref, states, network, device)
     path = run_dir / "deployed.eqx"
     replaced = path.exists()
     facts = _file_facts(measured, table, at_seconds)

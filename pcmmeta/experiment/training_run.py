@@ -39,6 +39,7 @@ class TrainingRun:
     resume: bool
     run_dir: Path | None = None
     checkpoints: list[int] = dataclasses.field(default_factory=list)
+    finished: bool = False  # a resumed run that trained every iteration and wrote its evaluation
 
     def start(self, runs_dir: Path) -> Path:
         """Make the run directory (a new run) and install the interrupt policy of training."""
@@ -114,6 +115,8 @@ def prepare_run(
         origin = str(recipe) + ("".join(f" --set {k}={v}" for k, v in overrides.items()) if overrides else "")
     check_dataset_memory(recipe_dict, origin)  # the built-in glyphs are generated while the experiment is built
     experiment = build_experiment(recipe_dict, check_memory=origin)
+    finished = False
     if run_dir is not None and (run_dir / "checkpoint.eqx").exists():  # a damaged checkpoint: refused now
-        load_checkpoint(run_dir / "checkpoint.eqx", init_state(experiment, make_optimizer(experiment.train)))
-    return TrainingRun(recipe_dict, experiment, resume, run_dir)
+        state = load_checkpoint(run_dir / "checkpoint.eqx", init_state(experiment, make_optimizer(experiment.train)))
+        finished = int(state.iteration) >= experiment.train.iterations and (run_dir / "evaluation.json").is_file()
+    return TrainingRun(recipe_dict, experiment, resume, run_dir, finished=finished)
