@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pcmmeta.errors import OutputError, UserInputError
-from pcmmeta.io.report_page import SECTIONS, mean_sem_text, number_text, write_report
+from pcmmeta.io.number_text import mean_sem_text
+from pcmmeta.io.report_page import SECTIONS, number_text, write_report
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 

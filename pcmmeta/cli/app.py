@@ -23,6 +23,7 @@ from rich.table import Table
 from pcmmeta.core.fields import MAX_TASKS
 from pcmmeta.core.seeds import SEED_MAX
 from pcmmeta.errors import OutputError, UserInputError, safe_text
+from pcmmeta.io.number_text import mean_sem_text
 from pcmmeta.io.runs import json_text
 
 #: Flag bounds: write-verify never needs more than a few dozen pulses per device (docs/chip.md),
@@ -375,12 +376,14 @@ def _evaluation_table(title: str, ev: dict) -> Table:
             if s == 0
             else (f"after step {s}" if s < steps - 1 else f"after adaptation ({s} step{'s' if s > 1 else ''})")
         )
-        cells = []
-        for name in metrics:
-            mean, sem = ev[f"{name}_per_step"][s], ev[f"sem_{name}_per_step"][s]
-            cells.append(f"{mean:.4g}" + (f" ± {sem:.2g}" if sem is not None else ""))
+        cells = [mean_sem_text(ev[f"{name}_per_step"][s], ev[f"sem_{name}_per_step"][s]) for name in metrics]
         table.add_row(label, *cells)
-    labels = {"mse_zero": "zero predictor", "chance": "chance", "pixel_nn_accuracy": "raw-pixel nearest neighbour"}
+    labels = {
+        "mse_zero": "zero predictor",
+        "loss_zero": "an arm that does not move",
+        "chance": "chance",
+        "pixel_nn_accuracy": "raw-pixel nearest neighbour",
+    }
     for key, label in labels.items():
         if key in ev:
             table.add_row(label, f"{ev[key]:.4g}", *[""] * (len(metrics) - 1))
@@ -455,7 +458,9 @@ def meta_train_cmd(
         rate = ItRate()
 
         def on_iteration(it, loss, record):
-            info = f"loss {loss:.3f}  {metric} {record[metric + '_before']:.3f} → {record[metric + '_after']:.3f}  {rate(it):.2f} it/s"
+            change = f"{metric} {record[metric + '_before']:.3f} → {record[metric + '_after']:.3f}"
+            # the arm's metric is its loss: one "loss", before → after
+            info = f"{change if metric == 'loss' else f'loss {loss:.3f}  {change}'}  {rate(it):.2f} it/s"
             bar.update(task, completed=it, info=info)
 
         try:
@@ -950,6 +955,15 @@ def adapt_cmd(
     body = {"run_dir": str(run_dir), **report.to_json()}
     if plot is not None:
         _wrote("plot", plot)
+    before, after = report.before[report.metric], report.after[report.metric]
+    if report.set_name == "support" and (after < before if exp.family.higher_is_better else after > before):
+        err_console.print(
+            f"warning: adaptation made the support {report.metric} worse ({before:.4g} → {after:.4g}): "
+            "the rule's update does not fit this support set (check the file's units and ranges, or try other --steps)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if as_json:
         print(json_text(body, indent=2))
         return
@@ -1108,7 +1122,7 @@ def drift_eval_cmd(
     for name, _, _ in CONDITIONS:
         table.add_column(name, justify="right")
     for h in hour_list:
-        cells = [f"{r[metric]:.4g} ± {r['sem']:.2g}" for r in rows if r["hours"] == h]
+        cells = [mean_sem_text(r[metric], r["sem"]) for r in rows if r["hours"] == h]
         table.add_row(f"{h:g}", *cells)
     console.print(table)
 
