@@ -127,6 +127,8 @@ def test_adapt_with_user_support_csv(deployed, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["set_name"] == "support" and report["shots"] == 9 and "mse" in report["after"]
+    # a warning exactly when the update made the user's support set worse
+    assert ("warning: adaptation made the support mse worse" in result.stderr) == (report["after"]["mse"] > report["before"]["mse"])
     bad = tmp_path / "bad.csv"
     bad.write_text("x,y\n1,2\n3,oops\n")
     result = invoke("adapt", "--runs-dir", runs, "--support", bad)
