@@ -96,7 +96,9 @@ def test_adapt_changes_only_output_devices_and_only_by_set_pulses(deployed):
     )
     assert result.exit_code == 0, result.output
     assert_png_drawn(root / "adapt.png")
-    report = json.loads(result.stdout)
+    report = json.loads(result.stdout)  # the notes below go to stderr, the JSON stays whole
+    assert "warning: --steps 2: the recipe's blind-pulse was meta-trained for 1 step" in result.stderr
+    assert f"plot: {root / 'adapt.png'}" in result.stderr
     exp, state = load_run(run_dir)
     before = load_array(run_dir / "deployed.eqx", state.network)
     after = load_array(run_dir / report["adapted_array"].split("/")[-1], state.network)
@@ -359,3 +361,15 @@ def test_learned_programming_through_the_cli(deployed):
         "--json",
     )
     assert result.exit_code == 0 and json.loads(result.stdout)["tolerance_uS"] == 0.3
+
+
+def test_a_folder_where_the_deployed_array_belongs_is_named_before_any_work(deployed, tmp_path):
+    import shutil
+
+    _, _, run_dir, _ = deployed
+    copy = shutil.copytree(run_dir, tmp_path / run_dir.name)
+    (copy / "deployed.eqx").unlink()
+    (copy / "deployed.eqx").mkdir()
+    result = invoke("deploy", "--run", copy)
+    assert result.exit_code == 2 and "deployed.eqx: is a folder where the deployed array belongs" in result.output
+    assert not (copy / "deploy.json").exists() or (copy / "deploy.json").read_bytes() == (run_dir / "deploy.json").read_bytes()

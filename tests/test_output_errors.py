@@ -60,3 +60,13 @@ def test_read_only_runs_root_is_one_line_before_anything_runs(tmp_path, monkeypa
     assert result.exit_code == 2, result.output
     assert "Read-only file system" in result.output and "Traceback" not in result.output
     assert list(root.iterdir()) == []
+
+
+def test_a_folder_where_a_file_belongs_is_named_as_damage_not_as_a_write_failure(tmp_path):
+    from pcmmeta.errors import UserInputError
+    from pcmmeta.io.runs import atomic_write_bytes
+
+    (tmp_path / "deploy.json").mkdir()
+    with pytest.raises(UserInputError, match="deploy.json: is a folder where a file belongs"):
+        atomic_write_bytes(tmp_path / "deploy.json", b"{}")
+    assert list(tmp_path.iterdir()) == [tmp_path / "deploy.json"]  # no temporary left

@@ -232,6 +232,21 @@ def test_resume_skips_a_cut_off_metrics_line(tmp_path):
     assert int(resumed.iteration) == 6
     iterations = [json.loads(l)["iteration"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert iterations == [1, 2, 3, 4, 5, 6]
+    # damage that is not a cut-off last line: refused by `meta-train --resume`, naming the line
+    good = (run / "metrics.jsonl").read_bytes()
+    lines = good.decode().splitlines()
+    for damaged, message in [
+        ("\n".join(lines[:2] + ["garbage"] + lines[2:]) + "\n", "metrics.jsonl:3: not a metrics record"),
+        (None, "metrics.jsonl: not UTF-8 text at byte"),
+    ]:
+        (run / "metrics.jsonl").write_bytes(damaged.encode() if damaged else good[:20] + b"\xff\xfe" + good[20:])
+        result = runner.invoke(app, ["meta-train", "--resume", "--run", str(run)])
+        assert result.exit_code == 2 and message in result.output, result.output
+    (run / "metrics.jsonl").write_bytes(good)
+    (run / "checkpoint.eqx").unlink()
+    result = runner.invoke(app, ["meta-train", "--resume", "--run", str(run)])
+    assert result.exit_code == 2 and "no checkpoint.eqx (deleted?): nothing to resume" in result.output
+    assert (run / "metrics.jsonl").read_bytes() == good  # nothing rewritten
 
 
 @pytest.mark.slow

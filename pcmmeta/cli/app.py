@@ -776,6 +776,8 @@ def deploy_cmd(
         fail("--policy: only used with --method learned or --compare")
     cost = _cost(set_ns, reset_ns, read_ns)
     run_dir, exp, network = _load_trained(run, runs_dir)
+    if not compare and (run_dir / "deployed.eqx").is_dir():  # found before the work, not after
+        fail(f"{run_dir / 'deployed.eqx'}: is a folder where the deployed array belongs (a damaged run?); remove it")
     device = exp.meta.device
     learned_policy = None
     if method == "learned" or compare:
@@ -935,6 +937,7 @@ def adapt_cmd(
                 f"{' and '.join(given)}: not used with --support (the task and its support examples are the file's); leave {'them' if len(given) > 1 else 'it'} out"
             )
     run_dir, exp, network, array = _load_deployed(run, runs_dir)
+    _warn_beyond_training(steps, exp)
     if plan is not None:
         _adapt_plan(run_dir, exp, network, array, plan, steps, at_hours, task_seed, shots, support, seed, as_json)
         return
@@ -988,6 +991,20 @@ def adapt_cmd(
         _figure_table(f"on-chip adaptation, {run_dir.name}, at {at_hours:g} h, {report.steps} inner step(s)", rows)
     )
     console.print(f"adapted array saved to {report.adapted_array} (deployed.eqx unchanged)", highlight=False)
+
+
+def _warn_beyond_training(steps: Optional[int], exp) -> None:
+    """More inner steps than the rule was meta-trained for are allowed, with a warning: the
+    meta-learned initialisation and rule never saw them."""
+    trained = exp.meta.rule.steps
+    if steps is not None and steps > trained:
+        err_console.print(
+            f"warning: --steps {steps}: the recipe's {exp.meta.rule.name} was meta-trained for {trained} step{'s' if trained > 1 else ''}; "
+            "later steps go beyond what training optimised",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _adapt_plan(run_dir, exp, network, array, plan, steps, at_hours, task_seed, shots, support, seed, as_json) -> None:
@@ -1077,6 +1094,7 @@ def drift_eval_cmd(
 
     hour_list = _parse_hours(hours)
     run_dir, exp, network, array = _load_deployed(run, runs_dir)
+    _warn_beyond_training(steps, exp)
     n_steps = steps if steps is not None else exp.meta.rule.steps
     from pcmmeta.experiment.memory import estimate_evaluation_memory, refuse_if_too_large
 

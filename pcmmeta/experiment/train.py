@@ -31,6 +31,7 @@ from pcmmeta.core.modes import MODES
 from pcmmeta.core.networks import NETWORKS, AbstractNetwork
 from pcmmeta.core.seeds import seed_key
 from pcmmeta.core.tasks import AbstractTaskFamily, TaskBatch, sample_compiled
+from pcmmeta.errors import UserInputError, short_repr
 from pcmmeta.experiment.chunking import chunk_size
 from pcmmeta.experiment.memory import check_training_memory
 from pcmmeta.experiment.recipe import load_run_recipe
@@ -473,7 +474,7 @@ def train(
         state = load_checkpoint(ckpt, state)
         done = int(state.iteration)
         if writer and metrics.exists():  # drop lines written after the checkpoint: the resumed run rewrites them
-            iterations = [(l, _iteration_of(l)) for l in metrics.read_text().splitlines()]
+            iterations = metrics_iterations(metrics)
             lines = [l for l, it in iterations if it is not None and it <= done]
             atomic_write_text(metrics, "".join(l + "\n" for l in lines))
     elif writer and not resume:
@@ -527,12 +528,28 @@ def train(
 
 
 def _iteration_of(line: str) -> int | None:
-    """The iteration of a metrics.jsonl line; None for a blank or cut-off line (a process that
-    died mid-write)."""
+    """The iteration of a metrics.jsonl line; None for a line that is not a record."""
     try:
         return int(json.loads(line)["iteration"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def metrics_iterations(path: Path) -> list[tuple[str, int | None]]:
+    """(line, iteration) of each line of a run's metrics.jsonl. Only the last line may be cut
+    off (a process that died mid-write: its iteration is None); a line that is not a record
+    before it, or bytes that are not UTF-8, mean a damaged file (`UserInputError`)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserInputError(f"{path}: not UTF-8 text at byte {err.start} (damaged run?)") from None
+    lines = text.splitlines()
+    iterations = [(line, _iteration_of(line)) for line in lines]
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, (line, it) in enumerate(iterations):
+        if it is None and line.strip() and i != last:
+            raise UserInputError(f"{path}:{i + 1}: not a metrics record (damaged run?): {short_repr(line)}")
+    return iterations
 
 
 def finish_run(exp: Experiment, network: AbstractNetwork, run_dir: Path) -> Evaluation:

@@ -21,6 +21,7 @@ from pcmmeta.experiment.train import (
     init_state,
     load_checkpoint,
     make_optimizer,
+    metrics_iterations,
     start_run,
     train,
 )
@@ -116,6 +117,12 @@ def prepare_run(
     check_dataset_memory(recipe_dict, origin)  # the built-in glyphs are generated while the experiment is built
     experiment = build_experiment(recipe_dict, check_memory=origin)
     finished = False
+    if run_dir is not None and not (run_dir / "checkpoint.eqx").exists():
+        raise UserInputError(
+            f"{run_dir}: no checkpoint.eqx (deleted?): nothing to resume; start a new run with `pcmmeta meta-train RECIPE`"
+        )
+    if run_dir is not None and (run_dir / "metrics.jsonl").exists():
+        metrics_iterations(run_dir / "metrics.jsonl")  # a damaged metrics file: refused before training
     if run_dir is not None and (run_dir / "checkpoint.eqx").exists():  # a damaged checkpoint: refused now
         state = load_checkpoint(run_dir / "checkpoint.eqx", init_state(experiment, make_optimizer(experiment.train)))
         finished = int(state.iteration) >= experiment.train.iterations and (run_dir / "evaluation.json").is_file()

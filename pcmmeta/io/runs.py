@@ -25,6 +25,8 @@ def default_file_mode() -> int:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename."""
     path = Path(path)
+    if path.is_dir():  # os.replace would say only "Is a directory"
+        raise UserInputError(f"{path}: is a folder where a file belongs (a damaged run?); remove or rename it")
     tmp = _write_temporary(path, data)
     try:
         os.replace(tmp, path)
