@@ -553,7 +553,9 @@ def _load_deployed(run: Optional[Path], runs_dir: Path):
     run_dir, exp, network = _load_trained(run, runs_dir)
     path = run_dir / "deployed.eqx"
     if not path.is_file():
-        fail(f"{run_dir}: not deployed yet; run `pcmmeta deploy --run {run_dir}` first")
+        fail(
+            f"{run_dir}: not deployed yet; run `pcmmeta deploy --run {run_dir}` first (or, with a chip of your own, `pcmmeta import-chip MEASURED.csv --run {run_dir}`)"
+        )
     array = load_array(path, network)
     return run_dir, exp, network, array
 
@@ -1008,6 +1010,8 @@ def _warn_beyond_training(steps: Optional[int], exp) -> None:
 
 
 def _adapt_plan(run_dir, exp, network, array, plan, steps, at_hours, task_seed, shots, support, seed, as_json) -> None:
+    import shlex
+
     from pcmmeta.experiment.chip_bridge import plan_adaptation
 
     with err_console.status("planning the adaptation…"):
@@ -1039,7 +1043,7 @@ def _adapt_plan(run_dir, exp, network, array, plan, steps, at_hours, task_seed, 
     console.print(_figure_table(f"pulse plan, {run_dir.name}, at {at_hours:g} h, {report.steps} inner step(s)", rows))
     console.print(
         f"plan: {report.plan_csv} ({report.plan_json.name} in the run); after the lab applies it and measures every device: "
-        f"`pcmmeta import-chip MEASURED.csv --run {run_dir} --adapted-for {task_seed if support is None else support}`",
+        f"`pcmmeta import-chip MEASURED.csv --run {shlex.quote(str(run_dir))} --adapted-for {task_seed if support is None else shlex.quote(str(support))}`",
         highlight=False,
         markup=False,
         soft_wrap=True,

@@ -164,7 +164,7 @@ def _times(table: X.DeviceTable, name: str, at_seconds: float) -> np.ndarray:
     return table.times[name]
 
 
-def _file_facts(path: Path, table: X.DeviceTable, at_seconds: float) -> dict:
+def _file_facts(path: Path, table: X.DeviceTable, at_seconds: float, default_from: str = "--at-seconds") -> dict:
     t = [_times(table, n, at_seconds) for n in table.values]
     all_t = np.concatenate([a.ravel() for a in t])
     return {
@@ -173,7 +173,7 @@ def _file_facts(path: Path, table: X.DeviceTable, at_seconds: float) -> dict:
         "devices": int(sum(v.size for v in table.values.values())),
         "t_s_min": float(all_t.min()),
         "t_s_max": float(all_t.max()),
-        "times_from": "the file's t_s column" if table.times is not None else f"--at-seconds {at_seconds:g}",
+        "times_from": "the file's t_s column" if table.times is not None else f"{default_from} {at_seconds:g} s",
     }
 
 
@@ -339,6 +339,7 @@ def plan_adaptation(
         support=None if support is None else str(Path(support).resolve()),
         seed=seed,
         plan_sha256=file_sha256(report.plan_csv),
+        support_sha256=file_sha256(Path(support)) if support is not None and Path(support).is_file() else None,
         deployed_sha256=file_sha256(run_dir / "deployed.eqx"),  # the chip the plan was made for
     )
     write_json(report.plan_json, body)
@@ -427,6 +428,14 @@ def import_adapted(
         states[layer.name] = where_state(jnp.asarray(pulsed > 0), fresh, kept)
     adapted = DeployedArray(states, array.reference)
     support = Path(plan["support"]) if plan.get("support") else None
+    if (
+        support is not None
+        and plan.get("support_sha256")
+        and (not support.is_file() or file_sha256(support) != plan["support_sha256"])
+    ):
+        raise UserInputError(
+            f"{support}: {'missing' if not support.is_file() else 'changed'} since the plan was made for it"
+        )
     family, task = _task(exp, plan.get("task_seed") or 0, plan.get("shots"), support)
     k_eval = jax.random.fold_in(seed_key(seed), 4)
     before = _metric_without_adaptation(k_eval, array, task, family, network, exp.meta, t_adapt)
@@ -443,7 +452,7 @@ def import_adapted(
         before=before,
         after=after,
         after_simulated=plan["query_after_simulated"],
-        measurement=_file_facts(measured, table, at)
+        measurement=_file_facts(measured, table, at, "--at-seconds" if at_seconds is not None else "the plan's time,")
         | ({"manifest": str(manifest_checked)} if manifest_checked else {}),
     )
     write_json(
