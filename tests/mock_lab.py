@@ -105,4 +105,9 @@ def round_trip(invoke, run_dir: Path, folder: Path, task_seed: int = 0, drift_ta
     out["adapted"] = ok(
         "import-chip", folder / "measured-adapted.csv", "--run", run_dir, "--adapted-for", task_seed, "--json"
     )
+    out["report"] = ok("report", run_dir, "--json")
+    page = (Path(run_dir) / "report.html").read_text(encoding="utf-8")
+    assert "Measured on a chip" in page and {"deployment", "adaptation", "drift"} <= set(out["report"]["present"])
+    out["runs"] = ok("runs", "--runs-dir", Path(run_dir).parent, "--json")
+    assert [r["deployed"] for r in out["runs"]["runs"] if r["name"] == Path(run_dir).name] == ["measured"]
     return out
