@@ -1425,8 +1425,9 @@ def runs_cmd(
 def main() -> None:
     from pcmmeta.runtime.distributed import maybe_initialize
 
+    global _DISTRIBUTED
     try:
-        maybe_initialize()
+        _DISTRIBUTED = maybe_initialize()
     except UserInputError as err:
         err_console.print(f"error: {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -1466,12 +1467,17 @@ def _exit(code: int) -> None:
 
     if _IN_PROCESS:
         sys.exit(code)
+    if code == 0 and _DISTRIBUTED:
+        from pcmmeta.runtime.distributed import finish
+
+        finish()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
 _IN_PROCESS = True
+_DISTRIBUTED = False  # jax.distributed was started: leave it together at the end (`finish`)
 
 
 def entry() -> None:

@@ -38,3 +38,17 @@ def is_writer() -> bool:
     import jax
 
     return jax.process_index() == 0
+
+
+def finish() -> None:
+    """Leave the distributed runtime together: `jax.distributed.shutdown` waits for every
+    process, so process 0 (the coordinator) does not exit while another still needs it (the
+    other would be aborted with "the leader task … died"). Nothing without a runtime."""
+    import sys
+
+    if "jax" not in sys.modules:
+        return
+    import jax
+
+    if jax.process_count() > 1:
+        jax.distributed.shutdown()
