@@ -135,6 +135,8 @@ def test_adapt_with_user_support_csv(deployed, tmp_path):
     bad.write_text("x,y\n1,2\n3,oops\n")
     result = invoke("adapt", "--runs-dir", runs, "--support", bad)
     assert result.exit_code == 2 and "bad.csv:3: column 'y' is not a number" in result.output
+    result = invoke("adapt", "--runs-dir", runs, "--support", tmp_path)  # a folder: the image families' kind
+    assert result.exit_code == 2 and "is a folder; a sinusoid support set is a CSV with columns x,y" in result.output
 
 
 def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed, tmp_path):

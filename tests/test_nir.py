@@ -271,6 +271,9 @@ def test_write_is_atomic_and_an_unwritable_path_is_an_output_error(lif, tmp_path
     write_nir(target, graph)  # over an existing file
     assert [p.name for p in target.parent.iterdir()] == ["net.nir"]  # no temporary left
     (tmp_path / "folder.nir").mkdir()
-    with pytest.raises(OutputError, match="folder.nir") as err:
+    with pytest.raises(UserInputError, match="folder.nir: is a folder where a file belongs"):
         write_nir(tmp_path / "folder.nir", graph)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OutputError, match="a-file") as err:  # its folder cannot be made
+        write_nir(tmp_path / "a-file" / "net.nir", graph)
     assert "\n" not in str(err.value)

@@ -586,11 +586,22 @@ def _policy_trainer(device, tolerance: float, max_pulses: int, cost):
 
     def train():
         settings = PolicyTraining()
+        err_console.print(
+            f"no cached programming policy for {device.name}: training one ({settings.iterations} steps; cached for later calls)",
+            highlight=False,
+            markup=False,
+        )
         with progress_bar() as bar:
             task = bar.add_task("learning to program", total=settings.iterations, info="")
 
             def on_iteration(i, value):
                 bar.update(task, completed=i + 1, info=f"time {value:.3f} × write-verify")
+                if not err_console.is_terminal:  # piped: the bar does not show, a line now and then does
+                    err_console.print(
+                        f"learning to program: step {i + 1}/{settings.iterations}, time {value:.3f} × write-verify",
+                        highlight=False,
+                        markup=False,
+                    )
 
             policy, info, _ = learn_policy(
                 jax.random.key(0), device, tolerance, max_pulses, cost, settings, on_iteration=on_iteration
