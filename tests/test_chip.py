@@ -297,14 +297,14 @@ def test_no_run_says_what_to_run_first(tmp_path, command):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_not_deployed_says_to_deploy_first(tmp_path):
-    recipe = tiny_recipe(train__iterations=1, eval__tasks=2, eval__plot_tasks=0)
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    assert invoke("meta-train", path, "--runs-dir", tmp_path / "runs").exit_code == 0
+def test_not_deployed_says_to_deploy_first(deployed, tmp_path):
+    import shutil
+
+    _, _, run_dir, _ = deployed  # the trained run without its deployed array (no training of its own)
+    copy = shutil.copytree(run_dir, tmp_path / run_dir.name, ignore=shutil.ignore_patterns("deployed.eqx", "adapted-*"))
     for command in (["adapt"], ["drift-eval"]):
-        result = invoke(*command, "--runs-dir", tmp_path / "runs")
-        assert result.exit_code == 2 and "run `pcmmeta deploy --run" in result.output
+        result = invoke(*command, "--run", copy)
+        assert result.exit_code == 2 and "run `pcmmeta deploy --run" in result.output and "import-chip" in result.output
 
 
 def test_learned_programming_through_the_cli(deployed):
