@@ -190,6 +190,8 @@ def test_a_mock_lab_closes_the_loop_and_its_pulses_lower_the_query_error(run_dir
     assert deploy["measurement"]["t_s_min"] == 60.0 and 0.2 < body["rms_from_target_uS"] < 1.0  # the lab's 0.4 µS error
     drift = json.loads(ok("drift-eval", "--run", run_dir, "--hours", "1,720", "--tasks", 20, "--json").stdout)
     assert len(drift["results"]) == 8 and all(np.isfinite(r["mse"]) for r in drift["results"])
+    simulated = json.loads(ok("adapt", "--run", run_dir, "--task-seed", 0, "--json").stdout)  # adapt works on it too
+    assert simulated["total_pulses"] >= 1 and (run_dir / simulated["adapted_array"]).is_file()
     # plan several tasks; the lab applies the plan the model expects most from
     plans = {}
     for seed in range(4):
