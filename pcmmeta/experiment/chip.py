@@ -341,6 +341,20 @@ def spike_raster(
     return network.spike_raster({n: w[n] for n in network.head}, features)
 
 
+def adaptation_task(
+    exp, task_seed: int, shots: int | None, support: Path | None
+) -> tuple[AbstractTaskFamily, TaskBatch]:
+    """The held-out family (with `shots` if given) and the one task to adapt to: a user's
+    `support` file or folder, or sampled with `task_seed`."""
+    family = exp.eval_family
+    if shots is not None:
+        family = family.with_shots(shots)
+    # tasks and chip noise from separate streams (equal seeds must not give equal draws)
+    if support is not None:
+        return family, jax.tree.map(np.asarray, read_support(family, support))  # in NumPy: no program per op
+    return family, sample_compiled(family, jax.random.fold_in(seed_key(task_seed), 0), 1)
+
+
 @dataclasses.dataclass
 class AdaptReport:
     adapted_array: Path
@@ -387,14 +401,7 @@ def adapt(
     with the recipe's inner rule (`steps` overrides its step count). Saves the adapted array
     beside `deployed.eqx` under a new name (never overwriting), the report beside it (.json),
     and returns the report."""
-    family = exp.eval_family
-    if shots is not None:
-        family = family.with_shots(shots)
-    # tasks and chip noise from separate streams (equal seeds must not give equal draws)
-    if support is not None:
-        task = jax.tree.map(np.asarray, read_support(family, support))  # read below in NumPy: no program per op
-    else:
-        task = sample_compiled(family, jax.random.fold_in(seed_key(task_seed), 0), 1)
+    family, task = adaptation_task(exp, task_seed, shots, support)
     steps = exp.meta.rule.steps if steps is None else steps
     t = at_hours * 3600.0
     key = jax.random.fold_in(seed_key(seed), 1)

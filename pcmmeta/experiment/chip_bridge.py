@@ -26,13 +26,12 @@ from pcmmeta.core.devices.base import where_state
 from pcmmeta.core.devices.registry import device_body
 from pcmmeta.core.networks import AbstractNetwork
 from pcmmeta.core.seeds import seed_key
-from pcmmeta.core.tasks import AbstractTaskFamily, TaskBatch, sample_compiled
+from pcmmeta.core.tasks import TaskBatch
 from pcmmeta.errors import UserInputError
-from pcmmeta.experiment.chip import DeployedArray, adapt_on_chip, read_weights, referenced, run_on_chip
+from pcmmeta.experiment.chip import DeployedArray, adapt_on_chip, adaptation_task, read_weights, referenced, run_on_chip
 from pcmmeta.io import chip_exchange as X
 from pcmmeta.io.runs import atomic_write_unique, read_json_file, write_json
 from pcmmeta.io.serial import eqx_bytes, save_eqx
-from pcmmeta.io.support_file import read_support
 
 MANIFEST = "manifest.json"
 TARGETS = "targets.csv"
@@ -243,16 +242,6 @@ def import_measurement(
 
 
 # ------------------------------------------------------------------------------ pulse plans
-def _task(exp, task_seed: int, shots: int | None, support: Path | None) -> tuple[AbstractTaskFamily, TaskBatch]:
-    """The task `adapt` would adapt to (the same sampling)."""
-    family = exp.eval_family
-    if shots is not None:
-        family = family.with_shots(shots)
-    if support is not None:
-        return family, jax.tree.map(np.asarray, read_support(family, support))
-    return family, sample_compiled(family, jax.random.fold_in(seed_key(task_seed), 0), 1)
-
-
 def _support_as_query(task: TaskBatch) -> TaskBatch:
     return TaskBatch(task.x_support, task.y_support, task.x_support, task.y_support, task.params)
 
@@ -301,7 +290,7 @@ def plan_adaptation(
             f"--plan: the recipe's inner rule {rule.name} re-programs changed pairs by write-verify (RESET and verify), "
             "which a pulse plan cannot express; plans are for rules that adapt by SET pulses"
         )
-    family, task = _task(exp, task_seed, shots, support)
+    family, task = adaptation_task(exp, task_seed, shots, support)
     steps = rule.steps if steps is None else steps
     t = at_hours * 3600.0
     key = jax.random.fold_in(seed_key(seed), 1)  # adapt's stream: the plan is the pulses adapt applies
@@ -405,6 +394,7 @@ def import_adapted(
         plan_csv, layers, "pulses", only=network.head, every_device=False, integer_values=True
     )
     key = jax.random.fold_in(seed_key(seed), 3)
+    device = exp.meta.device
     states = {}
     for i, layer in enumerate(layers):
         old = array.layers[layer.name]
@@ -421,9 +411,7 @@ def import_adapted(
             raise UserInputError(
                 f"{measured}: layer {layer.name} has devices read before the adaptation's pulses at {t_adapt:g} s (t_s earlier than the plan's time)"
             )
-        fresh = anchored_state(
-            jax.random.fold_in(key, i), device := exp.meta.device, g, t, t_prog, old.n_set + pulsed.astype(np.int32)
-        )
+        fresh = anchored_state(jax.random.fold_in(key, i), device, g, t, t_prog, old.n_set + pulsed.astype(np.int32))
         kept = anchored_state(key, device, g, t, t_prog, old.n_set, nu=old.nu)
         states[layer.name] = where_state(jnp.asarray(pulsed > 0), fresh, kept)
     adapted = DeployedArray(states, array.reference)
@@ -436,7 +424,7 @@ def import_adapted(
         raise UserInputError(
             f"{support}: {'missing' if not support.is_file() else 'changed'} since the plan was made for it"
         )
-    family, task = _task(exp, plan.get("task_seed") or 0, plan.get("shots"), support)
+    family, task = adaptation_task(exp, plan.get("task_seed") or 0, plan.get("shots"), support)
     k_eval = jax.random.fold_in(seed_key(seed), 4)
     before = _metric_without_adaptation(k_eval, array, task, family, network, exp.meta, t_adapt)
     after = _metric_without_adaptation(k_eval, adapted, task, family, network, exp.meta, t_adapt)
