@@ -144,7 +144,14 @@ def test_drift_hurts_and_compensation_restores_the_weight_scale(deployed, tmp_pa
     out = tmp_path / "drift.csv"
     result = invoke("drift-eval", "--runs-dir", runs, "--hours", "720,1", "--tasks", 60, "--json", "--csv", out)
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)["results"]
+    body = json.loads(result.stdout)
+    rows = body["results"]
+    # the zero predictor on the very tasks of the table: the reference every condition is read against
+    from pcmmeta.experiment.chip import drift_tasks
+
+    exp, _ = load_run(run_dir)
+    zero = float(np.mean(np.asarray(drift_tasks(exp, 60, 0).y_query) ** 2))
+    assert body["baselines"] == {"mse_zero": pytest.approx(zero, rel=1e-6)}
     # --csv holds the JSON's rows: the same columns, floats written exactly
     with open(out, newline="") as f:
         read = list(csv.DictReader(f))

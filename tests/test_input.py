@@ -8,7 +8,7 @@ from refusal import refused
 
 from pcmmeta.errors import UserInputError
 from pcmmeta.experiment.recipe import load_recipe
-from pcmmeta.io.runs import MAX_YAML_VALUES, read_yaml
+from pcmmeta.io.runs import MAX_YAML_BYTES, MAX_YAML_VALUES, read_yaml
 from pcmmeta.io.support_file import read_support
 
 
@@ -26,17 +26,41 @@ def write(tmp_path, name, content):
         ("seed: 1\ntrain:\n  iterations: 2\nseed: 2\n", "r.yaml:4: key 'seed' given twice (first on line 1)"),
         ("train:\n  iterations: 1\n  iterations: 2\n", "r.yaml:3: key 'iterations' given twice (first on line 2)"),
         ("{a: 1, a: 2}\n", "key 'a' given twice"),
-        ('name: "a\\0b"\n', "r.yaml:1: a string holds a NUL character"),
-        (b"name: a\x00b\n", "r.yaml:1: not valid YAML: character U+0000 is not allowed"),
+        ('name: "a\\0b"\n', "r.yaml:1: 'name': the value holds a NUL character"),
+        ('task:\n  family: "a\\0b"\n', "r.yaml:2: 'family': the value holds a NUL character"),
+        ('hidden: ["a\\0b"]\n', "r.yaml:1: a string holds a NUL character"),
+        (b"name: a\x00b\n", "r.yaml:1: 'name': not valid YAML: character U+0000 is not allowed"),
         ("a: [1\n", "r.yaml:2: not valid YAML"),
     ],
-    ids=["not-utf8", "duplicate-key", "duplicate-nested-key", "duplicate-flow-key", "nul-escape", "nul-byte", "syntax"],
+    ids=[
+        "not-utf8",
+        "duplicate-key",
+        "duplicate-nested-key",
+        "duplicate-flow-key",
+        "nul-escape",
+        "nul-escape-nested",
+        "nul-in-list",
+        "nul-byte",
+        "syntax",
+    ],
 )
 def test_yaml_files_are_read_strictly(tmp_path, content, message):
     path = write(tmp_path, "r.yaml", content)
     with pytest.raises(UserInputError) as err:
         read_yaml(path)
     assert message in str(err.value)
+
+
+def test_an_oversized_yaml_file_names_the_line_and_key_that_hold_most_of_it(tmp_path):
+    value = "a" * (MAX_YAML_BYTES + 10)
+    path = write(tmp_path, "r.yaml", f"seed: 0\ntask:\n  family: {value}\nname: x\n")
+    with pytest.raises(UserInputError) as err:
+        read_yaml(path)
+    assert f"r.yaml:3: 'family': a line of {len(value) + 10:,} bytes" in str(err.value)
+    # many short lines: no line to blame, the size alone
+    many = write(tmp_path, "m.yaml", "# a comment line\n" * (MAX_YAML_BYTES // 10))
+    with pytest.raises(UserInputError, match=r"m.yaml: [\d,]+ bytes, more than a recipe or device file may hold"):
+        read_yaml(many)
 
 
 def test_yaml_merge_keys_and_small_aliases_still_work(tmp_path):

@@ -353,7 +353,7 @@ def test_the_full_page(tmp_path):
     evaluation = section_text(summary.path, "evaluation")
     assert "before adaptation 4.12 ± 0.31" in evaluation  # mse per step, 2 significant s.e. digits
     assert "after adaptation (1 step) 2.88 ± 0.20 2.50 ± 0.30" in evaluation  # mse, mse_last
-    assert "zero predictor (MSE) 4.517" in evaluation
+    assert "zero predictor (mse) 4.517" in evaluation
     assert "pulses per task (head) 3.25" in evaluation
 
     deployment = section_text(summary.path, "deployment")

@@ -139,16 +139,16 @@ def _name_or_path(value: str) -> str:
     return value
 
 
-def _png_path(value: Optional[Path]) -> Optional[Path]:
+def _png_path(param: typer.CallbackParam, value: Optional[Path]) -> Optional[Path]:
     """typer callback: a PNG to write — ends in .png, in a folder that exists, not a folder itself."""
     if value is None:
         return None
     if value.suffix.lower() != ".png":
         raise typer.BadParameter(f"{safe_text(str(value), 80)}: the plot is a PNG; give a file name ending in .png")
-    return _output_file(value)
+    return _output_file(param, value)
 
 
-def _output_file(value: Optional[Path]) -> Optional[Path]:
+def _output_file(param: typer.CallbackParam, value: Optional[Path]) -> Optional[Path]:
     """typer callback: a file to write, in a folder that exists (a typo in a folder name must
     not create folders), and not itself a folder."""
     if value is None:
@@ -160,6 +160,11 @@ def _output_file(value: Optional[Path]) -> Optional[Path]:
         raise typer.BadParameter("empty or '.' (the current folder): expected a file name")
     if value.is_dir():
         raise typer.BadParameter(f"{safe_text(str(value), 80)}: is a folder, expected a file name")
+    from pcmmeta.io.writable import check_writable
+
+    check_writable(
+        value, param.opts[0] if param.opts else None
+    )  # a read-only folder fails now, not after the work (exit 1: not a usage error)
     return value
 
 
@@ -378,13 +383,9 @@ def _evaluation_table(title: str, ev: dict) -> Table:
         )
         cells = [mean_sem_text(ev[f"{name}_per_step"][s], ev[f"sem_{name}_per_step"][s]) for name in metrics]
         table.add_row(label, *cells)
-    labels = {
-        "mse_zero": "zero predictor",
-        "loss_zero": "an arm that does not move",
-        "chance": "chance",
-        "pixel_nn_accuracy": "raw-pixel nearest neighbour",
-    }
-    for key, label in labels.items():
+    from pcmmeta.io.baseline_names import BASELINE_NAMES
+
+    for key, label in BASELINE_NAMES.items():
         if key in ev:
             table.add_row(label, f"{ev[key]:.4g}", *[""] * (len(metrics) - 1))
     return table
@@ -430,6 +431,10 @@ def meta_train_cmd(
 ) -> None:
     """Meta-train a network on PCM synapses with MAML (the recipe names network, task family,
     inner rule and mode)."""
+    if recipe is not None and not resume:
+        from pcmmeta.io.runs import read_yaml
+
+        read_yaml(recipe)  # a missing, oversized or malformed file is answered before JAX loads (≈ 2 s)
     from pcmmeta.experiment.train import NaNLossError
     from pcmmeta.experiment.training_run import prepare_run
     from pcmmeta.runtime import interrupts
@@ -1105,7 +1110,7 @@ def drift_eval_cmd(
 ) -> None:
     """The deployed network's held-out metric as its conductances drift, with and without
     on-chip adaptation and global drift compensation."""
-    from pcmmeta.experiment.chip import CONDITIONS, drift_table
+    from pcmmeta.experiment.chip import CONDITIONS, drift_baselines, drift_table
 
     hour_list = _parse_hours(hours)
     run_dir, exp, network, array = _load_deployed(run, runs_dir)
@@ -1126,6 +1131,7 @@ def drift_eval_cmd(
         rows = drift_table(
             exp, network, array, hour_list, tasks, n_steps, seed, CONDITIONS, progress=lambda: bar.advance(task)
         )
+    baselines = drift_baselines(exp, tasks, seed)
     body = {
         "run_dir": str(run_dir),
         "metric": metric,
@@ -1133,6 +1139,7 @@ def drift_eval_cmd(
         "inner_steps": n_steps,
         "seed": seed,
         "results": rows,
+        "baselines": baselines,
     }
     from pcmmeta.io.runs import write_json
 
@@ -1145,7 +1152,7 @@ def drift_eval_cmd(
     if plot is not None:
         from pcmmeta.io.plots import plot_drift
 
-        plot_drift(rows, plot, f"{run_dir.name}: {tasks} held-out tasks per point (± s.e.)", metric)
+        plot_drift(rows, plot, f"{run_dir.name}: {tasks} held-out tasks per point (± s.e.)", metric, baselines)
         _wrote("plot", plot)
     if as_json:
         print(json_text(body, indent=2))
@@ -1158,6 +1165,10 @@ def drift_eval_cmd(
         cells = [mean_sem_text(r[metric], r["sem"]) for r in rows if r["hours"] == h]
         table.add_row(f"{h:g}", *cells)
     console.print(table)
+    from pcmmeta.io.baseline_names import BASELINE_NAMES
+
+    on_tasks = ", ".join(f"{BASELINE_NAMES.get(k, k)} {v:.4g}" for k, v in baselines.items())
+    console.print(f"on the same tasks: {on_tasks}", highlight=False, markup=False)
 
 
 # ------------------------------------------------------------------ a lab's chip in the loop

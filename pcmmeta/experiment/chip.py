@@ -283,6 +283,16 @@ CONDITIONS = (
 )
 
 
+def drift_tasks(exp, n_tasks: int, seed: int) -> TaskBatch:
+    """The held-out tasks `drift_table` evaluates for this seed (each time, each condition)."""
+    return sample_compiled(exp.eval_family, jax.random.fold_in(seed_key(seed), 0), n_tasks)
+
+
+def drift_baselines(exp, n_tasks: int, seed: int) -> dict[str, float]:
+    """The task family's baselines (zero predictor, chance, …) on `drift_table`'s tasks."""
+    return exp.eval_family.baselines(drift_tasks(exp, n_tasks, seed))
+
+
 def drift_table(
     exp,
     network: AbstractNetwork,
@@ -301,7 +311,7 @@ def drift_table(
     """
     key = seed_key(seed)
     family = exp.eval_family
-    tasks = sample_compiled(family, jax.random.fold_in(key, 0), n_tasks)
+    tasks = drift_tasks(exp, n_tasks, seed)
     rows = []
     for h in sorted(hours):
         for name, adapt, compensate in conditions:

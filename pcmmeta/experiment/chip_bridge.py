@@ -27,11 +27,12 @@ from pcmmeta.core.devices.registry import device_body
 from pcmmeta.core.networks import AbstractNetwork
 from pcmmeta.core.seeds import seed_key
 from pcmmeta.core.tasks import TaskBatch
-from pcmmeta.errors import UserInputError
+from pcmmeta.errors import OutputError, UserInputError
 from pcmmeta.experiment.chip import DeployedArray, adapt_on_chip, adaptation_task, read_weights, referenced, run_on_chip
 from pcmmeta.io import chip_exchange as X
 from pcmmeta.io.runs import atomic_write_unique, read_json_file, write_json
 from pcmmeta.io.serial import eqx_bytes, save_eqx
+from pcmmeta.io.writable import check_writable
 
 MANIFEST = "manifest.json"
 TARGETS = "targets.csv"
@@ -86,7 +87,12 @@ def export_chip(
         X.conductance_digest(layers, conductances),
         tiles,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{out_dir}: cannot create the folder: {err.strerror}") from None
+    for name in (TARGETS, MANIFEST):  # both or neither: found before either is written
+        check_writable(out_dir / name)
     X.write_targets(out_dir / TARGETS, layers, conductances, tile)
     X.write_manifest(out_dir / MANIFEST, body)
     return ExportReport(

@@ -84,17 +84,20 @@ def _tree_bytes(tree) -> int:
     )
 
 
-def _sampled_bytes(family, n_tasks: int, key: str, origin: str) -> int:
+def _sampled_bytes(family, n_tasks: int, key: str, origin: str, recipe: dict) -> int:
     """Bytes of `n_tasks` tasks of `family`, traced (shapes only). A draw too large for
-    `pcmmeta.core.noise` (more than 2^32 numbers) fails while tracing; it grows with the number of
-    tasks alone here (one task traced fine), so it is the key's value that is refused."""
+    `pcmmeta.core.noise` (more than 2^32 numbers) fails while tracing: refused naming the data
+    key the recipe sets furthest above its default (`task.shots`, …), else `key`."""
     try:
         return _tree_bytes(eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), n_tasks)))
     except UserInputError:  # a ValueError too, but the family's own message names its key
         raise
     except ValueError as err:
+        grown = largest_size(recipe, "data") or f"'{key}' = {n_tasks}"
+        keys = {grown.split(" = ")[0], f"'{key}'"}
         raise UserInputError(
-            f"{origin}: '{key}' = {n_tasks}: too many tasks of this size to draw at once ({err}); reduce {key} or the task sizes"
+            f"{origin}: {grown}: {n_tasks:,} tasks ('{key}') of this size are too many to draw at once ({err}); "
+            f"reduce {' or '.join(sorted(keys))}"
         ) from None
 
 
@@ -118,8 +121,8 @@ def estimate_training_memory(recipe: dict, family, device, origin: str = "recipe
     eval_act += eval_chunk * n_devices * CHIP_BYTES_PER_DEVICE
     # A meta-batch is sampled inside the compiled step (with its chunked copy: ×2); the held-out
     # set is sampled in one program and copied to NumPy (×2) before it is evaluated chunk by chunk.
-    tasks = _sampled_bytes(family, train["meta_batch"], "train.meta_batch", origin)
-    held_out = _sampled_bytes(family, evaluation["tasks"], "eval.tasks", origin)
+    tasks = _sampled_bytes(family, train["meta_batch"], "train.meta_batch", origin, recipe)
+    held_out = _sampled_bytes(family, evaluation["tasks"], "eval.tasks", origin, recipe)
     parts = {
         "runtime": RUNTIME_BYTES,
         "parameters": PARAMETER_COPIES * params,

@@ -39,6 +39,7 @@ from pcmmeta.io.device_file import load_device
 from pcmmeta.io.runs import (
     append_jsonl,
     atomic_write_text,
+    check_latest_writable,
     check_run_format,
     new_run_dir,
     set_latest,
@@ -442,6 +443,7 @@ def start_run(recipe: dict, runs_root: Path) -> Path:
     several hosts only process 0 creates it; the others get a path they never write to."""
     if not is_writer():
         return Path(runs_root) / f"{recipe['name']}-process-{jax.process_index()}-writes-nothing"
+    check_latest_writable(runs_root)
     run_dir = new_run_dir(runs_root, recipe["name"])
     write_run_format(run_dir)
     atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))

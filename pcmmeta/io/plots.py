@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # the task families (and JAX) only where a task figure is dra
 def figure_png(fig) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     buf = io.BytesIO()
+    if fig.get_layout_engine() is None:  # titles, panel titles and tick labels kept apart
+        fig.set_layout_engine("constrained")
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
@@ -75,6 +77,7 @@ def plot_task_predictions(rows: list[dict], path: Path, title: str) -> None:
         ax.plot(r["x"], r["before"], "--", label="before")
         ax.plot(r["x"], r["after"], "-", label="after")
         ax.plot(r["x_support"], r["y_support"], "k.", ms=5, label="support")
+        ax.set(xlabel="input x", ylabel="output y")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
@@ -148,27 +151,43 @@ def plot_deployment(
     save_figure(fig, path)
 
 
-def plot_drift(rows: list[dict], path: Path, title: str, metric: str = "mse") -> None:
+def plot_drift(rows: list[dict], path: Path, title: str, metric: str = "mse", baselines: dict | None = None) -> None:
     """rows: one per (hours, condition) with keys hours, condition, <metric>, sem."""
-    save_figure(drift_figure(rows, title, metric), path)
+    save_figure(drift_figure(rows, title, metric, baselines), path)
 
 
-def drift_figure(rows: list[dict], title: str, metric: str = "mse"):
+#: Marker and line style per condition line: conditions that coincide (deployed and drift
+#: compensation both at chance) stay visible, one drawn over the other.
+_DRIFT_STYLES = (("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--"))
+
+
+def drift_figure(rows: list[dict], title: str, metric: str = "mse", baselines: dict | None = None):
     """`plot_drift`'s figure: the metric vs time since deployment (log axis) ± s.e., one line
-    per condition in the order the rows give them."""
+    per condition in the order the rows give them, each a little apart in time (×1.06 per
+    line) so that equal values do not hide each other; `baselines` ({key: value}, keys of
+    `BASELINE_NAMES`) as grey horizontal lines."""
+    from pcmmeta.io.baseline_names import BASELINE_NAMES
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     conditions = list(dict.fromkeys(r["condition"] for r in rows))
-    for c in conditions:
+    spread = 1.06 ** (np.arange(len(conditions)) - (len(conditions) - 1) / 2)
+    for i, c in enumerate(conditions):
         sel = [r for r in rows if r["condition"] == c]
+        marker, line = _DRIFT_STYLES[i % len(_DRIFT_STYLES)]
         ax.errorbar(
-            [r["hours"] for r in sel],
+            [r["hours"] * spread[i] for r in sel],
             [r[metric] for r in sel],
             yerr=[r["sem"] for r in sel],
-            marker="o",
+            marker=marker,
+            linestyle=line,
             capsize=3,
             label=c,
         )
-    ax.set(xscale="log", xlabel="time since deployment (h)", ylabel=f"held-out query {metric}", title=title)
+    for j, (key, value) in enumerate((baselines or {}).items()):
+        if value is not None and np.isfinite(value):
+            ax.axhline(value, color="0.45", lw=1, linestyle=(0, (2, 2 + j)), label=BASELINE_NAMES.get(key, key))
+    ax.set(xscale="log", xlabel="time since deployment (h, points spread apart)", ylabel=f"held-out query {metric}")
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     return fig
 
@@ -234,6 +253,7 @@ def plot_programming_comparison(figures, results, target, path: Path, title: str
         ylabel="RMS error (µS)",
         title="error vs programming time",
     )
+    _sparse_log_ticks(ax.xaxis)
     ax.legend(fontsize=8)
     ax = axes[1]
     top = max(int(np.asarray(r.pulses).max()) for r in results.values())
@@ -254,6 +274,16 @@ def plot_programming_comparison(figures, results, target, path: Path, title: str
     ax.legend(fontsize=7)
     fig.suptitle(title)
     save_figure(fig, path)
+
+
+def _sparse_log_ticks(axis) -> None:
+    """Labels at 1, 2 and 5 × 10^k only: over less than a decade matplotlib labels every minor
+    tick of a log axis, and the labels run into each other."""
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def plot_tasks(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pcmmeta.errors import UserInputError
+from pcmmeta.io.baseline_names import BASELINE_NAMES
 from pcmmeta.io.number_text import mean_sem_text
 from pcmmeta.io.runs import RUN_FORMAT, atomic_write_text, read_yaml
 
@@ -37,14 +38,6 @@ MAX_PNG_BYTES = 32 << 20
 MAX_TEXT_BYTES = 1 << 20
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-#: What each figure of a baseline is called in the evaluation's table.
-BASELINES = {
-    "mse_zero": "zero predictor (MSE)",
-    "loss_zero": "zero predictor (loss)",
-    "chance": "chance (accuracy)",
-    "pixel_nn_accuracy": "raw-pixel nearest neighbour (accuracy)",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,7 +429,10 @@ def _evaluation_section(run: _Run) -> _Section:
         parts.append(table(header, rows, "evaluation"))
     else:
         parts.append(para(esc("evaluation.json holds no metric before and after adaptation"), "error"))
-    baselines = [(label, esc(number_text(ev[key]))) for key, label in BASELINES.items() if key in ev]
+    metric = ev.get("metric", "")
+    baselines = [
+        (f"{label} ({metric})", esc(number_text(ev[key]))) for key, label in BASELINE_NAMES.items() if key in ev
+    ]
     if baselines:
         parts.append("<h3>Baselines on the same tasks</h3>" + key_table(baselines))
     if png.exists():
@@ -809,7 +805,14 @@ def _drift_section(run: _Run) -> _Section:
             from pcmmeta.io.plots import drift_figure
 
             title = f"{run.dir.name}: {number_text(body.get('tasks'))} held-out tasks per point (± s.e.)"
-            parts.append(figure_img(drift_figure(drawn, title, metric), f"held-out {metric} vs time since deployment"))
+            baselines = body.get("baselines")  # absent in drift.json from before baselines were kept
+            baselines = (
+                {k: v for k, v in baselines.items() if isinstance(v, (int, float))}
+                if isinstance(baselines, dict)
+                else None
+            )
+            figure = drift_figure(drawn, title, metric, baselines)
+            parts.append(figure_img(figure, f"held-out {metric} vs time since deployment"))
         except Exception as err:  # the table above still stands
             parts.append(para(f"the drift plot could not be drawn: {esc(one_line(str(err)))}", "error"))
     return _Section("present", "".join(parts))

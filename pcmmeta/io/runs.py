@@ -12,6 +12,7 @@ import yaml
 
 from pcmmeta.core.fields import check_name
 from pcmmeta.errors import OutputError, UserInputError, short_repr
+from pcmmeta.io.writable import check_writable
 from pcmmeta.runtime import interrupts
 
 
@@ -89,6 +90,8 @@ def read_yaml(path: Path):
     NUL characters, aliases expanding to at most `MAX_YAML_VALUES` values, nesting bounded. Every
     refusal is a `UserInputError` naming the file (and the line where YAML knows it)."""
     path = Path(path)
+    if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
+        raise UserInputError(_oversized_yaml(path))
     raw = read_user_file(path, MAX_YAML_BYTES)
     try:
         text = raw.decode("utf-8-sig")
@@ -112,7 +115,8 @@ def read_yaml(path: Path):
     except yaml.reader.ReaderError as err:  # a control character YAML does not allow (NUL, ESC…)
         line = text[: err.position].count("\n") + 1
         code = err.character if isinstance(err.character, int) else ord(err.character)
-        raise UserInputError(f"{path}:{line}: not valid YAML: character U+{code:04X} is not allowed") from None
+        key = _key_on_line(text[text.rfind("\n", 0, err.position) + 1 :])
+        raise UserInputError(f"{path}:{line}:{key} not valid YAML: character U+{code:04X} is not allowed") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -123,6 +127,40 @@ def read_yaml(path: Path):
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def _oversized_yaml(path: Path) -> str:
+    """Why a YAML file over `MAX_YAML_BYTES` is refused; when one line holds most of it (a
+    pasted 50 MB value), that line and its key. Scanned in blocks, never held whole."""
+    size = path.stat().st_size
+    block_size = 1 << 16  # a line longer than half the file spans whole blocks
+    line, start, offset = 1, 0, 0  # current line number, offset of its start, bytes read
+    longest = (0, 1, 0)  # (length, line number, offset of its start)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(block_size), b""):
+            first = block.find(b"\n")
+            if first >= 0:  # the lines between the block's first and last newline are short
+                longest = max(longest, (offset + first - start, line, start))
+                line, start = line + block.count(b"\n"), offset + block.rfind(b"\n") + 1
+            offset += len(block)
+        longest = max(longest, (offset - start, line, start))
+        length, where, begin = longest
+        fh.seek(begin)
+        head = fh.read(200).decode("utf-8", errors="replace")
+    limit = f"more than a recipe or device file may hold ({MAX_YAML_BYTES:,})"
+    if length < size / 2:
+        return f"{path}: {size:,} bytes, {limit}"
+    return f"{path}:{where}:{_key_on_line(head)} a line of {length:,} bytes makes the file {size:,} bytes, {limit}"
+
+
+def _key_on_line(text: str) -> str:
+    """ " 'key':" for a YAML line `key: value` (or `- key: value`), else "": for naming the key
+    where the parser cannot (the line is too long or holds a character YAML refuses)."""
+    first = text.split("\n", 1)[0]
+    if ":" not in first:
+        return ""
+    key = first.split(":", 1)[0].strip().lstrip("- ").strip("'\"")
+    return f" {short_repr(key)}:" if key and len(key) <= 80 and "\x00" not in key else ""
 
 
 #: Values (scalars and collections) a user's YAML may expand to through aliases: recipes and
@@ -153,7 +191,7 @@ class _StrictLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False) -> dict:
         seen: dict = {}
-        for key_node, _ in node.value:
+        for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: *defaults` may be overridden by explicit keys, by design
             key = self.construct_object(key_node, deep=True)
@@ -166,6 +204,10 @@ class _StrictLoader(yaml.SafeLoader):
                     None, None, f"key {short_repr(key)} given twice (first on line {first})", key_node.start_mark
                 )
             seen[key] = key_node.start_mark.line + 1
+            if isinstance(value_node, yaml.ScalarNode) and "\x00" in value_node.value:
+                raise _StrictYAMLError(
+                    None, None, f"{short_repr(key)}: the value holds a NUL character", value_node.start_mark
+                )
         return super().construct_mapping(node, deep=deep)
 
     def construct_yaml_str(self, node):
@@ -256,6 +298,15 @@ def check_run_format(run_dir: Path) -> None:
 
 def set_latest(run_dir: Path) -> None:
     atomic_write_text(run_dir.parent / LATEST, run_dir.name + "\n")
+
+
+def check_latest_writable(runs_root: Path) -> None:
+    """`OutputError` when `runs_root/LATEST` exists but cannot be replaced (read-only,
+    immutable): checked before a run directory is made, so a run that could never become the
+    latest leaves nothing behind."""
+    pointer = Path(runs_root) / LATEST
+    if pointer.is_file():
+        check_writable(pointer)
 
 
 def resolve_run(run: Path | None, runs_root: Path = Path("runs")) -> Path:

@@ -101,7 +101,8 @@ class AbstractTaskFamily(eqx.Module):
 
     @abc.abstractmethod
     def baselines(self, tasks: TaskBatch) -> dict[str, float]:
-        """Reference values for the metric on these tasks (zero predictor, chance level)."""
+        """Reference values for the metric on these tasks (zero predictor, chance level), keyed
+        as in `pcmmeta.io.baseline_names.BASELINE_NAMES`."""
 
     def split(self, name: str) -> "AbstractTaskFamily":
         """The family of the `name` split's tasks (one of `SPLITS`); the same family where every

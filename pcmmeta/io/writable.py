@@ -1,0 +1,29 @@
+"""Whether an output can be written, found before the work that produces it: a command that
+would fail at its last step (a read-only or immutable folder or file) fails at its first, and
+leaves nothing behind. Light on purpose: the CLI checks its flags with it before JAX loads."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from pcmmeta.errors import OutputError
+
+
+def check_writable(path: Path, flag: str | None = None) -> None:
+    """`OutputError` naming `path` (and the flag that gave it) when a file cannot be written
+    there: its folder refuses a new file (outputs are written beside it and renamed into
+    place), or the file exists and refuses changes. The probe file is removed at once; an
+    existing file is opened for append, which changes no byte."""
+    path = Path(path)
+    given = f"{flag} " if flag else ""
+    try:
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+        if path.is_file():
+            with open(path, "ab"):
+                pass
+    except OSError as err:
+        raise OutputError(f"{given}{path}: cannot write: {err.strerror}; nothing was done") from None
