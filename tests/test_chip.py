@@ -326,19 +326,34 @@ def test_learned_programming_through_the_cli(deployed):
     assert [f["method"] for f in body["held_out"]] == ["write-verify", "learned"]
 
     before = (run_dir / "deployed.eqx").read_bytes()
-    result = invoke("deploy", "--runs-dir", runs, "--compare", "--policy", policy, "--json", "--plot", root / "cmp.png")
+    result = invoke(
+        "deploy", "--runs-dir", runs, "--compare", "--policy", policy, "--tasks", 6, "--json", "--plot", root / "cmp.png"
+    )
     assert result.exit_code == 0, result.output
-    methods = json.loads(result.stdout)["methods"]
+    body = json.loads(result.stdout)
+    methods = body["methods"]
     assert [m["method"] for m in methods] == [
         "write-verify",
         "write-verify-set-on-flat",
         "write-verify-burst",
         "single-shot",
         "learned",
+        "network-aware",
     ]
+    assert body["seeds"] == [0, 1, 2] and body["split"] == "test" and body["metric"] == "mse"
     assert len({m["n_devices"] for m in methods}) == 1
     by = {m["method"]: m for m in methods}
     assert by["single-shot"]["verify_reads_mean"] == 0 and by["write-verify"]["verify_reads_mean"] >= 1
+    for m in methods:  # the contract scripts read: times and the held-out metric per condition and time
+        assert 0 < m["chip_time_s"] < m["programming_time_s"]
+        assert len(m["programming_time_s_per_seed"]) == 3
+        for condition in ("deployed", "adapted"):
+            for hours in ("1", "720"):
+                point = m["metric"][condition][hours]
+                assert point["mean"] > 0 and point["sem"] >= 0
+    # the network-aware method keeps its budget: a tenth of plain write-verify's expected time
+    assert by["network-aware"]["programming_time_s"] <= body["plan"]["budget_s"] + 1e-12
+    assert by["network-aware"]["programming_time_s"] < 0.2 * by["write-verify"]["programming_time_s"]
     assert (run_dir / "deployed.eqx").read_bytes() == before  # --compare writes no array
     from PIL import Image
 

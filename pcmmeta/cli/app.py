@@ -742,9 +742,17 @@ def deploy_cmd(
     method: Annotated[
         str,
         typer.Option(
-            help="write-verify (iterative), write-verify-set-on-flat (SET instead of RESET on an overshoot where the SET law is flat), write-verify-burst (also an open-loop burst after each RESET), single-shot (mean pulse count, no verify) or learned (write-verify with a learned policy's blind bursts; `learn-programming`)."
+            help="write-verify (iterative), write-verify-set-on-flat (SET instead of RESET on an overshoot where the SET law is flat), write-verify-burst (also an open-loop burst after each RESET), single-shot (mean pulse count, no verify), learned (write-verify with a learned policy's blind bursts; `learn-programming`) or network-aware (blind everywhere, verified where the network is sensitive, within --budget)."
         ),
     ] = "write-verify",
+    budget: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=10.0,
+            help="network-aware: total device time allowed, as a fraction of plain write-verify's expected total on the run's conductances.",
+        ),
+    ] = 0.1,
     tolerance: ToleranceOption = 0.5,
     max_pulses: MaxPulsesOption = 100,
     policy: Annotated[
@@ -768,6 +776,13 @@ def deploy_cmd(
         ),
     ] = False,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of the programming noise.")] = 0,
+    seeds: Annotated[
+        int, typer.Option(min=1, max=10, help="--compare: programming seeds per method (seed, seed + 1, …).")
+    ] = 3,
+    tasks: Annotated[
+        int, typer.Option(min=2, max=MAX_TASKS, help="--compare: held-out test tasks per condition and time.")
+    ] = 100,
+    hours: Annotated[str, typer.Option(help="--compare: times since deployment, h, comma-separated.")] = "1,720",
     set_ns: SetNsOption = 50.0,
     reset_ns: ResetNsOption = 50.0,
     read_ns: ReadNsOption = 200.0,
@@ -776,7 +791,7 @@ def deploy_cmd(
         Optional[Path],
         typer.Option(
             callback=_png_path,
-            help="PNG: target vs programmed and pulse-count histogram (with --compare: error vs programming time and histograms per method).",
+            help="PNG: target vs programmed and pulse-count histogram (with --compare: the held-out metric vs total device time and vs row-parallel chip time, per method).",
         ),
     ] = None,
 ) -> None:
@@ -785,11 +800,14 @@ def deploy_cmd(
     from pcmmeta.core.programming import PROGRAMMING_METHODS, make_method
     from pcmmeta.core.seeds import seed_key
     from pcmmeta.experiment.chip import deploy, save_array
+    from pcmmeta.experiment.programming_comparison import NETWORK_AWARE, plan_network_aware_for
     from pcmmeta.io.policy_file import obtain_policy
     from pcmmeta.io.runs import write_json
 
-    if method not in PROGRAMMING_METHODS:
-        fail(f"--method: must be {', '.join(PROGRAMMING_METHODS)}, got {method!r}")
+    names = [*PROGRAMMING_METHODS, NETWORK_AWARE]
+    if method not in names:
+        fail(f"--method: must be {', '.join(names)}, got {method!r}")
+    hour_list = _parse_hours(hours) if compare else []
     if policy is not None and method != "learned" and not compare:
         fail("--policy: only used with --method learned or --compare")
     cost = _cost(set_ns, reset_ns, read_ns)
@@ -806,10 +824,19 @@ def deploy_cmd(
         err_console.print(
             f"{'trained and cached' if trained else 'using'} programming policy {policy_path}", highlight=False
         )
+    plan, network_aware = None, None
+    if method == NETWORK_AWARE or compare:
+        with err_console.status("planning network-aware programming (sensitivities on validation tasks)…"):
+            network_aware, plan = plan_network_aware_for(exp, network, budget, tolerance, max_pulses, cost, seed)
     if compare:
-        _deploy_compare(run_dir, network, device, tolerance, max_pulses, learned_policy, cost, seed, as_json, plot)
+        _deploy_compare(
+            run_dir, exp, network, tolerance, max_pulses, learned_policy, network_aware, plan, cost,
+            [seed + i for i in range(seeds)], hour_list, tasks, as_json, plot,
+        )  # fmt: skip
         return
-    programming = make_method(method, tolerance, max_pulses, learned_policy)
+    programming = (
+        network_aware if method == NETWORK_AWARE else make_method(method, tolerance, max_pulses, learned_policy)
+    )
     with err_console.status(f"programming {network.n_devices():,} devices ({method})…"):
         array, report, arrays = deploy(seed_key(seed), network, device, programming, tolerance, cost)
     from pcmmeta.runtime import interrupts
@@ -817,6 +844,8 @@ def deploy_cmd(
     save_array(run_dir / "deployed.eqx", array)
     interrupts.on_interrupt(lambda: f"{run_dir / 'deployed.eqx'} written, deploy.json not")
     body = {"run_dir": str(run_dir), "seed": seed, **dataclasses.asdict(report)}
+    if plan is not None:
+        body["plan"] = dataclasses.asdict(plan)
     write_json(run_dir / "deploy.json", body)
     if plot is not None:
         from pcmmeta.io.plots import plot_deployment
@@ -847,6 +876,10 @@ def deploy_cmd(
         ),
         ("verify reads per device (mean)", f"{report.verify_reads_mean:.2f}"),
         ("programming time, energy per device", f"{report.time_us_mean:.3f} µs, {report.energy_pj_mean:.1f} pJ"),
+        (
+            "total device time, row-parallel chip time",
+            f"{report.programming_time_s * 1e3:.4g} ms, {report.chip_time_s * 1e3:.4g} ms",
+        ),
         ("devices at the pulse budget", f"{report.devices_at_budget}"),
         ("simulation speed", f"{report.devices_per_s:,.0f} devices/s"),
     ]
@@ -854,38 +887,68 @@ def deploy_cmd(
     console.print(f"saved {run_dir / 'deployed.eqx'} and deploy.json; t = 0 is the end of deployment", highlight=False)
 
 
-def _deploy_compare(run_dir, network, device, tolerance, max_pulses, policy, cost, seed, as_json, plot) -> None:
-    import jax.numpy as jnp
-
+def _deploy_compare(
+    run_dir, exp, network, tolerance, max_pulses, policy, network_aware, plan, cost, seeds, hours, tasks, as_json, plot
+) -> None:
     from pcmmeta.core.programming import PROGRAMMING_METHODS, make_method
-    from pcmmeta.core.programming.compare import compare_methods
-    from pcmmeta.core.seeds import seed_key
-
-    target = jnp.concatenate([network.layers[n].ravel() for n in network.layer_names])
-    methods = [make_method(name, tolerance, max_pulses, policy) for name in PROGRAMMING_METHODS]
-    with err_console.status(f"programming {int(target.size):,} devices with {len(methods)} methods…"):
-        figures, results = compare_methods(seed_key(seed), device, target, methods, tolerance, cost)
-    if plot is not None:
-        from pcmmeta.io.plots import plot_programming_comparison
-
-        plot_programming_comparison(
-            figures, results, target, plot, f"{run_dir.name}: {int(target.size):,} devices on {device.name}"
-        )
-        _wrote("plot", plot)
+    from pcmmeta.experiment.programming_comparison import compare_programming, comparison_json
     from pcmmeta.io.runs import write_json
 
+    methods = [make_method(name, tolerance, max_pulses, policy) for name in PROGRAMMING_METHODS] + [network_aware]
+    metric = exp.family.metric
+    with progress_bar() as bar:
+        task = bar.add_task("deploy --compare", total=len(methods) * len(seeds), info="")
+        comparisons = compare_programming(
+            exp, network, methods, seeds, hours, tasks, tolerance, cost, progress=lambda: bar.advance(task)
+        )
     body = {
         "run_dir": str(run_dir),
-        "seed": seed,
+        "seeds": list(seeds),
+        "tasks": tasks,
+        "hours": list(hours),
+        "metric": metric,
+        "split": "test",
         "cost": cost.to_dict(),
-        "methods": [dataclasses.asdict(f) for f in figures],
+        "plan": dataclasses.asdict(plan),
+        "methods": comparison_json(comparisons),
     }
     write_json(run_dir / "programming-comparison.json", body)  # for `pcmmeta report`
+    if plot is not None:
+        from pcmmeta.io.plots import plot_network_programming
+
+        plot_network_programming(
+            body["methods"], plot, f"{run_dir.name}: held-out {metric}, {len(seeds)} programming seeds", metric
+        )
+        _wrote("plot", plot)
     if as_json:
         print(json_text(body, indent=2))
         return
+    reference = comparisons[0].programming_time_s  # plain write-verify
+    table = Table(
+        title=f"programming {run_dir.name}: {comparisons[0].figures.n_devices:,} devices on {exp.meta.device.name}, "
+        f"held-out {metric} on {tasks} test tasks (mean ± s.e., {len(seeds)} programming seeds)"
+    )
+    for column in ("method", "device time (ms)", "× write-verify", "chip time (ms)", "RMS error (µS)"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    conditions = [(c, h) for c in ("deployed", "adapted") for h in hours]
+    for condition, h in conditions:
+        table.add_column(f"{condition} {h:g} h", justify="right")
+    for c in comparisons:
+        cells = [mean_sem_text(**c.metric[condition][f"{h:g}"]) for condition, h in conditions]
+        table.add_row(
+            c.method,
+            f"{c.programming_time_s * 1e3:.4g}",
+            f"{c.programming_time_s / reference:.3f}",
+            f"{c.chip_time_s * 1e3:.4g}",
+            f"{c.figures.rms_error_uS:.3f}",
+            *cells,
+        )
+    console.print(table)
     console.print(
-        _comparison_table(f"programming {run_dir.name}: {int(target.size):,} devices on {device.name}", figures)
+        f"network-aware: budget {plan.budget_fraction:g} × write-verify's expected {plan.write_verify_expected_s * 1e3:.4g} ms; "
+        f"lowered pairs in {', '.join(plan.lowered) or 'no layer'}",
+        highlight=False,
+        markup=False,
     )
 
 

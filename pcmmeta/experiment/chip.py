@@ -27,6 +27,7 @@ from pcmmeta.core.modes import PCM, NoAdapt
 from pcmmeta.core.networks import AbstractNetwork
 from pcmmeta.core.programming import AbstractProgrammingMethod, ProgrammingCost, ProgramResult
 from pcmmeta.core.programming.compare import MethodFigures, devices_of, figures_of
+from pcmmeta.core.programming.cost import counts_time, row_parallel_time
 from pcmmeta.core.seeds import seed_key
 from pcmmeta.core.tasks import AbstractTaskFamily, TaskBatch, sample_compiled
 from pcmmeta.experiment.train import mean_sem
@@ -93,6 +94,8 @@ class DeployReport(MethodFigures):
     cost: dict  # the cost model: durations (s) and energies (pJ) per SET, RESET, read
     deploy_time_s: float
     layers: dict  # per layer: devices and RMS error, µS
+    programming_time_s: float  # total device time, every device in turn (the cost model)
+    chip_time_s: float  # row-parallel: each crossbar row at once, costing its slowest device
 
 
 def deploy(
@@ -103,10 +106,12 @@ def deploy(
     tolerance: float = 0.5,
     cost: ProgrammingCost = ProgrammingCost(),
 ) -> tuple[DeployedArray, DeployReport, dict]:
-    """Program every device of every layer to the trained conductances, all layers at once.
-    `tolerance` (µS) is what the report counts as "within" for any method."""
+    """Program every device of every layer to the trained conductances (or others with the same
+    weights that the method chooses, `method.conductances`), all layers at once. `tolerance`
+    (µS) is what the report counts as "within" for any method."""
     names = network.layer_names
-    targets = [np.asarray(network.layers[n]) for n in names]
+    chosen = method.conductances({n: network.layers[n] for n in names}, device)
+    targets = [np.asarray(chosen[n]) for n in names]
     flat = np.concatenate([t.ravel() for t in targets])
     k_prog, k_ref = jax.random.split(key)
     program = jax.jit(lambda k, g: method.program(k, device, g), compiler_options=device_array_options())
@@ -147,6 +152,8 @@ def deploy(
         cost=cost.to_dict(),
         deploy_time_s=elapsed,
         layers=per_layer,
+        programming_time_s=float(np.sum(np.asarray(counts_time(cost, result), np.float64))),
+        chip_time_s=row_parallel_time(np.asarray(counts_time(cost, result)), [t.shape for t in targets]),
     )
     arrays = {"target": flat, "programmed": result.state.g_prog, "pulses": pulses}
     return array, report, arrays

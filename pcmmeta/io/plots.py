@@ -276,6 +276,40 @@ def plot_programming_comparison(figures, results, target, path: Path, title: str
     save_figure(fig, path)
 
 
+def plot_network_programming(methods: list[dict], path: Path, title: str, metric: str) -> None:
+    """`deploy --compare`'s figure: per method, the held-out metric (mean ± s.e.) against the
+    total device time (left) and the row-parallel chip time (right), log axes; filled markers
+    after adaptation, open ones as deployed, one colour per method, one marker per time."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    markers = ("o", "s", "^", "D", "v")
+    for ax, key, label in (
+        (axes[0], "programming_time_s", "total device time (s, every device in turn)"),
+        (axes[1], "chip_time_s", "chip time (s, row-parallel)"),
+    ):
+        for i, m in enumerate(methods):
+            colour = f"C{i % 10}"
+            for condition, fill in (("adapted", colour), ("deployed", "none")):
+                for j, (hours, point) in enumerate(m["metric"].get(condition, {}).items()):
+                    ax.errorbar(
+                        [m[key]],
+                        [point["mean"]],
+                        yerr=[point["sem"] or 0.0],
+                        marker=markers[j % len(markers)],
+                        color=colour,
+                        markerfacecolor=fill,
+                        capsize=3,
+                        linestyle="none",
+                        label=f"{m['method']}, {condition} {hours} h" if ax is axes[0] else None,
+                    )
+        ax.set(xscale="log", xlabel=label)
+        _sparse_log_ticks(ax.xaxis)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"held-out {metric} (test split)")
+    axes[1].legend(*axes[0].get_legend_handles_labels(), fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
 def _sparse_log_ticks(axis) -> None:
     """Labels at 1, 2 and 5 × 10^k only: over less than a decade matplotlib labels every minor
     tick of a log axis, and the labels run into each other."""

@@ -8,11 +8,16 @@
 - `LearnedProgramming`: a `ProgrammingPolicy` chooses, after each verify read, done, a blind
   burst of SET pulses or RESET; planned on the device model (`planning.py`) and calibrated to
   write-verify's precision (`training.py`).
+- `NetworkAwareProgramming`: blind for every device, verified where the network's objective is
+  sensitive (`sensitivity.py`), within a budget of total device time (`network_aware.py`);
+  planned for a network (`plan_network_aware`), so not among `PROGRAMMING_METHODS`, which
+  `make_method` builds from a name alone.
 """
 
 from pcmmeta.core.programming.base import AbstractProgrammingMethod, ProgramResult
 from pcmmeta.core.programming.cost import ProgrammingCost, counts_energy, counts_time
 from pcmmeta.core.programming.learned import MAX_BURST, LearnedProgramming, ProgrammingPolicy, learned_program
+from pcmmeta.core.programming.network_aware import NetworkAwareProgramming, plan_network_aware
 from pcmmeta.core.programming.planning import make_grid, plan_policy, rule_policy, transition_kernels
 from pcmmeta.core.programming.policy_info import POLICY_FORMAT, PolicyInfo, device_fingerprint
 from pcmmeta.core.programming.single_shot import SingleShot, single_shot
@@ -49,6 +54,8 @@ __all__ = [
     "LearnedProgramming",
     "ProgrammingPolicy",
     "learned_program",
+    "NetworkAwareProgramming",
+    "plan_network_aware",
     "make_grid",
     "plan_policy",
     "rule_policy",

@@ -44,5 +44,12 @@ class AbstractProgrammingMethod(eqx.Module):
         are reported), else None."""
         return None
 
+    def conductances(
+        self, layers: dict[str, Float[Array, "2 ..."]], device: AbstractPCMDevice
+    ) -> dict[str, Float[Array, "2 ..."]]:
+        """The conductances (µS) to program for a network's layers, each (2, …) with G⁺ at 0:
+        the trained ones; a method may choose others that give the same weights (G⁺ − G⁻)."""
+        return layers
+
     @abc.abstractmethod
     def program(self, key: PRNGKeyArray, device: AbstractPCMDevice, target: Float[Array, " n"]) -> ProgramResult: ...

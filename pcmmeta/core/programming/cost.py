@@ -7,7 +7,11 @@ depends on them is reported with them, and every command takes other values.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import equinox as eqx
+import numpy as np
 from jaxtyping import Array, Float
 
 
@@ -39,3 +43,20 @@ def counts_time(cost: ProgrammingCost, result) -> Float[Array, "..."]:
 def counts_energy(cost: ProgrammingCost, result) -> Float[Array, "..."]:
     """Per-device programming energy (pJ) of a `ProgramResult`; the initial RESET is included."""
     return cost.energy_pj(result.set_pulses, result.resets + 1, result.reads)
+
+
+def row_parallel_time(per_device_s: np.ndarray, layer_shapes: Sequence[tuple[int, ...]]) -> float:
+    """Chip time (s) when every word line is programmed in one go: all devices of a crossbar
+    row are pulsed and read together, so a row costs its slowest device, and rows follow one
+    another. `per_device_s` is flat over the layers in order, each layer (2, rows, …): G⁺ and
+    G⁻ of a weight sit on the same row (docs/chip-bridge.md's crossbar layout)."""
+    total, start = 0.0, 0
+    per_device_s = np.asarray(per_device_s, np.float64)
+    for shape in layer_shapes:
+        size = math.prod(shape)
+        layer = per_device_s[start : start + size].reshape(shape[0], shape[1], -1)  # (2, rows, cols)
+        total += float(np.sum(np.max(layer, axis=(0, 2))))
+        start += size
+    if start != per_device_s.size:
+        raise ValueError(f"layer shapes hold {start} devices, the times {per_device_s.size}")
+    return total
