@@ -63,9 +63,11 @@ def plan_network_aware_for(
     max_pulses: int = 100,
     cost: ProgrammingCost = ProgrammingCost(),
     seed: int = 0,
+    lower_body: bool = True,
 ) -> tuple[NetworkAwareProgramming, NetworkAwarePlan]:
-    """The network-aware method for this trained network (module docstring); a budget that does
-    not cover blind programming is a `UserInputError` naming `--budget`."""
+    """The network-aware method for this trained network (module docstring; `lower_body`: the
+    body's pairs lowered to the same weights); a budget that does not cover blind programming
+    is a `UserInputError` naming `--budget`."""
     key = seed_key(seed)
     names = network.layer_names
     device = exp.meta.device
@@ -73,7 +75,7 @@ def plan_network_aware_for(
     sensitivity = jax.jit(lambda n, k, t: conductance_sensitivity(n, k, t, exp.validation_family, exp.meta))(
         network, jax.random.fold_in(key, 1), tasks
     )
-    lowered = tuple(n for n in names if n not in network.head)
+    lowered = tuple(n for n in names if n not in network.head) if lower_body else ()
     layers = {n: lowered_pair(network.layers[n], device.g_min) if n in lowered else network.layers[n] for n in names}
     flat = np.concatenate([np.asarray(layers[n]).ravel() for n in names])
     trained = np.concatenate([np.asarray(network.layers[n]).ravel() for n in names])
