@@ -286,8 +286,12 @@ def test_without_drift_or_read_noise_mse_is_the_same_at_every_hour(deployed):
         (["drift-eval", "--hours", "1,-5"], "--hours: times must be > 0 and ≤ 1e+07 h, got -5"),
         (
             ["deploy", "--method", "magic"],
-            "--method: must be write-verify, write-verify-set-on-flat, write-verify-burst, single-shot, learned",
+            "--method: must be write-verify, write-verify-set-on-flat, write-verify-burst, single-shot, learned, network-aware",
         ),
+        (["deploy", "--budget", "0.5"], "--budget: only used with --method network-aware or --compare"),
+        (["deploy", "--seeds", "2"], "--seeds: only used with --compare"),
+        (["deploy", "--tasks", "20"], "--tasks: only used with --compare"),
+        (["deploy", "--hours", "1"], "--hours: only used with --compare"),
     ],
 )
 def test_bad_chip_arguments(deployed, args, message):
@@ -396,4 +400,26 @@ def test_a_folder_where_the_deployed_array_belongs_is_named_before_any_work(depl
     (copy / "deployed.eqx").mkdir()
     result = invoke("deploy", "--run", copy)
     assert result.exit_code == 2 and "deployed.eqx: is a folder where the deployed array belongs" in result.output
+    for command in (["adapt"], ["drift-eval", "--tasks", 2]):  # named as damage, not "not deployed yet"
+        result = invoke(*command, "--run", copy)
+        assert result.exit_code == 2 and "deployed.eqx: is a folder or a broken link" in result.output, result.output
     assert not (copy / "deploy.json").exists() or (copy / "deploy.json").read_bytes() == (run_dir / "deploy.json").read_bytes()
+
+
+def test_network_aware_deploy_keeps_its_budget_and_refuses_one_below_blind_programming(deployed, tmp_path):
+    import shutil
+
+    _, _, run_dir, _ = deployed
+    copy = shutil.copytree(run_dir, tmp_path / run_dir.name)  # the module's run keeps its array
+    result = invoke("deploy", "--run", copy, "--method", "network-aware", "--budget", 0.2, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    plan = report["plan"]
+    assert report["method"] == "network-aware" and plan["budget_fraction"] == 0.2
+    assert plan["blind_s"] <= report["programming_time_s"] <= plan["budget_s"]
+    assert plan["budget_s"] == pytest.approx(0.2 * plan["write_verify_expected_s"])
+    assert 0 < report["verify_reads_mean"] < 1  # some devices verified, most blind
+    assert json.loads((copy / "deploy.json").read_text())["plan"] == plan
+    result = invoke("deploy", "--run", copy, "--method", "network-aware", "--budget", 0.001)
+    assert result.exit_code == 2
+    assert "--budget 0.001" in result.output and "does not cover programming every device blind" in result.output

@@ -150,3 +150,61 @@ def test_row_parallel_time_is_the_sum_over_rows_of_the_slowest_device():
     assert row_parallel_time(flat, [a.shape, b.shape]) < flat.sum()
     with pytest.raises(ValueError):
         row_parallel_time(flat[:-1], [a.shape, b.shape])
+
+
+def test_a_million_devices_at_their_worst_case_never_take_the_total_over_the_budget():
+    """float32 sums of a million devices' times drift by many ulps; the admission keeps the
+    exact (float64) total within the budget anyway."""
+    n = 1_000_000
+    for draw in range(3):
+        blind = jax.random.uniform(jax.random.key(draw), (n,), minval=1e-7, maxval=3e-7)
+        worst = 25e-6
+        verified_s = jnp.full((n,), worst)  # every verification as expensive as it can be
+        budget = float(np.sum(np.asarray(blind, np.float64))) + 0.37 * n * 1e-6
+        order = jax.random.permutation(jax.random.key(10 + draw), n).astype(jnp.int32)
+        chosen = np.asarray(admitted(order, blind, verified_s, budget, worst))
+        blind64 = np.asarray(blind, np.float64)
+        total = blind64.sum() + (np.asarray(verified_s, np.float64) - blind64)[chosen].sum()
+        assert total <= budget
+        assert chosen.sum() > 0.99 * 0.37 * n * 1e-6 / worst  # and the budget is used, not hoarded
+
+
+def test_devices_whose_precision_saves_nothing_are_never_verified():
+    device = Nandakumar2018()
+    target = jnp.full((50,), 5.0)
+    sensitivity = jnp.zeros((50,)).at[:10].set(1.0)  # 40 devices the network ignores
+    method = plan_network_aware(jax.random.key(0), device, target, sensitivity, 1.0)  # a budget for all
+    assert sorted(np.asarray(method.order).tolist()) == list(range(10))
+    result = method.program(jax.random.key(1), device, target)
+    assert np.all(np.asarray(result.reads)[10:] == 0) and np.all(np.asarray(result.reads)[:10] > 0)
+
+
+def test_sensitivity_takes_one_task_per_chip_even_where_training_shared_chips():
+    exp = build_experiment(tiny_recipe(maml__tasks_per_chip=2))
+    tasks = sample_compiled(exp.validation_family, jax.random.key(1), 3)
+    s = conductance_sensitivity(exp.network, jax.random.key(2), tasks, exp.validation_family, exp.meta)
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in s.values())
+    assert float(np.asarray(s["out"]).mean()) > 0
+
+
+def test_the_plan_chooses_on_validation_tasks_never_on_the_test_tasks_it_is_scored_on(monkeypatch):
+    """For the sinusoid every split draws from one distribution: with the same seed the
+    validation stream would be the test tasks themselves."""
+    from pcmmeta.experiment import programming_comparison as service
+    from pcmmeta.experiment.chip import drift_tasks
+
+    exp = build_experiment(tiny_recipe())
+    drawn = []
+    real = service.held_out_tasks
+
+    def spy(exp, n, seed=None, split="test"):
+        tasks, key = real(exp, n, seed, split)
+        drawn.append((split, tasks))
+        return tasks, key
+
+    monkeypatch.setattr(service, "held_out_tasks", spy)
+    service.plan_network_aware_for(exp, exp.network, 1.0)
+    ((split, tasks),) = drawn
+    assert split == "validation"
+    test = drift_tasks(exp, len(tasks.params), 0)  # what `deploy --compare` and drift-eval score on
+    assert not np.allclose(np.asarray(tasks.params), np.asarray(test.params))

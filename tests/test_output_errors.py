@@ -162,3 +162,13 @@ def test_the_probe_leaves_the_folder_and_an_existing_file_as_they_were(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
     assert (tmp_path / "out.csv").read_text() == "kept"
     assert os.stat(tmp_path / "out.csv").st_mtime_ns == before.st_mtime_ns
+
+
+def test_a_run_folder_that_refuses_new_files_is_found_before_the_work(tmp_path, unwritable):
+    from pcmmeta.io.writable import check_folder_writable
+
+    check_folder_writable(tmp_path)  # a writable folder passes and keeps nothing
+    assert list(tmp_path.iterdir()) == []
+    unwritable(tmp_path)
+    with pytest.raises(OutputError, match="cannot write there: Read-only file system; nothing was done"):
+        check_folder_writable(tmp_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -124,10 +125,10 @@ def _positive_finite(value: float) -> float:
     return value
 
 
-def _input_path(value: str) -> Path:
+def _input_path(value: str | Path) -> Path:
     """typer parser of a file or folder to read: an empty value would become '.' (the current
     folder) and be answered about '.', not about the flag."""
-    if value == "":
+    if str(value).strip() == "":  # (a default arrives as a Path)
         raise typer.BadParameter("empty: give a file or folder name")
     return Path(value)
 
@@ -137,6 +138,18 @@ def _name_or_path(value: str) -> str:
     if value == "":
         raise typer.BadParameter("empty: give a built-in name or a path")
     return value
+
+
+def _output_path(value: str | Path) -> Path:
+    """typer parser of a file to write: a name that ends in a separator names a folder (as a
+    Path it would lose the separator and become a file of that name)."""
+    if isinstance(value, Path):  # a default: a file name already
+        return value
+    if value.strip() == "":
+        raise typer.BadParameter("empty: expected a file name")
+    if value.endswith(("/", os.sep)):
+        raise typer.BadParameter(f"{safe_text(value, 80)}: ends in '/', a folder; expected a file name")
+    return Path(value)
 
 
 def _png_path(param: typer.CallbackParam, value: Optional[Path]) -> Optional[Path]:
@@ -160,7 +173,18 @@ def _output_file(param: typer.CallbackParam, value: Optional[Path]) -> Optional[
         raise typer.BadParameter("empty or '.' (the current folder): expected a file name")
     if value.is_dir():
         raise typer.BadParameter(f"{safe_text(str(value), 80)}: is a folder, expected a file name")
+    if value.exists() and not value.is_file():  # a device or pipe would be replaced by a file
+        raise typer.BadParameter(
+            f"{safe_text(str(value), 80)}: not a regular file (a device or pipe?); expected a file name"
+        )
+    from pcmmeta.io.runs import run_file_owner
     from pcmmeta.io.writable import check_writable
+
+    owner = run_file_owner(value)
+    if owner is not None and value.exists():
+        raise typer.BadParameter(
+            f"{safe_text(str(value), 80)}: a file of the run {safe_text(str(owner), 80)} (pcmmeta keeps it); give another name"
+        )
 
     check_writable(
         value, param.opts[0] if param.opts else None
@@ -219,7 +243,7 @@ def fit_device_cmd(
             show_default=False,
         ),
     ],
-    out: Annotated[Path, typer.Option(callback=_output_file, help="Device YAML to write.")] = Path(
+    out: Annotated[Path, typer.Option(callback=_output_file, parser=_output_path, help="Device YAML to write.")] = Path(
         "fitted-device.yaml"
     ),
     prior: Annotated[
@@ -246,10 +270,14 @@ def fit_device_cmd(
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of the bootstrap.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimates as JSON instead of a table.")] = False,
     plot: Annotated[
-        Optional[Path], typer.Option(callback=_png_path, help="Write a PNG of data and fitted model.")
+        Optional[Path],
+        typer.Option(callback=_png_path, parser=_output_path, help="Write a PNG of data and fitted model."),
     ] = None,
 ) -> None:
     """Fit the PCM device model to measurement CSVs and write a device YAML."""
+    _not_an_input("--out", out, data)
+    _not_an_input("--plot", plot, data)
+    _no_copies(data)
     from pcmmeta.experiment.fit import fit_device
     from pcmmeta.io.measurements import read_measurements
 
@@ -306,7 +334,7 @@ def fit_device_cmd(
 
 @app.command("simulate-measurements")
 def simulate_measurements_cmd(
-    out: Annotated[Path, typer.Option(callback=_output_file, help="CSV to write.")] = Path(
+    out: Annotated[Path, typer.Option(callback=_output_file, parser=_output_path, help="CSV to write.")] = Path(
         "simulated-measurements.csv"
     ),
     devices: Annotated[int, typer.Option(min=2, help="Number of simulated devices.")] = 200,
@@ -514,6 +542,8 @@ def _parse_sets(items: list[str]) -> dict:
             out[key] = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             fail(f"--set {item!r}: the value is not a YAML value (quote a string with spaces or colons)")
+        except ValueError:  # an integer of more digits than Python reads (4,300)
+            fail(f"--set {key}: an integer of {len(text.strip()):,} digits is not a value a recipe takes")
         if out[key] is None:
             fail(f"--set {key}: empty value; give one, e.g. --set {key}=…")
     return out
@@ -541,6 +571,35 @@ def _figure_table(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
+def _not_an_input(flag: str, out: Optional[Path], inputs) -> None:
+    """One line (exit 2) when the output `out` is one of the `inputs` (the same file under any
+    name): writing it would destroy what the command reads."""
+    if out is None or not out.exists():
+        return
+    for given in inputs:
+        if given is not None and Path(given).exists() and os.path.samefile(out, given):
+            fail(f"{flag} {out}: is an input of this command ({given}); give another file name")
+
+
+def _no_copies(files: list[Path]) -> None:
+    """One line (exit 2) when two measurement files hold the same bytes: one measurement under
+    two names, which a fit would count twice as if it were two."""
+    import hashlib
+
+    seen: dict[tuple[int, str], Path] = {}
+    for path in files:
+        if not path.is_file():
+            continue  # the reader names what is wrong with it
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        key = (path.stat().st_size, digest.hexdigest())
+        if key in seen:
+            fail(f"{path}: the same bytes as {seen[key]}: one measurement given twice; give each file once")
+        seen[key] = path
+
+
 def _load_trained(run: Optional[Path], runs_dir: Path):
     from pcmmeta.experiment.train import load_run
     from pcmmeta.io.runs import resolve_run
@@ -557,6 +616,10 @@ def _load_deployed(run: Optional[Path], runs_dir: Path):
 
     run_dir, exp, network = _load_trained(run, runs_dir)
     path = run_dir / "deployed.eqx"
+    if path.is_dir() or path.is_symlink() and not path.exists():
+        fail(
+            f"{path}: is a folder or a broken link where the deployed array belongs (a damaged run?); remove it and deploy again"
+        )
     if not path.is_file():
         fail(
             f"{run_dir}: not deployed yet; run `pcmmeta deploy --run {run_dir}` first (or, with a chip of your own, `pcmmeta import-chip MEASURED.csv --run {run_dir}`)"
@@ -565,11 +628,24 @@ def _load_deployed(run: Optional[Path], runs_dir: Path):
     return run_dir, exp, network, array
 
 
+#: The longest duration the cost model takes for one pulse or read, ns (a second): beyond it, a
+#: typo (and inf or nan would make every time in the report null).
+MAX_OPERATION_NS = 1e9
 SetNsOption = Annotated[
-    float, typer.Option("--set-ns", min=0.0, help="Duration of one SET pulse, ns (cost model, docs/programming.md).")
+    float,
+    typer.Option(
+        "--set-ns",
+        min=0.0,
+        max=MAX_OPERATION_NS,
+        help="Duration of one SET pulse, ns (cost model, docs/programming.md).",
+    ),
 ]
-ResetNsOption = Annotated[float, typer.Option("--reset-ns", min=0.0, help="Duration of one RESET pulse, ns.")]
-ReadNsOption = Annotated[float, typer.Option("--read-ns", min=0.0, help="Duration of one verify read, ns.")]
+ResetNsOption = Annotated[
+    float, typer.Option("--reset-ns", min=0.0, max=MAX_OPERATION_NS, help="Duration of one RESET pulse, ns.")
+]
+ReadNsOption = Annotated[
+    float, typer.Option("--read-ns", min=0.0, max=MAX_OPERATION_NS, help="Duration of one verify read, ns.")
+]
 ToleranceOption = Annotated[
     float, typer.Option(callback=_positive_finite, help="Write-verify tolerance, µS (≈ read noise at mid-range), > 0.")
 ]
@@ -625,6 +701,7 @@ def learn_programming_cmd(
         Optional[Path],
         typer.Option(
             callback=_output_file,
+            parser=_output_path,
             help="Policy file to write (default: the cache that `deploy --method learned` reads).",
         ),
     ] = None,
@@ -746,13 +823,14 @@ def deploy_cmd(
         ),
     ] = "write-verify",
     budget: Annotated[
-        float,
+        Optional[float],
         typer.Option(
             min=0.0,
             max=10.0,
-            help="network-aware: total device time allowed, as a fraction of plain write-verify's expected total on the run's conductances.",
+            help="network-aware (and --compare): total device time allowed, as a fraction of plain write-verify's expected total on the run's conductances [default: 0.1].",
+            show_default=False,
         ),
-    ] = 0.1,
+    ] = None,
     tolerance: ToleranceOption = 0.5,
     max_pulses: MaxPulsesOption = 100,
     policy: Annotated[
@@ -777,12 +855,29 @@ def deploy_cmd(
     ] = False,
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of the programming noise.")] = 0,
     seeds: Annotated[
-        int, typer.Option(min=1, max=10, help="--compare: programming seeds per method (seed, seed + 1, …).")
-    ] = 3,
+        Optional[int],
+        typer.Option(
+            min=1,
+            max=10,
+            help="--compare: programming seeds per method (seed, seed + 1, …) [default: 3].",
+            show_default=False,
+        ),
+    ] = None,
     tasks: Annotated[
-        int, typer.Option(min=2, max=MAX_TASKS, help="--compare: held-out test tasks per condition and time.")
-    ] = 100,
-    hours: Annotated[str, typer.Option(help="--compare: times since deployment, h, comma-separated.")] = "1,720",
+        Optional[int],
+        typer.Option(
+            min=2,
+            max=MAX_TASKS,
+            help="--compare: held-out test tasks per condition and time [default: 100].",
+            show_default=False,
+        ),
+    ] = None,
+    hours: Annotated[
+        Optional[str],
+        typer.Option(
+            help="--compare: times since deployment, h, comma-separated [default: 1,720].", show_default=False
+        ),
+    ] = None,
     set_ns: SetNsOption = 50.0,
     reset_ns: ResetNsOption = 50.0,
     read_ns: ReadNsOption = 200.0,
@@ -791,6 +886,7 @@ def deploy_cmd(
         Optional[Path],
         typer.Option(
             callback=_png_path,
+            parser=_output_path,
             help="PNG: target vs programmed and pulse-count histogram (with --compare: the held-out metric vs total device time and vs row-parallel chip time, per method).",
         ),
     ] = None,
@@ -807,7 +903,14 @@ def deploy_cmd(
     names = [*PROGRAMMING_METHODS, NETWORK_AWARE]
     if method not in names:
         fail(f"--method: must be {', '.join(names)}, got {method!r}")
-    hour_list = _parse_hours(hours) if compare else []
+    if budget is not None and method != NETWORK_AWARE and not compare:
+        fail("--budget: only used with --method network-aware or --compare")
+    for flag, value in (("--seeds", seeds), ("--tasks", tasks), ("--hours", hours)):
+        if value is not None and not compare:
+            fail(f"{flag}: only used with --compare")
+    budget = 0.1 if budget is None else budget
+    hour_list = _parse_hours(hours or "1,720") if compare else []
+    seeds, tasks = seeds or 3, tasks or 100
     if policy is not None and method != "learned" and not compare:
         fail("--policy: only used with --method learned or --compare")
     cost = _cost(set_ns, reset_ns, read_ns)
@@ -994,12 +1097,14 @@ def adapt_cmd(
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     plot: Annotated[
-        Optional[Path], typer.Option(callback=_png_path, help="PNG of the task before and after adaptation.")
+        Optional[Path],
+        typer.Option(callback=_png_path, parser=_output_path, help="PNG of the task before and after adaptation."),
     ] = None,
     plan: Annotated[
         Optional[Path],
         typer.Option(
             callback=_output_file,
+            parser=_output_path,
             help="Write the SET pulses the rule chooses to this CSV (layer,row,col,sign,pulses) for a lab to apply, instead of applying them (docs/chip-bridge.md).",
         ),
     ] = None,
@@ -1007,6 +1112,8 @@ def adapt_cmd(
     """Adapt the deployed array to one new task with the recipe's inner rule on the head."""
     from pcmmeta.experiment.chip import adapt
 
+    _not_an_input("--plan", plan, [support])
+    _not_an_input("--plot", plot, [support])
     if plan is not None and (plot is not None or energy_pj is not None):
         fail(
             f"{'--plot' if plot is not None else '--energy-pj'}: not used with --plan (nothing is applied); leave it out"
@@ -1018,6 +1125,9 @@ def adapt_cmd(
                 f"{' and '.join(given)}: not used with --support (the task and its support examples are the file's); leave {'them' if len(given) > 1 else 'it'} out"
             )
     run_dir, exp, network, array = _load_deployed(run, runs_dir)
+    from pcmmeta.io.writable import check_folder_writable
+
+    check_folder_writable(run_dir)  # the adapted array or the plan's record goes there: fail before the work
     _warn_beyond_training(steps, exp)
     if plan is not None:
         _adapt_plan(run_dir, exp, network, array, plan, steps, at_hours, task_seed, shots, support, seed, as_json)
@@ -1129,12 +1239,18 @@ def _adapt_plan(run_dir, exp, network, array, plan, steps, at_hours, task_seed, 
     )
 
 
+#: Times one drift-eval (or deploy --compare) evaluates: each is a full evaluation per condition.
+MAX_HOUR_COUNT = 100
+
+
 def _parse_hours(text: str) -> list[float]:
     import math
 
     parts = [p.strip() for p in text.split(",")]
     if parts == [""]:
         fail("--hours: give at least one time, e.g. --hours 1,24,720")
+    if len(parts) > MAX_HOUR_COUNT:  # each time is a full evaluation of every condition
+        fail(f"--hours: {len(parts):,} times; give at most {MAX_HOUR_COUNT}, e.g. --hours 1,24,720")
     if "" in parts:  # "1,,2" or "1,24,": a typo, not a request for fewer times
         fail(f"--hours: empty item in {text!r}; give times separated by single commas, e.g. --hours 1,24,720")
     hours = []
@@ -1164,11 +1280,16 @@ def drift_eval_cmd(
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed of tasks, reads and pulses.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     csv_path: Annotated[
-        Optional[Path], typer.Option("--csv", callback=_output_file, help="Write the results as CSV.")
+        Optional[Path],
+        typer.Option("--csv", callback=_output_file, parser=_output_path, help="Write the results as CSV."),
     ] = None,
     plot: Annotated[
         Optional[Path],
-        typer.Option(callback=_png_path, help="PNG of the metric vs time (log axis), one line per condition."),
+        typer.Option(
+            callback=_png_path,
+            parser=_output_path,
+            help="PNG of the metric vs time (log axis), one line per condition.",
+        ),
     ] = None,
 ) -> None:
     """The deployed network's held-out metric as its conductances drift, with and without
@@ -1177,6 +1298,9 @@ def drift_eval_cmd(
 
     hour_list = _parse_hours(hours)
     run_dir, exp, network, array = _load_deployed(run, runs_dir)
+    from pcmmeta.io.writable import check_folder_writable
+
+    check_folder_writable(run_dir)  # drift.json goes there: an unwritable run fails now, not after the table
     _warn_beyond_training(steps, exp)
     n_steps = steps if steps is not None else exp.meta.rule.steps
     from pcmmeta.experiment.memory import estimate_evaluation_memory, refuse_if_too_large
@@ -1446,7 +1570,8 @@ def report_cmd(
     ] = None,
     runs_dir: RunsDirOption = Path("runs"),
     out: Annotated[
-        Optional[Path], typer.Option(callback=_output_file, help="HTML file to write [default: RUN/report.html].")
+        Optional[Path],
+        typer.Option(callback=_output_file, parser=_output_path, help="HTML file to write [default: RUN/report.html]."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what the page holds as JSON.")] = False,
 ) -> None:

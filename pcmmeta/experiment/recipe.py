@@ -202,7 +202,7 @@ def load_recipe(path: str | Path, overrides: dict | None = None) -> dict:
     origin = str(path)
     if overrides:
         user = with_overrides(user, overrides)
-        origin += " with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+        origin += " with " + ", ".join(f"{k}={safe_text(str(v), 40)}" for k, v in overrides.items())
     recipe = validate(user, origin)
     device = recipe["device"]
     if device.endswith((".yaml", ".yml")):

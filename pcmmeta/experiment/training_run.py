@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from pcmmeta.errors import UserInputError
+from pcmmeta.errors import UserInputError, safe_text
 from pcmmeta.experiment.memory import check_dataset_memory
 from pcmmeta.experiment.recipe import load_recipe, load_run_recipe
 from pcmmeta.experiment.train import (
@@ -113,7 +113,7 @@ def prepare_run(
         if recipe is None:
             raise UserInputError("give a recipe (e.g. recipes/sine-quick.yaml), or --resume")
         recipe_dict = load_recipe(recipe, overrides)
-        origin = str(recipe) + ("".join(f" --set {k}={v}" for k, v in overrides.items()) if overrides else "")
+        origin = str(recipe) + "".join(f" --set {k}={safe_text(str(v), 40)}" for k, v in (overrides or {}).items())
     check_dataset_memory(recipe_dict, origin)  # the built-in glyphs are generated while the experiment is built
     experiment = build_experiment(recipe_dict, check_memory=origin)
     finished = False

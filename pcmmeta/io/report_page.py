@@ -600,7 +600,11 @@ def _comparison_section(run: _Run) -> _Section:
     metric_name = body.get("metric") if isinstance(body.get("metric"), str) else "metric"
     for label, cells in _metric_rows(methods, str(metric_name)):
         rows.append([esc(label)] + cells)
-    info = [(k, esc(number_text(body[k]))) for k in ("seed",) if k in body]
+    info = [
+        (k, esc(number_text(body[k])))
+        for k in ("seed", "seeds", "tasks", "hours", "split")
+        if k in body and not isinstance(body[k], dict)
+    ]
     parts = [key_table(info)] if info else []
     parts.append(table(header, rows, "comparison"))
     cost = body.get("cost")
@@ -609,7 +613,7 @@ def _comparison_section(run: _Run) -> _Section:
     png = run.file("programming-comparison.png")
     if png.exists():
         try:
-            parts.append(png_img(read_png(png), "error vs programming time (programming-comparison.png)"))
+            parts.append(png_img(read_png(png), "programming comparison (programming-comparison.png)"))
         except Unreadable as err:
             parts.append(unreadable("programming-comparison.png", err))
     return _Section("present", "".join(parts))

@@ -28,6 +28,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     if path.is_dir():  # os.replace would say only "Is a directory"
         raise UserInputError(f"{path}: is a folder where a file belongs (a damaged run?); remove or rename it")
+    if path.exists() and not path.is_file():  # a device or pipe would be replaced by a file
+        raise UserInputError(f"{path}: not a regular file (a device or pipe?); give a file name")
     tmp = _write_temporary(path, data)
     try:
         os.replace(tmp, path)
@@ -216,8 +218,20 @@ class _StrictLoader(yaml.SafeLoader):
             raise _StrictYAMLError(None, None, "a string holds a NUL character", node.start_mark)
         return value
 
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # Python reads at most 4,300 digits of an integer
+            raise _StrictYAMLError(
+                None,
+                None,
+                f"an integer of {len(str(node.value)):,} digits: not a value a recipe takes",
+                node.start_mark,
+            ) from None
+
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:str", _StrictLoader.construct_yaml_str)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 #: Recipes and device files are small; a bigger file is a mistake (or /dev/zero).
@@ -296,15 +310,46 @@ def check_run_format(run_dir: Path) -> None:
         )
 
 
+#: Files pcmmeta keeps in a run directory (and patterns of them): a command's output flag
+#: must not name one (`drift-eval --csv RUN/deployed.eqx` would destroy the deployed array).
+RUN_FILES = (
+    "recipe.yaml",
+    "run.json",
+    "checkpoint.eqx",
+    "metrics.jsonl",
+    "evaluation.json",
+    "deployed.eqx",
+    "deploy.json",
+    "drift.json",
+    "programming-comparison.json",
+)
+RUN_FILE_PREFIXES = ("adapted-", "plan-")
+
+
+def run_file_owner(path: Path) -> Path | None:
+    """The run directory whose own file `path` names (`RUN_FILES`, `adapted-*`, `plan-*.json`),
+    else None."""
+    path = Path(path)
+    folder = path.parent
+    if not (folder / "recipe.yaml").is_file():
+        return None
+    own = path.name in RUN_FILES or (path.name.startswith(RUN_FILE_PREFIXES) and path.suffix in (".eqx", ".json"))
+    return folder if own else None
+
+
 def set_latest(run_dir: Path) -> None:
     atomic_write_text(run_dir.parent / LATEST, run_dir.name + "\n")
 
 
 def check_latest_writable(runs_root: Path) -> None:
-    """`OutputError` when `runs_root/LATEST` exists but cannot be replaced (read-only,
-    immutable): checked before a run directory is made, so a run that could never become the
-    latest leaves nothing behind."""
+    """`OutputError` when `runs_root/LATEST` exists but cannot be replaced (immutable), a
+    `UserInputError` when it is a folder: checked before a run directory is made, so a run that
+    could never become the latest leaves nothing behind."""
     pointer = Path(runs_root) / LATEST
+    if pointer.is_dir():
+        raise UserInputError(
+            f"{pointer}: is a folder where the latest run's name belongs (a damaged runs folder?); remove it"
+        )
     if pointer.is_file():
         check_writable(pointer)
 

@@ -4,6 +4,7 @@ leaves nothing behind. Light on purpose: the CLI checks its flags with it before
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -14,8 +15,8 @@ from pcmmeta.errors import OutputError
 def check_writable(path: Path, flag: str | None = None) -> None:
     """`OutputError` naming `path` (and the flag that gave it) when a file cannot be written
     there: its folder refuses a new file (outputs are written beside it and renamed into
-    place), or the file exists and refuses changes. The probe file is removed at once; an
-    existing file is opened for append, which changes no byte."""
+    place), or the file exists and refuses to be replaced (immutable). The probe file is
+    removed at once; an existing file is opened for append, which changes no byte."""
     path = Path(path)
     given = f"{flag} " if flag else ""
     try:
@@ -23,7 +24,24 @@ def check_writable(path: Path, flag: str | None = None) -> None:
         os.close(fd)
         os.unlink(probe)
         if path.is_file():
-            with open(path, "ab"):
-                pass
+            try:
+                with open(path, "ab"):
+                    pass
+            except PermissionError as err:
+                # a read-only file (EACCES) in a writable folder is replaced by the rename all
+                # outputs are written with; an immutable one (EPERM) refuses even that
+                if err.errno != errno.EACCES:
+                    raise
     except OSError as err:
         raise OutputError(f"{given}{path}: cannot write: {err.strerror}; nothing was done") from None
+
+
+def check_folder_writable(folder: Path) -> None:
+    """`OutputError` naming `folder` when a new file cannot be made there (a run directory a
+    command writes its results into): found before the work, not after it."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".pcmmeta-", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputError(f"{folder}: cannot write there: {err.strerror}; nothing was done") from None

@@ -31,6 +31,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from pcmmeta.core.devices import AbstractPCMDevice
@@ -63,25 +64,44 @@ def worst_case_s(cost: ProgrammingCost, max_pulses: int) -> float:
     return cost.reset_s + max_pulses * max(cost.set_s, cost.reset_s) + (max_pulses + 1) * cost.read_s
 
 
+def _compensated_sum(values: Float[Array, " n"]) -> Float[Array, ""]:
+    """Σ values in float32 with Kahan's compensation: an error of a few ulps of the sum, not
+    the n ulps a plain running sum of a million devices' times can reach."""
+
+    def step(carry, x):
+        total, c = carry
+        y = x - c
+        t = total + y
+        return (t, (t - total) - y), None
+
+    (total, _), _ = jax.lax.scan(step, (jnp.zeros((), values.dtype), jnp.zeros((), values.dtype)), values)
+    return total
+
+
 def admitted(
-    order: Int[Array, " n"],
+    order: Int[Array, " m"],
     blind_s: Float[Array, " n"],
     verified_s: Float[Array, " n"],
     budget_s: float,
     worst_s: float,
 ) -> Bool[Array, " n"]:
     """Which devices are verified. Blind programming of every device is paid first; then, in
-    `order`, a device is verified if the budget left covers its worst case (`worst_s` − its blind
-    cost), and its actual extra time (`verified_s` − `blind_s`) is spent."""
-    left0 = budget_s - jnp.sum(blind_s)
-    margin = 1e-5 * budget_s  # float32 accounting: a device is never admitted on rounding alone
+    `order` (the devices worth verifying, m ≤ n), a device is verified if the budget left covers
+    its worst case (`worst_s` − its blind cost), and its actual extra time (`verified_s` −
+    `blind_s`) is spent. Sums are compensated and a margin of 1e-5 of the budget is kept, so
+    float32 rounding cannot admit a device the exact sums would refuse."""
+    margin = 1e-5 * budget_s
+    left0 = jnp.float32(budget_s) - _compensated_sum(blind_s)
 
-    def step(left, i):
+    def step(carry, i):
+        left, c = carry  # the budget left, with its Kahan compensation
         take = left - margin >= worst_s - blind_s[i]
-        return left - jnp.where(take, verified_s[i] - blind_s[i], 0.0), take
+        y = -jnp.where(take, verified_s[i] - blind_s[i], 0.0) - c
+        t = left + y
+        return (t, (t - left) - y), take
 
-    _, taken = jax.lax.scan(step, left0, order)
-    return jnp.zeros(order.shape, bool).at[order].set(taken)
+    _, taken = jax.lax.scan(step, (left0, jnp.zeros((), left0.dtype)), order)
+    return jnp.zeros(blind_s.shape, bool).at[order].set(taken)
 
 
 class NetworkAwareProgramming(AbstractProgrammingMethod):
@@ -89,7 +109,7 @@ class NetworkAwareProgramming(AbstractProgrammingMethod):
     (module docstring). Build it with `plan_network_aware`."""
 
     name: ClassVar[str] = "network-aware"
-    order: Int[Array, " n"]  # devices (flat, in layer order) by priority of verification, highest first
+    order: Int[Array, " m"]  # the devices worth verifying (flat index, layer order), highest priority first
     budget_s: float = eqx.field(static=True)  # total device time allowed, s
     tolerance: float = eqx.field(static=True, default=0.5)  # µS, of the verified devices
     max_pulses: int = eqx.field(static=True, default=100)  # per verified device, SET + RESET
@@ -183,8 +203,8 @@ def plan_network_aware(
     lowered: tuple[str, ...] = (),
     draws: int = 4,
 ) -> NetworkAwareProgramming:
-    """The method for these (already lowered) flat targets and their sensitivities: devices
-    ranked by `priority` from `draws` simulations. `ValueError` when `budget_s` does not cover
+    """The method for these (already lowered) flat targets and their sensitivities: the devices
+    whose verification is expected to save loss, ranked by `priority` from `draws` simulations. `ValueError` when `budget_s` does not cover
     programming every device blind (known exactly: the pulse counts follow from the targets)."""
     expected = expectation(key, device, target, tolerance, max_pulses, cost, draws)
     blind_total = float(jnp.sum(expected.blind_s))
@@ -195,5 +215,8 @@ def plan_network_aware(
     rank = priority(
         sensitivity, expected.blind_error2, expected.verified_error2, expected.blind_s, expected.verified_s, cost
     )
-    order = jnp.argsort(-rank, stable=True).astype(jnp.int32)
-    return NetworkAwareProgramming(order, float(budget_s), tolerance, max_pulses, cost, tuple(lowered))
+    order = np.argsort(-np.asarray(rank), kind="stable")
+    order = order[np.asarray(rank)[order] > 0]  # no time on devices whose precision saves nothing
+    return NetworkAwareProgramming(
+        jnp.asarray(order, jnp.int32), float(budget_s), tolerance, max_pulses, cost, tuple(lowered)
+    )

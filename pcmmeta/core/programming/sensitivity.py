@@ -6,7 +6,8 @@ the meta-objective with respect to the conductances,
     s_i = E_tasks[(∂L_task/∂g_i)²]   (µS⁻² in the loss's units squared),
 
 where L_task is one task's query loss after the inner adaptation on the chip: the quantity
-MAML minimises, differentiated through the same device model (`maml.outer_loss` with one task).
+MAML minimises, differentiated through the same device model (`maml.batch_results`, one task
+on its own chip).
 A programming error δ_i on device i then costs about ½·s_i·δ_i² of expected loss, so
 `s_i · E[δ_i²]` ranks what imprecision on each device costs the network.
 """
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from pcmmeta.core.maml import MetaConfig, outer_loss
+from pcmmeta.core.maml import MetaConfig, batch_results
 from pcmmeta.core.networks import AbstractNetwork
 from pcmmeta.core.tasks import AbstractTaskFamily, TaskBatch
 
@@ -36,7 +37,8 @@ def conductance_sensitivity(
 
         def loss(layers):
             net = eqx.tree_at(lambda m: m.layers, network, layers)
-            return outer_loss(net, task_key, single, family, cfg)[0]
+            # one task on its own chip, whatever `cfg.tasks_per_chip` meta-training shared
+            return jnp.mean(batch_results(net, task_key, single, family, cfg, tasks_per_chip=1).loss_after)
 
         grad = jax.grad(loss)(dict(network.layers))
         return {name: g**2 for name, g in grad.items()}

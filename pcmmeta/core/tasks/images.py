@@ -132,11 +132,13 @@ class FewShotImages(AbstractTaskFamily):
             n_classes = part.shape[0] * (4 if section["rotations"] else 1)
             if n_classes < section["ways"]:
                 raise UserInputError(
-                    f"{label}: {n_classes} classes in a split, a {section['ways']}-way task needs at least {section['ways']}"
+                    f"'task.ways' = {section['ways']}: {label} has {n_classes} classes in a split, "
+                    f"a {section['ways']}-way task needs at least {section['ways']}; reduce task.ways"
                 )
             if part.shape[1] < need:
                 raise UserInputError(
-                    f"{label}: {part.shape[1]} drawings per class, a task needs {need} (shots + queries)"
+                    f"'task.shots' + 'task.queries' = {need}: {label} has {part.shape[1]} drawings per class, "
+                    "a task needs that many of each of its classes; reduce task.shots or task.queries"
                 )
         return cls(
             train_images=jnp.asarray(np.round(data.train * 255).astype(np.uint8)),

@@ -10,13 +10,16 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from pcmmeta.core import noise
-from pcmmeta.core.fields import FLOAT32_MAX, hyperparameter
+from pcmmeta.core.fields import hyperparameter
 from pcmmeta.core.tasks.base import AbstractTaskFamily, TaskBatch
 from pcmmeta.core.tasks.figures import RegressionFigure
 from pcmmeta.errors import UserInputError
 
 #: Points of a user's support file: as many as `adapt --shots` allows.
 MAX_SUPPORT_POINTS = 10_000
+#: Largest |x| or |y| of a support CSV: squares of a few thousand such errors stay far below
+#: float32's 3.4e38.
+MAX_SUPPORT_VALUE = 1e15
 
 
 class Sinusoid(AbstractTaskFamily):
@@ -76,9 +79,11 @@ class Sinusoid(AbstractTaskFamily):
     def task_from_support(self, data: dict, where: str) -> TaskBatch:
         xs, ys = data["x"], data["y"]
         for column, values in (("x", xs), ("y", ys)):
-            if max(abs(v) for v in values) > FLOAT32_MAX:  # float32 would make it inf
+            big = [i for i, v in enumerate(values) if abs(v) > MAX_SUPPORT_VALUE]
+            if big:  # float32 would make the value, or the squared error of one, inf
                 raise UserInputError(
-                    f"{where}: column '{column}' holds values beyond float32 (|value| ≤ {FLOAT32_MAX:.4g})"
+                    f"{where}:{big[0] + 2}: column '{column}' holds {values[big[0]]:g}; support values must be "
+                    f"within ±{MAX_SUPPORT_VALUE:g} (their squared errors are summed in float32)"
                 )
         if len(xs) > MAX_SUPPORT_POINTS:
             raise UserInputError(f"{where}: {len(xs):,} support points; at most {MAX_SUPPORT_POINTS:,}")
