@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import equinox as eqx
@@ -300,6 +301,37 @@ def drift_baselines(exp, n_tasks: int, seed: int) -> dict[str, float]:
     return exp.eval_family.baselines(drift_tasks(exp, n_tasks, seed))
 
 
+def drift_results(
+    exp,
+    network: AbstractNetwork,
+    array: DeployedArray,
+    tasks: TaskBatch,
+    hours: Sequence[float],
+    steps: int,
+    seed: int,
+    conditions=CONDITIONS,
+) -> Iterator[tuple[float, str, TaskResult]]:
+    """(hours, condition, per-task results in NumPy) at each time (ascending) for each (name,
+    adapt, compensate) condition, every one with the same read-noise key: differences come
+    from drift, adaptation and compensation, not from sampling."""
+    read_key = jax.random.fold_in(seed_key(seed), 1)
+    for h in sorted(hours):
+        for name, adapt, compensate in conditions:
+            res, _ = run_on_chip(
+                read_key,
+                array,
+                tasks,
+                exp.eval_family,
+                network,
+                exp.meta,
+                jnp.asarray(h * 3600.0),
+                adapt,
+                steps,
+                compensate,
+            )
+            yield h, name, jax.tree.map(np.asarray, res)
+
+
 def drift_table(
     exp,
     network: AbstractNetwork,
@@ -311,38 +343,21 @@ def drift_table(
     conditions=CONDITIONS,
     progress=None,
 ) -> list[dict]:
-    """Held-out metrics at each time for each (name, adapt, compensate) condition.
-
-    The same tasks and the same read-noise keys serve every time and condition, so differences
-    come from drift, adaptation and compensation, not from sampling.
-    """
-    key = seed_key(seed)
-    family = exp.eval_family
-    tasks = drift_tasks(exp, n_tasks, seed)
+    """Held-out metrics at each time for each (name, adapt, compensate) condition, on
+    `drift_tasks` with `drift_results`' pairing (the same tasks and reads everywhere)."""
+    metric = exp.eval_family.metric
     rows = []
-    for h in sorted(hours):
-        for name, adapt, compensate in conditions:
-            res, _ = run_on_chip(
-                jax.random.fold_in(key, 1),
-                array,
-                tasks,
-                family,
-                network,
-                exp.meta,
-                jnp.asarray(h * 3600.0),
-                adapt,
-                steps,
-                compensate,
-            )
-            res = jax.tree.map(np.asarray, res)
-            row = {"hours": h, "condition": name}
-            for metric, per_step in res.metrics.items():
-                row[metric] = float(per_step[:, -1].mean())
-            row["sem"] = mean_sem(res.metrics[family.metric][:, -1])[1]
-            row["pulses_per_task"] = float(res.pulses.mean())
-            rows.append(row)
-            if progress:
-                progress()
+    for h, name, res in drift_results(
+        exp, network, array, drift_tasks(exp, n_tasks, seed), hours, steps, seed, conditions
+    ):
+        row = {"hours": h, "condition": name}
+        for key, per_step in res.metrics.items():
+            row[key] = float(per_step[:, -1].mean())
+        row["sem"] = mean_sem(res.metrics[metric][:, -1])[1]
+        row["pulses_per_task"] = float(res.pulses.mean())
+        rows.append(row)
+        if progress:
+            progress()
     return rows
 
 

@@ -18,7 +18,6 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from pcmmeta.core.networks import AbstractNetwork
@@ -30,13 +29,13 @@ from pcmmeta.core.programming.sensitivity import conductance_sensitivity
 from pcmmeta.core.programming.single_shot import single_shot
 from pcmmeta.core.seeds import seed_key
 from pcmmeta.errors import UserInputError
-from pcmmeta.experiment.chip import deploy, drift_tasks, run_on_chip
+from pcmmeta.experiment.chip import deploy, drift_results, drift_tasks
 from pcmmeta.experiment.train import held_out_tasks
 
 #: The name `deploy --method` gives the network-aware method.
 NETWORK_AWARE = NetworkAwareProgramming.name
-#: Conditions of the comparison: (name, adapt on chip).
-METRIC_CONDITIONS = (("deployed", False), ("adapted", True))
+#: Conditions of the comparison: (name, adapt on chip, drift compensation).
+METRIC_CONDITIONS = (("deployed", False, False), ("adapted", True, False))
 #: Validation tasks the sensitivities are averaged over.
 SENSITIVITY_TASKS = 32
 #: Simulations per device behind the plan's expectations.
@@ -152,8 +151,7 @@ def compare_programming(
     split's tasks at each time, deployed and adapted. For each method and condition, the
     per-task metric is averaged over the seeds and reported as mean ± s.e. over the tasks."""
     tasks = drift_tasks(exp, n_tasks, eval_seed)
-    family, metric = exp.eval_family, exp.family.metric
-    read_key = jax.random.fold_in(seed_key(eval_seed), 1)  # drift_table's reads: the same for every method
+    metric = exp.family.metric
     out = []
     for method in methods:
         per_seed: dict[tuple[str, float], list[np.ndarray]] = {}
@@ -164,20 +162,11 @@ def compare_programming(
                 first = MethodFigures(**{f.name: getattr(report, f.name) for f in dataclasses.fields(MethodFigures)})
             times.append(report.programming_time_s)
             chip_times.append(report.chip_time_s)
-            for h in hours:
-                for name, adapt in METRIC_CONDITIONS:
-                    res, _ = run_on_chip(
-                        read_key,
-                        array,
-                        tasks,
-                        family,
-                        network,
-                        exp.meta,
-                        jnp.asarray(h * 3600.0),
-                        adapt,
-                        exp.meta.rule.steps,
-                    )
-                    per_seed.setdefault((name, h), []).append(np.asarray(res.metrics[metric])[:, -1])
+            results = drift_results(
+                exp, network, array, tasks, hours, exp.meta.rule.steps, eval_seed, METRIC_CONDITIONS
+            )
+            for h, name, res in results:
+                per_seed.setdefault((name, h), []).append(res.metrics[metric][:, -1])
             if progress:
                 progress()
         table: dict[str, dict[str, dict[str, float]]] = {}
