@@ -127,3 +127,14 @@ def test_too_many_ways_or_shots_for_the_glyphs_names_the_key():
         build_task_family(validate({"name": "g", "task": {**small, "ways": 30}})["task"])
     with pytest.raises(UserInputError, match=r"^'task.shots' \+ 'task.queries' = 21: .*reduce task.shots or task.queries$"):
         build_task_family(validate({"name": "g", "task": {**small, "shots": 5, "queries": 16}})["task"])
+
+
+def test_damaged_run_files_are_named_as_damage(tmp_path, monkeypatch, capsys):
+    (tmp_path / "runs" / "LATEST").mkdir(parents=True)
+    message = refused(tmp_path, monkeypatch, capsys, "adapt", "--runs-dir", "runs")
+    assert "LATEST: is a folder where the latest run's name belongs" in message
+    run = tmp_path / "run"
+    (run / "checkpoint.eqx").mkdir(parents=True)
+    (run / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe()))
+    message = refused(tmp_path, monkeypatch, capsys, "deploy", "--run", "run")
+    assert "checkpoint.eqx: is a folder or a broken link where the checkpoint belongs" in message

@@ -605,7 +605,12 @@ def _load_trained(run: Optional[Path], runs_dir: Path):
     from pcmmeta.io.runs import resolve_run
 
     run_dir = resolve_run(run, runs_dir)
-    if not (run_dir / "checkpoint.eqx").is_file():
+    checkpoint = run_dir / "checkpoint.eqx"
+    if checkpoint.is_dir() or checkpoint.is_symlink() and not checkpoint.exists():
+        fail(
+            f"{checkpoint}: is a folder or a broken link where the checkpoint belongs (a damaged run?); restore it or train again"
+        )
+    if not checkpoint.is_file():
         fail(f"{run_dir}: no checkpoint; run `pcmmeta meta-train --resume --run {run_dir}` first")
     exp, state = load_run(run_dir)
     return run_dir, exp, state.network

@@ -26,6 +26,7 @@ from pcmmeta.experiment.train import (
     train,
 )
 from pcmmeta.io.runs import check_run_format, resolve_run
+from pcmmeta.io.writable import check_writable
 from pcmmeta.runtime import interrupts
 from pcmmeta.runtime.distributed import is_writer
 
@@ -123,6 +124,8 @@ def prepare_run(
         )
     if run_dir is not None and (run_dir / "metrics.jsonl").exists():
         metrics_iterations(run_dir / "metrics.jsonl")  # a damaged metrics file: refused before training
+    if run_dir is not None:  # checkpoints go there: an unwritable run fails now, not at the first one
+        check_writable(run_dir / "checkpoint.eqx")
     if run_dir is not None and (run_dir / "checkpoint.eqx").exists():  # a damaged checkpoint: refused now
         state = load_checkpoint(run_dir / "checkpoint.eqx", init_state(experiment, make_optimizer(experiment.train)))
         finished = int(state.iteration) >= experiment.train.iterations and (run_dir / "evaluation.json").is_file()

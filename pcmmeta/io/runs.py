@@ -361,6 +361,10 @@ def resolve_run(run: Path | None, runs_root: Path = Path("runs")) -> Path:
             raise UserInputError(f"{run}: not a run directory (no recipe.yaml); run `pcmmeta meta-train RECIPE` first")
         return Path(run)
     pointer = Path(runs_root) / LATEST
+    if pointer.is_dir():
+        raise UserInputError(
+            f"{pointer}: is a folder where the latest run's name belongs (a damaged runs folder?); remove it, or give --run DIR"
+        )
     if not pointer.is_file():
         raise UserInputError(f"no run found under {runs_root}/; run `pcmmeta meta-train recipes/sine-quick.yaml` first")
     name = read_user_file(pointer, 4096).decode("utf-8", errors="replace").strip()
