@@ -9,7 +9,7 @@
   deployment reports the device-level figures, the total device time (every device in turn)
   and the chip time (row-parallel), and the held-out metric on the test split at each time,
   deployed and after the inner adaptation (the same tasks and reads for every method and seed:
-  `chip.drift_table`'s pairing).
+  `chip.drift_results`).
 """
 
 from __future__ import annotations
