@@ -156,10 +156,12 @@ def test_the_probe_leaves_the_folder_and_an_existing_file_as_they_were(tmp_path)
     from pcmmeta.io.writable import check_writable
 
     (tmp_path / "out.csv").write_text("kept")
+    os.utime(tmp_path, ns=(1_000_000_000, 1_000_000_000))  # a folder last changed long ago
     before = os.stat(tmp_path / "out.csv")
     check_writable(tmp_path / "out.csv", "--csv")
     check_writable(tmp_path / "new.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+    assert os.stat(tmp_path).st_mtime_ns == 1_000_000_000  # not even the folder's time changes
     assert (tmp_path / "out.csv").read_text() == "kept"
     assert os.stat(tmp_path / "out.csv").st_mtime_ns == before.st_mtime_ns
 

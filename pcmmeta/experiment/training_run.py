@@ -124,9 +124,9 @@ def prepare_run(
         )
     if run_dir is not None and (run_dir / "metrics.jsonl").exists():
         metrics_iterations(run_dir / "metrics.jsonl")  # a damaged metrics file: refused before training
-    if run_dir is not None:  # checkpoints go there: an unwritable run fails now, not at the first one
-        check_writable(run_dir / "checkpoint.eqx")
     if run_dir is not None and (run_dir / "checkpoint.eqx").exists():  # a damaged checkpoint: refused now
         state = load_checkpoint(run_dir / "checkpoint.eqx", init_state(experiment, make_optimizer(experiment.train)))
         finished = int(state.iteration) >= experiment.train.iterations and (run_dir / "evaluation.json").is_file()
+    if run_dir is not None and not finished:  # checkpoints go there: an unwritable run fails now, not at the first one
+        check_writable(run_dir / "checkpoint.eqx")
     return TrainingRun(recipe_dict, experiment, resume, run_dir, finished=finished)

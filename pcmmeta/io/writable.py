@@ -20,9 +20,7 @@ def check_writable(path: Path, flag: str | None = None) -> None:
     path = Path(path)
     given = f"{flag} " if flag else ""
     try:
-        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
+        _probe(path.parent, f".{path.name}.")
         if path.is_file():
             try:
                 with open(path, "ab"):
@@ -40,8 +38,19 @@ def check_folder_writable(folder: Path) -> None:
     """`OutputError` naming `folder` when a new file cannot be made there (a run directory a
     command writes its results into): found before the work, not after it."""
     try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".pcmmeta-", suffix=".probe")
-        os.close(fd)
-        os.unlink(probe)
+        _probe(Path(folder), ".pcmmeta-")
     except OSError as err:
         raise OutputError(f"{folder}: cannot write there: {err.strerror}; nothing was done") from None
+
+
+def _probe(folder: Path, prefix: str) -> None:
+    """Make and remove a file in `folder` (`OSError` if it cannot be made), then give the folder
+    back its modification time: the probe leaves no trace, not even a newer folder."""
+    before = os.stat(folder)
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".probe")
+    os.close(fd)
+    os.unlink(probe)
+    try:
+        os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))
+    except OSError:
+        pass  # a folder we may write into but not re-date: the probe's only trace
