@@ -999,7 +999,7 @@ def _deploy_compare(
     run_dir, exp, network, tolerance, max_pulses, policy, network_aware, plan, cost, seeds, hours, tasks, as_json, plot
 ) -> None:
     from pcmmeta.core.programming import PROGRAMMING_METHODS, make_method
-    from pcmmeta.experiment.programming_comparison import compare_programming, comparison_json
+    from pcmmeta.experiment.programming_comparison import compare_programming, comparison_json, hours_key
     from pcmmeta.io.runs import write_json
 
     methods = [make_method(name, tolerance, max_pulses, policy) for name in PROGRAMMING_METHODS] + [network_aware]
@@ -1042,7 +1042,7 @@ def _deploy_compare(
     for condition, h in conditions:
         table.add_column(f"{condition} {h:g} h", justify="right")
     for c in comparisons:
-        cells = [mean_sem_text(**c.metric[condition][f"{h:g}"]) for condition, h in conditions]
+        cells = [mean_sem_text(**c.metric[condition][hours_key(h)]) for condition, h in conditions]
         table.add_row(
             c.method,
             f"{c.programming_time_s * 1e3:.4g}",

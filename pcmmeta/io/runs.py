@@ -345,13 +345,19 @@ def check_latest_writable(runs_root: Path) -> None:
     """`OutputError` when `runs_root/LATEST` exists but cannot be replaced (immutable), a
     `UserInputError` when it is a folder: checked before a run directory is made, so a run that
     could never become the latest leaves nothing behind."""
+    pointer = _latest_pointer(runs_root, "remove it")
+    if pointer.is_file():
+        check_writable(pointer)
+
+
+def _latest_pointer(runs_root: Path, remedy: str) -> Path:
+    """`runs_root/LATEST`; a `UserInputError` ending in `remedy` when it is a folder."""
     pointer = Path(runs_root) / LATEST
     if pointer.is_dir():
         raise UserInputError(
-            f"{pointer}: is a folder where the latest run's name belongs (a damaged runs folder?); remove it"
+            f"{pointer}: is a folder where the latest run's name belongs (a damaged runs folder?); {remedy}"
         )
-    if pointer.is_file():
-        check_writable(pointer)
+    return pointer
 
 
 def resolve_run(run: Path | None, runs_root: Path = Path("runs")) -> Path:
@@ -360,11 +366,7 @@ def resolve_run(run: Path | None, runs_root: Path = Path("runs")) -> Path:
         if not (Path(run) / "recipe.yaml").is_file():
             raise UserInputError(f"{run}: not a run directory (no recipe.yaml); run `pcmmeta meta-train RECIPE` first")
         return Path(run)
-    pointer = Path(runs_root) / LATEST
-    if pointer.is_dir():
-        raise UserInputError(
-            f"{pointer}: is a folder where the latest run's name belongs (a damaged runs folder?); remove it, or give --run DIR"
-        )
+    pointer = _latest_pointer(runs_root, "remove it, or give --run DIR")
     if not pointer.is_file():
         raise UserInputError(f"no run found under {runs_root}/; run `pcmmeta meta-train recipes/sine-quick.yaml` first")
     name = read_user_file(pointer, 4096).decode("utf-8", errors="replace").strip()
