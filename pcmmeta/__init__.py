@@ -41,6 +41,13 @@ _EXPORTS = {
     "deploy": "pcmmeta.experiment.chip",
     "adapt": "pcmmeta.experiment.chip",
     "drift_table": "pcmmeta.experiment.chip",
+    # a run's chain after training, as the commands run it (pcmmeta.experiment services)
+    "load_trained_run": "pcmmeta.experiment.run_access",
+    "load_deployed_run": "pcmmeta.experiment.run_access",
+    "deploy_run": "pcmmeta.experiment.deployment",
+    "compare_run": "pcmmeta.experiment.deployment",
+    "evaluate_drift": "pcmmeta.experiment.drift_evaluation",
+    "fit_device_files": "pcmmeta.experiment.device_fitting",
     "UserInputError": "pcmmeta.errors",
 }
 

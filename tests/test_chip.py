@@ -331,7 +331,19 @@ def test_learned_programming_through_the_cli(deployed):
 
     before = (run_dir / "deployed.eqx").read_bytes()
     result = invoke(
-        "deploy", "--runs-dir", runs, "--compare", "--policy", policy, "--tasks", 6, "--json", "--plot", root / "cmp.png"
+        "deploy",
+        "--runs-dir",
+        runs,
+        "--compare",
+        "--policy",
+        policy,
+        "--tasks",
+        6,
+        "--seeds",
+        2,
+        "--json",
+        "--plot",
+        root / "cmp.png",
     )
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
@@ -344,13 +356,13 @@ def test_learned_programming_through_the_cli(deployed):
         "learned",
         "network-aware",
     ]
-    assert body["seeds"] == [0, 1, 2] and body["split"] == "test" and body["metric"] == "mse"
+    assert body["seeds"] == [0, 1] and body["split"] == "test" and body["metric"] == "mse"
     assert len({m["n_devices"] for m in methods}) == 1
     by = {m["method"]: m for m in methods}
     assert by["single-shot"]["verify_reads_mean"] == 0 and by["write-verify"]["verify_reads_mean"] >= 1
     for m in methods:  # the contract scripts read: times and the held-out metric per condition and time
         assert 0 < m["chip_time_s"] < m["programming_time_s"]
-        assert len(m["programming_time_s_per_seed"]) == 3
+        assert len(m["programming_time_s_per_seed"]) == 2
         for condition in ("deployed", "adapted"):
             for hours in ("1", "720"):
                 point = m["metric"][condition][hours]

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from pcmmeta import load_device
 from pcmmeta.cli.app import app
 from pcmmeta.core.devices import BUILTIN_DEVICES, Joshi2020
+from pcmmeta.core.devices.joshi import log_time_factor_law, read_noise_amplitude_law
 from pcmmeta.errors import UserInputError
 from pcmmeta.experiment.fit import fit_device
 from pcmmeta.io.measurements import simulate_measurements
@@ -120,6 +121,18 @@ def test_without_retention_reads_drift_keeps_the_prior():
         assert result.constrained[key].startswith("default: fewer than 10 (device, pulse) read at ≥ 4 distinct times"), key
         assert getattr(result.device, key) == getattr(PRIOR, key)
     assert result.constrained["read_noise_q"] == "fitted" and result.constrained["set_mean_slope"] == "fitted"
+
+
+def test_the_fit_reads_noise_with_the_device_law():
+    """The fit evaluates the device's read-noise law in NumPy float64: the same values as the
+    device's float32 JAX, floors and cap included (G = 0, tiny G, large e)."""
+    g = np.concatenate([[0.0, 1e-9, 1e-4], np.geomspace(0.01, 40.0, 200)])
+    t = np.concatenate([[0.0], np.geomspace(1e-3, 1e8, 50)])
+    for device in (TRUE, PRIOR, dataclasses.replace(TRUE, read_noise_exponent=0.0), dataclasses.replace(TRUE, read_noise_exponent=2.5)):
+        q = read_noise_amplitude_law(device, g, np)
+        assert q.dtype == np.float64
+        np.testing.assert_allclose(q, np.asarray(device.read_noise_amplitude(g.astype(np.float32))), rtol=2e-6)
+        np.testing.assert_allclose(log_time_factor_law(device, t, np), np.asarray(device.log_time_factor(t.astype(np.float32))), rtol=2e-6)
 
 
 def test_constant_reads_are_refused():

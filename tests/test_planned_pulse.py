@@ -178,9 +178,9 @@ def test_a_head_too_large_to_plan_is_refused_in_one_line():
     from pcmmeta.core.inner.planned_pulse import MAX_PLANNED_WEIGHTS, PlannedPulse
     from pcmmeta.errors import UserInputError
 
-    w = {"rec": jnp.zeros((MAX_PLANNED_WEIGHTS + 1,))}
+    PlannedPulse().check_head({"rec": (MAX_PLANNED_WEIGHTS,)})  # the largest that fits
     with pytest.raises(UserInputError, match="head layer 'rec' has 4,097 weights"):
-        PlannedPulse().pulse_input(lambda weights: jnp.sum(weights["rec"] ** 2), w)
+        PlannedPulse().check_head({"rec": (MAX_PLANNED_WEIGHTS + 1,)})
 
 
 def test_outer_gradient_reaches_every_layer_through_the_planned_pulses():

@@ -217,22 +217,6 @@ def _given(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def prior_for(family: Optional[str], prior: Optional[str]):
-    """fit-device's prior: --prior, else the built-in device of --family; a prior of another
-    family than --family is refused."""
-    from pcmmeta.core.devices import DEFAULT_FAMILY, FAMILIES, FAMILY_DEVICES
-    from pcmmeta.io.device_file import load_device
-
-    if family is not None and family not in FAMILIES:
-        raise UserInputError(f"--family: one of {', '.join(FAMILIES)}, got {safe_text(family, 80)!r}")
-    device = load_device(prior if prior is not None else FAMILY_DEVICES[family or DEFAULT_FAMILY])
-    if family is not None and device.family != family:
-        raise UserInputError(
-            f"--prior {safe_text(prior, 80)} is a {device.family} device, not {family}: give a {family} prior or leave --prior out"
-        )
-    return device
-
-
 @app.command("fit-device")
 def fit_device_cmd(
     data: Annotated[
@@ -278,37 +262,30 @@ def fit_device_cmd(
     _not_an_input("--out", out, data)
     _not_an_input("--plot", plot, data)
     _no_copies(data)
-    from pcmmeta.experiment.fit import fit_device
-    from pcmmeta.io.measurements import read_measurements
+    from pcmmeta.experiment.device_fitting import fit_device_files, prior_device
 
-    prior_device = prior_for(family, prior)
-    measurements = read_measurements(data)
-    if measurements.ignored_columns and not as_json:
-        err_console.print(f"note: ignored extra columns: {', '.join(measurements.ignored_columns)}", highlight=False)
+    prior_model = prior_device(family, prior)
     with progress_bar() as bar:
         task = bar.add_task("fit", total=bootstrap + 1, info="estimate, then bootstrap over devices")
-        result = fit_device(
-            measurements,
-            prior_device,
-            n_bootstrap=bootstrap,
+        fit = fit_device_files(
+            data,
+            out,
+            prior_model,
+            name=name,
+            bootstrap=bootstrap,
             seed=seed,
-            name=name or out.stem,
+            plot=plot,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
-            where=", ".join(str(p) for p in data),
         )
-    result.warnings[:0] = measurements.notes
-    from pcmmeta.io.device_file import save_device
-
-    save_device(result.device, out)
-    if plot is not None:
-        from pcmmeta.experiment.fit.figure import plot_device_fit
-
-        plot_device_fit(measurements, result, plot)
-    report = result.to_json()
-    report.update(device_file=str(out), ignored_columns=measurements.ignored_columns, files=[str(p) for p in data])
+    report = fit.to_json()
     if as_json:
         print(json_text(report, indent=2))
         return
+    if fit.measurements.ignored_columns:
+        err_console.print(
+            f"note: ignored extra columns: {', '.join(fit.measurements.ignored_columns)}", highlight=False
+        )
+    result = fit.result
     for warning in result.warnings:
         err_console.print(f"warning: {escape(safe_text(warning))}", highlight=False, soft_wrap=True)
     table = Table(title=f"PCM device fit → {out}")
@@ -362,9 +339,7 @@ def simulate_measurements_cmd(
     seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="PRNG seed.")] = 0,
 ) -> None:
     """Write synthetic measurements from a device model, in fit-device's CSV format."""
-    from pcmmeta.core.seeds import seed_key
-    from pcmmeta.io.device_file import load_device
-    from pcmmeta.io.measurements import MIN_READ_TIMES, simulate_measurements, write_measurements
+    from pcmmeta.io.measurements import MIN_READ_TIMES
 
     if protocol not in ("repeated", "ragged"):
         fail(f"--protocol: 'repeated' or 'ragged', got {protocol!r}")
@@ -377,22 +352,24 @@ def simulate_measurements_cmd(
         )
     if drift_times and min(drift_times) <= max(times):
         fail("--drift-read-times: every drift read time must come after the last --read-times value")
-    from pcmmeta.experiment.memory import refuse_if_too_large
-    from pcmmeta.io.measurements import simulation_bytes
+    from pcmmeta.experiment.device_fitting import simulate_measurement_file
+    from pcmmeta.io.device_file import load_device
 
-    n_times = len(times) + len(drift_times)
-    refuse_if_too_large(
-        simulation_bytes(devices, pulses, n_times),
-        f"--devices {devices}, --pulses {pulses}",
-        f"simulating {devices:,} devices × {pulses + 1:,} events × {n_times} read times",
-        "reduce --devices or --pulses",
+    written = simulate_measurement_file(
+        out,
+        load_device(device),
+        devices=devices,
+        pulses=pulses,
+        read_times=times,
+        drift_read_times=drift_times,
+        drift_every=drift_every,
+        protocol=protocol,
+        retention_fraction=retention_fraction,
+        seed=seed,
     )
-    model = load_device(device)
-    data = simulate_measurements(
-        model, seed_key(seed), devices, pulses, times, drift_times, drift_every, protocol, retention_fraction
+    console.print(
+        f"wrote {written.reads} simulated reads of {written.devices} devices ({written.device_name}) to {written.path}"
     )
-    write_measurements(data, out)
-    console.print(f"wrote {data.g_uS.size} simulated reads of {devices} devices ({model.name}) to {out}")
 
 
 def _evaluation_table(title: str, ev: dict) -> Table:
@@ -601,36 +578,17 @@ def _no_copies(files: list[Path]) -> None:
 
 
 def _load_trained(run: Optional[Path], runs_dir: Path):
-    from pcmmeta.experiment.train import load_run
-    from pcmmeta.io.runs import resolve_run
+    from pcmmeta.experiment.run_access import load_trained_run
 
-    run_dir = resolve_run(run, runs_dir)
-    checkpoint = run_dir / "checkpoint.eqx"
-    if checkpoint.is_dir() or checkpoint.is_symlink() and not checkpoint.exists():
-        fail(
-            f"{checkpoint}: is a folder or a broken link where the checkpoint belongs (a damaged run?); restore it or train again"
-        )
-    if not checkpoint.is_file():
-        fail(f"{run_dir}: no checkpoint; run `pcmmeta meta-train --resume --run {run_dir}` first")
-    exp, state = load_run(run_dir)
-    return run_dir, exp, state.network
+    trained = load_trained_run(run, runs_dir)
+    return trained.run_dir, trained.experiment, trained.network
 
 
 def _load_deployed(run: Optional[Path], runs_dir: Path):
-    from pcmmeta.experiment.chip import load_array
+    from pcmmeta.experiment.run_access import load_deployed_run
 
-    run_dir, exp, network = _load_trained(run, runs_dir)
-    path = run_dir / "deployed.eqx"
-    if path.is_dir() or path.is_symlink() and not path.exists():
-        fail(
-            f"{path}: is a folder or a broken link where the deployed array belongs (a damaged run?); remove it and deploy again"
-        )
-    if not path.is_file():
-        fail(
-            f"{run_dir}: not deployed yet; run `pcmmeta deploy --run {run_dir}` first (or, with a chip of your own, `pcmmeta import-chip MEASURED.csv --run {run_dir}`)"
-        )
-    array = load_array(path, network)
-    return run_dir, exp, network, array
+    deployed = load_deployed_run(run, runs_dir)
+    return deployed.run_dir, deployed.experiment, deployed.network, deployed.array
 
 
 #: The longest duration the cost model takes for one pulse or read, ns (a second): beyond it, a
@@ -897,79 +855,48 @@ def deploy_cmd(
     ] = None,
 ) -> None:
     """Program the run's trained conductances (every layer) into a simulated PCM array."""
+    from pcmmeta.experiment.deployment import DEFAULT_BUDGET, NETWORK_AWARE, check_method_name
 
-    from pcmmeta.core.programming import PROGRAMMING_METHODS, make_method
-    from pcmmeta.core.seeds import seed_key
-    from pcmmeta.experiment.chip import deploy, save_array
-    from pcmmeta.experiment.programming_comparison import NETWORK_AWARE, plan_network_aware_for
-    from pcmmeta.io.policy_file import obtain_policy
-    from pcmmeta.io.runs import write_json
-
-    names = [*PROGRAMMING_METHODS, NETWORK_AWARE]
-    if method not in names:
-        fail(f"--method: must be {', '.join(names)}, got {method!r}")
+    check_method_name(method)
     if budget is not None and method != NETWORK_AWARE and not compare:
         fail("--budget: only used with --method network-aware or --compare")
     for flag, value in (("--seeds", seeds), ("--tasks", tasks), ("--hours", hours)):
         if value is not None and not compare:
             fail(f"{flag}: only used with --compare")
-    budget = 0.1 if budget is None else budget
-    hour_list = _parse_hours(hours or "1,720") if compare else []
-    seeds, tasks = seeds or 3, tasks or 100
     if policy is not None and method != "learned" and not compare:
         fail("--policy: only used with --method learned or --compare")
-    cost = _cost(set_ns, reset_ns, read_ns)
-    run_dir, exp, network = _load_trained(run, runs_dir)
-    if not compare and (run_dir / "deployed.eqx").is_dir():  # found before the work, not after
-        fail(f"{run_dir / 'deployed.eqx'}: is a folder where the deployed array belongs (a damaged run?); remove it")
-    device = exp.meta.device
+    hour_list = _parse_hours(hours or "1,720") if compare else []
+    options = dict(
+        tolerance=tolerance,
+        max_pulses=max_pulses,
+        cost=_cost(set_ns, reset_ns, read_ns),
+        budget=DEFAULT_BUDGET if budget is None else budget,
+        plot=plot,
+        stage=err_console.status,
+    )
+    from pcmmeta.experiment.run_access import load_trained_run
+
+    trained = load_trained_run(run, runs_dir)
     learned_policy = None
     if method == "learned" or compare:
-        trainer = _policy_trainer(device, tolerance, max_pulses, cost)
-        learned_policy, _, policy_path, trained = obtain_policy(
-            device, tolerance, max_pulses, cost, policy, force_policy, train=trainer
+        learned_policy = _obtain_policy(
+            trained.experiment.meta.device, tolerance, max_pulses, options["cost"], policy, force_policy
         )
-        err_console.print(
-            f"{'trained and cached' if trained else 'using'} programming policy {policy_path}", highlight=False
-        )
-    plan, network_aware = None, None
-    if method == NETWORK_AWARE or compare:
-        with err_console.status("planning network-aware programming (sensitivities on validation tasks)…"):
-            network_aware, plan = plan_network_aware_for(exp, network, budget, tolerance, max_pulses, cost, seed)
     if compare:
         _deploy_compare(
-            run_dir, exp, network, tolerance, max_pulses, learned_policy, network_aware, plan, cost,
-            [seed + i for i in range(seeds)], hour_list, tasks, as_json, plot,
-        )  # fmt: skip
-        return
-    programming = (
-        network_aware if method == NETWORK_AWARE else make_method(method, tolerance, max_pulses, learned_policy)
-    )
-    with err_console.status(f"programming {network.n_devices():,} devices ({method})…"):
-        array, report, arrays = deploy(seed_key(seed), network, device, programming, tolerance, cost)
-    from pcmmeta.runtime import interrupts
-
-    save_array(run_dir / "deployed.eqx", array)
-    interrupts.on_interrupt(lambda: f"{run_dir / 'deployed.eqx'} written, deploy.json not")
-    body = {"run_dir": str(run_dir), "seed": seed, **dataclasses.asdict(report)}
-    if plan is not None:
-        body["plan"] = dataclasses.asdict(plan)
-    write_json(run_dir / "deploy.json", body)
-    if plot is not None:
-        from pcmmeta.io.plots import plot_deployment
-
-        plot_deployment(
-            arrays["target"],
-            arrays["programmed"],
-            arrays["pulses"],
-            tolerance,
-            plot,
-            f"{method}: {report.n_devices} devices",
+            trained, learned_policy, options, [seed + i for i in range(seeds or 3)], hour_list, tasks or 100, as_json
         )
+        return
+    from pcmmeta.experiment.deployment import deploy_run
+
+    deployment = deploy_run(trained, method, seed=seed, policy=learned_policy, **options)
+    if plot is not None:
         _wrote("plot", plot)
+    body = deployment.to_json()
     if as_json:
         print(json_text(body, indent=2))
         return
+    report = deployment.report
     rows = [
         (
             "devices",
@@ -991,49 +918,45 @@ def deploy_cmd(
         ("devices at the pulse budget", f"{report.devices_at_budget}"),
         ("simulation speed", f"{report.devices_per_s:,.0f} devices/s"),
     ]
+    run_dir = deployment.run_dir
     console.print(_figure_table(f"deployed {run_dir.name} ({method})", rows))
-    console.print(f"saved {run_dir / 'deployed.eqx'} and deploy.json; t = 0 is the end of deployment", highlight=False)
+    console.print(f"saved {deployment.array_path} and deploy.json; t = 0 is the end of deployment", highlight=False)
+
+
+def _obtain_policy(device, tolerance: float, max_pulses: int, cost, path: Optional[Path], force: bool):
+    """The learned programming policy (`obtain_policy`): from --policy, the cache, or trained now
+    with a progress bar; says which."""
+    from pcmmeta.io.policy_file import obtain_policy
+
+    trainer = _policy_trainer(device, tolerance, max_pulses, cost)
+    policy, _, policy_path, trained = obtain_policy(device, tolerance, max_pulses, cost, path, force, train=trainer)
+    err_console.print(
+        f"{'trained and cached' if trained else 'using'} programming policy {policy_path}", highlight=False
+    )
+    return policy
 
 
 def _deploy_compare(
-    run_dir, exp, network, tolerance, max_pulses, policy, network_aware, plan, cost, seeds, hours, tasks, as_json, plot
+    trained, policy, options: dict, seeds: list[int], hours: list[float], tasks: int, as_json: bool
 ) -> None:
-    from pcmmeta.core.programming import PROGRAMMING_METHODS, make_method
-    from pcmmeta.experiment.programming_comparison import compare_programming, comparison_json, hours_key
-    from pcmmeta.io.runs import write_json
+    from pcmmeta.core.programming import PROGRAMMING_METHODS
+    from pcmmeta.experiment.deployment import compare_run
+    from pcmmeta.experiment.programming_comparison import hours_key
 
-    methods = [make_method(name, tolerance, max_pulses, policy) for name in PROGRAMMING_METHODS] + [network_aware]
-    metric = exp.family.metric
     with progress_bar() as bar:
-        task = bar.add_task("deploy --compare", total=len(methods) * len(seeds), info="")
-        comparisons = compare_programming(
-            exp, network, methods, seeds, hours, tasks, tolerance, cost, progress=lambda: bar.advance(task)
+        task = bar.add_task("deploy --compare", total=(len(PROGRAMMING_METHODS) + 1) * len(seeds), info="")
+        result = compare_run(
+            trained, policy, seeds=seeds, hours=hours, tasks=tasks, progress=lambda: bar.advance(task), **options
         )
-    body = {
-        "run_dir": str(run_dir),
-        "seeds": list(seeds),
-        "tasks": tasks,
-        "hours": list(hours),
-        "metric": metric,
-        "split": "test",
-        "cost": cost.to_dict(),
-        "plan": dataclasses.asdict(plan),
-        "methods": comparison_json(comparisons),
-    }
-    write_json(run_dir / "programming-comparison.json", body)  # for `pcmmeta report`
-    if plot is not None:
-        from pcmmeta.io.plots import plot_network_programming
-
-        plot_network_programming(
-            body["methods"], plot, f"{run_dir.name}: held-out {metric}, {len(seeds)} programming seeds", metric
-        )
-        _wrote("plot", plot)
+    if options["plot"] is not None:
+        _wrote("plot", options["plot"])
     if as_json:
-        print(json_text(body, indent=2))
+        print(json_text(result.to_json(), indent=2))
         return
+    comparisons, plan, metric = result.methods, result.plan, result.metric
     reference = comparisons[0].programming_time_s  # plain write-verify
     table = Table(
-        title=f"programming {run_dir.name}: {comparisons[0].figures.n_devices:,} devices on {exp.meta.device.name}, "
+        title=f"programming {result.run_dir.name}: {comparisons[0].figures.n_devices:,} devices on {result.device_name}, "
         f"held-out {metric} on {tasks} test tasks (mean ± s.e., {len(seeds)} programming seeds)"
     )
     for column in ("method", "device time (ms)", "× write-verify", "chip time (ms)", "RMS error (µS)"):
@@ -1130,9 +1053,6 @@ def adapt_cmd(
                 f"{' and '.join(given)}: not used with --support (the task and its support examples are the file's); leave {'them' if len(given) > 1 else 'it'} out"
             )
     run_dir, exp, network, array = _load_deployed(run, runs_dir)
-    from pcmmeta.io.writable import check_folder_writable
-
-    check_folder_writable(run_dir)  # the adapted array or the plan's record goes there: fail before the work
     _warn_beyond_training(steps, exp)
     if plan is not None:
         _adapt_plan(run_dir, exp, network, array, plan, steps, at_hours, task_seed, shots, support, seed, as_json)
@@ -1299,67 +1219,38 @@ def drift_eval_cmd(
 ) -> None:
     """The deployed network's held-out metric as its conductances drift, with and without
     on-chip adaptation and global drift compensation."""
-    from pcmmeta.experiment.chip import CONDITIONS, drift_baselines, drift_table
+    from pcmmeta.experiment.drift_evaluation import evaluate_drift
+    from pcmmeta.experiment.run_access import load_deployed_run
 
     hour_list = _parse_hours(hours)
-    run_dir, exp, network, array = _load_deployed(run, runs_dir)
-    from pcmmeta.io.writable import check_folder_writable
-
-    check_folder_writable(run_dir)  # drift.json goes there: an unwritable run fails now, not after the table
-    _warn_beyond_training(steps, exp)
-    n_steps = steps if steps is not None else exp.meta.rule.steps
-    from pcmmeta.experiment.memory import estimate_evaluation_memory, refuse_if_too_large
-
-    estimate = estimate_evaluation_memory(exp, network, tasks)
-    refuse_if_too_large(
-        estimate.total,
-        f"--tasks {tasks}",
-        f"evaluating {tasks:,} tasks of {run_dir.name} at once",
-        f"{estimate.dominant}; reduce --tasks",
-    )
-    metric = exp.family.metric
+    deployed = load_deployed_run(run, runs_dir)
+    _warn_beyond_training(steps, deployed.experiment)
     with progress_bar() as bar:
+        from pcmmeta.experiment.chip import CONDITIONS
+
         task = bar.add_task("drift-eval", total=len(hour_list) * len(CONDITIONS), info="")
-        rows = drift_table(
-            exp, network, array, hour_list, tasks, n_steps, seed, CONDITIONS, progress=lambda: bar.advance(task)
+        evaluation = evaluate_drift(
+            deployed, hour_list, tasks, steps, seed, csv_path, plot, progress=lambda: bar.advance(task)
         )
-    baselines = drift_baselines(exp, tasks, seed)
-    body = {
-        "run_dir": str(run_dir),
-        "metric": metric,
-        "tasks": tasks,
-        "inner_steps": n_steps,
-        "seed": seed,
-        "results": rows,
-        "baselines": baselines,
-    }
-    from pcmmeta.io.runs import write_json
-
-    write_json(run_dir / "drift.json", body)  # the run's latest drift table (`pcmmeta report`)
     if csv_path is not None:
-        from pcmmeta.io.table_file import write_rows_csv
-
-        write_rows_csv(csv_path, rows)
         _wrote("csv", csv_path)
     if plot is not None:
-        from pcmmeta.io.plots import plot_drift
-
-        plot_drift(rows, plot, f"{run_dir.name}: {tasks} held-out tasks per point (± s.e.)", metric, baselines)
         _wrote("plot", plot)
     if as_json:
-        print(json_text(body, indent=2))
+        print(json_text(evaluation.to_json(), indent=2))
         return
-    table = Table(title=f"held-out {metric} under drift, {run_dir.name}, {tasks} tasks (± s.e.)")
+    metric = evaluation.metric
+    table = Table(title=f"held-out {metric} under drift, {deployed.run_dir.name}, {tasks} tasks (± s.e.)")
     table.add_column("hours", justify="right")
-    for name, _, _ in CONDITIONS:
+    for name in evaluation.conditions:
         table.add_column(name, justify="right")
-    for h in hour_list:
-        cells = [mean_sem_text(r[metric], r["sem"]) for r in rows if r["hours"] == h]
+    for h in evaluation.hours:
+        cells = [mean_sem_text(c[metric], c["sem"]) for c in (evaluation.cell(h, n) for n in evaluation.conditions)]
         table.add_row(f"{h:g}", *cells)
     console.print(table)
     from pcmmeta.io.baseline_names import BASELINE_NAMES
 
-    on_tasks = ", ".join(f"{BASELINE_NAMES.get(k, k)} {v:.4g}" for k, v in baselines.items())
+    on_tasks = ", ".join(f"{BASELINE_NAMES.get(k, k)} {v:.4g}" for k, v in evaluation.baselines.items())
     console.print(f"on the same tasks: {on_tasks}", highlight=False, markup=False)
 
 
@@ -1441,22 +1332,19 @@ def export_cmd(
 
 
 def _export_nir(out, run, runs_dir, at_hours, adapted, seed, as_json) -> None:
-    from pcmmeta.experiment.chip import load_array
     from pcmmeta.experiment.chip_bridge import export_nir
 
     if out.is_dir():
         fail(f"{out}: is a folder; --format nir writes one file, e.g. network.nir")
     if not out.parent.is_dir():
         fail(f"{out.parent}: no such folder")
-    run_dir, exp, network, array = _load_deployed(run, runs_dir)
-    path = run_dir / "deployed.eqx"
+    from pcmmeta.experiment.run_access import load_adapted_array, load_deployed_run
+
+    deployed = load_deployed_run(run, runs_dir)
+    run_dir, exp, network = deployed.run_dir, deployed.experiment, deployed.network
+    path, array = run_dir / "deployed.eqx", deployed.array
     if adapted is not None:
-        path = adapted if adapted.is_absolute() or adapted.exists() else run_dir / adapted
-        if not path.is_file():
-            fail(
-                f"--adapted: {path}: no such file; the run's adapted arrays are {', '.join(sorted(p.name for p in run_dir.glob('adapted-*.eqx'))) or 'none yet'}"
-            )
-        array = load_array(path, network)
+        path, array = load_adapted_array(deployed, adapted)
     report = export_nir(exp, network, array, path, out, at_hours, seed)
     if as_json:
         print(json_text({"run_dir": str(run_dir), **dataclasses.asdict(report)}, indent=2))

@@ -1,7 +1,10 @@
 """Recipe fields: a default, a kind and bounds for one key, checked once where a recipe enters.
 
-Plug-ins (networks, task families, inner rules) declare their keys as a mapping of `Field`s
-(`SCHEMA` class attributes); `pcmmeta.experiment.recipe` merges them into the recipe's schema.
+Plug-ins (networks, task families, inner rules) declare their keys once, as module fields
+(`hyperparameter`, `hyperparameter_group`); `schema_of` collects them and `from_section` builds
+the module by keyword. Keys a plug-in reads but does not hold (where a family's data come from)
+are a mapping of `Field`s (`SCHEMA` class attributes). `pcmmeta.experiment.recipe` merges them
+into the recipe's schema.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +157,8 @@ def check(field: Field, value: Any, where: str) -> Any:
 # ------------------------------------------------------------------ one declaration per key
 #: Where a module field keeps its recipe `Field` (`dataclasses.Field.metadata`).
 RECIPE_KEY = "pcmmeta.recipe"
+#: Where a module field keeps the module class whose keys it groups (`hyperparameter_group`).
+RECIPE_GROUP = "pcmmeta.recipe_group"
 
 
 def as_value(value: Any) -> Any:
@@ -172,12 +177,40 @@ def hyperparameter(default: Any, kind: str, help: str, **bounds: Any) -> Any:
     )
 
 
-def schema_of(cls: type) -> dict[str, Field]:
-    """The recipe keys a module class declares with `hyperparameter`, in declaration order."""
-    return {f.name: f.metadata[RECIPE_KEY] for f in dataclasses.fields(cls) if RECIPE_KEY in f.metadata}
+def hyperparameter_group(cls: type) -> Any:
+    """A module field holding a `cls` module whose hyperparameters are keys of the same recipe
+    section, listed where the field is declared (a network's architecture and its neurons'
+    dynamics: one `network:` section, two modules)."""
+    import equinox as eqx  # as in `hyperparameter`: the recipe checks run without JAX
+
+    return eqx.field(default_factory=cls, metadata={RECIPE_GROUP: cls})
+
+
+def schema_of(cls: type, extra: Mapping[str, Field] | None = None, first: Sequence[str] = ()) -> dict[str, Field]:
+    """The recipe keys a module class declares with `hyperparameter`, in declaration order (a
+    `hyperparameter_group`'s keys where the group is declared), then the keys of `extra` (read
+    but not held by the module); the keys named in `first` lead, in that order (for a documented
+    order that interleaves the two)."""
+    keys: dict[str, Field] = {}
+    for f in dataclasses.fields(cls):
+        declared = {f.name: f.metadata[RECIPE_KEY]} if RECIPE_KEY in f.metadata else {}
+        if RECIPE_GROUP in f.metadata:
+            declared = schema_of(f.metadata[RECIPE_GROUP])
+        for name, field in declared.items():
+            if name in keys:
+                raise TypeError(f"{cls.__name__}: recipe key {name!r} declared twice")
+            keys[name] = field
+    keys.update(extra or {})
+    return {**{name: keys[name] for name in first}, **keys}
 
 
 def from_section(cls: type, section: dict, **more: Any) -> Any:
     """`cls` built by keyword from a validated recipe section: every `hyperparameter` field
-    from its key, the rest from `more`."""
-    return cls(**{name: as_value(section[name]) for name in schema_of(cls)}, **more)
+    from its key, every `hyperparameter_group` from the same section, the rest from `more`."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if RECIPE_KEY in f.metadata:
+            values[f.name] = as_value(section[f.name])
+        elif RECIPE_GROUP in f.metadata:
+            values[f.name] = from_section(f.metadata[RECIPE_GROUP], section)
+    return cls(**values, **more)

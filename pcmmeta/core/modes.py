@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from pcmmeta.core.devices import AbstractPCMDevice, DeviceState
+from pcmmeta.core.devices.base import PROGRAMMED_STATE
 from pcmmeta.core.noise import normal
 
 
@@ -46,6 +47,12 @@ class AbstractMode(eqx.Module):
     #: The chip's physics applies: the device family's programmed state (its programming
     #: noise), drift and read noise. Software modes hold the targets exactly.
     on_chip: ClassVar[bool] = False
+
+    @property
+    def needs_device(self) -> frozenset[str]:
+        """What the device family must be able to do (`DEVICE_CAPABILITIES`): a chip mode
+        programs the offline targets with the family's programmed state; software needs nothing."""
+        return frozenset({PROGRAMMED_STATE}) if self.on_chip else frozenset()
 
     @classmethod
     def from_recipe(cls, maml: dict) -> "AbstractMode":

@@ -35,6 +35,7 @@ from pcmmeta.experiment.train import mean_sem
 from pcmmeta.io.runs import atomic_write_unique, write_json
 from pcmmeta.io.serial import eqx_bytes, load_eqx, save_eqx
 from pcmmeta.io.support_file import read_support
+from pcmmeta.io.writable import check_folder_writable
 from pcmmeta.runtime.compile_options import device_array_options
 
 #: Fixed ±1 probe vectors per layer whose responses measure a layer's weight scale.
@@ -296,11 +297,6 @@ def drift_tasks(exp, n_tasks: int, seed: int) -> TaskBatch:
     return sample_compiled(exp.eval_family, jax.random.fold_in(seed_key(seed), 0), n_tasks)
 
 
-def drift_baselines(exp, n_tasks: int, seed: int) -> dict[str, float]:
-    """The task family's baselines (zero predictor, chance, …) on `drift_table`'s tasks."""
-    return exp.eval_family.baselines(drift_tasks(exp, n_tasks, seed))
-
-
 def drift_results(
     exp,
     network: AbstractNetwork,
@@ -342,14 +338,16 @@ def drift_table(
     seed: int,
     conditions=CONDITIONS,
     progress=None,
+    tasks: TaskBatch | None = None,
 ) -> list[dict]:
     """Held-out metrics at each time for each (name, adapt, compensate) condition, on
-    `drift_tasks` with `drift_results`' pairing (the same tasks and reads everywhere)."""
+    `drift_tasks` (or `tasks`, drawn by it already) with `drift_results`' pairing (the same
+    tasks and reads everywhere)."""
     metric = exp.eval_family.metric
+    if tasks is None:
+        tasks = drift_tasks(exp, n_tasks, seed)
     rows = []
-    for h, name, res in drift_results(
-        exp, network, array, drift_tasks(exp, n_tasks, seed), hours, steps, seed, conditions
-    ):
+    for h, name, res in drift_results(exp, network, array, tasks, hours, steps, seed, conditions):
         row = {"hours": h, "condition": name}
         for key, per_step in res.metrics.items():
             row[key] = float(per_step[:, -1].mean())
@@ -433,6 +431,7 @@ def adapt(
     with the recipe's inner rule (`steps` overrides its step count). Saves the adapted array
     beside `deployed.eqx` under a new name (never overwriting), the report beside it (.json),
     and returns the report."""
+    check_folder_writable(run_dir)  # the adapted array goes there: fail before the work
     family, task = adaptation_task(exp, task_seed, shots, support)
     steps = exp.meta.rule.steps if steps is None else steps
     t = at_hours * 3600.0

@@ -32,7 +32,7 @@ from pcmmeta.experiment.chip import DeployedArray, adapt_on_chip, adaptation_tas
 from pcmmeta.io import chip_exchange as X
 from pcmmeta.io.runs import atomic_write_unique, read_json_file, write_json
 from pcmmeta.io.serial import eqx_bytes, save_eqx
-from pcmmeta.io.writable import check_writable
+from pcmmeta.io.writable import check_folder_writable, check_writable
 
 MANIFEST = "manifest.json"
 TARGETS = "targets.csv"
@@ -290,6 +290,7 @@ def plan_adaptation(
     as a plan for the lab instead of applied; steps after the first read the model's prediction
     of the chip. Writes `plan_csv` and `plan-<name>.json` in the run (`plan_name`: what `import-chip
     --adapted-for` needs, with digests of the plan and of the deployed array it was made for)."""
+    check_folder_writable(run_dir)  # the plan's record goes there: fail before the work
     rule = exp.meta.rule
     if not rule.adapts_by_set_pulses:
         raise UserInputError(

@@ -1,12 +1,13 @@
-"""Peak memory of meta-training, estimated from a validated recipe before anything is allocated,
-and the check that refuses a recipe too large for this machine (docs/recipes.md, "Memory").
+"""Peak memory of meta-training, estimated from the typed pieces of an experiment before anything
+is allocated, and the check that refuses a recipe too large for this machine (docs/recipes.md,
+"Memory").
 
 The estimate sums what is alive at the peak:
 - the runtime (Python, JAX, XLA and the compiled programs), measured;
 - the meta-parameters with their gradients, Adam moments and checkpoint copies;
 - the task family's data and one meta-batch of tasks;
 - the larger of the activations of one gradient-accumulation chunk (`train.chunk_tasks` tasks,
-  kept for the backward pass) and of one evaluation chunk (forward only): the network plug-in's
+  kept for the backward pass) and of one evaluation chunk (forward only): the network's
   `activation_bytes` — time steps × samples × hidden units for the LIF network, image maps for
   the CNN — plus each task's programmed chip (every device's state, noise and reads), times
   the network's `ACTIVATION_OVERHEAD` (XLA's temporaries, measured, with a margin).
@@ -28,7 +29,9 @@ from pathlib import Path
 import equinox as eqx
 import jax
 
-from pcmmeta.core.networks import NETWORKS
+from pcmmeta.core.devices import AbstractPCMDevice
+from pcmmeta.core.networks import AbstractNetwork
+from pcmmeta.core.tasks import AbstractTaskFamily
 from pcmmeta.errors import UserInputError, safe_text
 from pcmmeta.experiment.chunking import chunk_size
 from pcmmeta.experiment.recipe import PLUGIN_SECTIONS, SCHEMA, plugin_schema
@@ -101,35 +104,47 @@ def _sampled_bytes(family, n_tasks: int, key: str, origin: str, recipe: dict) ->
         ) from None
 
 
-def estimate_training_memory(recipe: dict, family, device, origin: str = "recipe") -> MemoryEstimate:
-    """Peak bytes of meta-training the validated `recipe` with this task family and device,
-    including the final evaluation (its held-out tasks are sampled all at once)."""
-    section = recipe["network"]
-    cls = NETWORKS[section["kind"]]
-    train, evaluation = recipe["train"], recipe["eval"]
+def estimate_training_memory(
+    network_class: type[AbstractNetwork],
+    architecture: eqx.Module,
+    family: AbstractTaskFamily,
+    device: AbstractPCMDevice,
+    *,
+    tasks_per_chip: int,
+    train,
+    evaluation,
+    recipe: dict,
+    origin: str = "recipe",
+) -> MemoryEstimate:
+    """Peak bytes of meta-training a network of `network_class` and `architecture` (its
+    `architecture_class`) on this task family and device, `tasks_per_chip` tasks sharing a
+    programmed chip (`MetaConfig.tasks_per_chip`), with the experiment's `TrainConfig` and
+    `EvalConfig` (`pcmmeta.experiment.train`, which imports this module), including the final
+    evaluation (its held-out tasks are sampled all at once). `recipe`, the validated recipe they
+    were built from, only names the key to reduce in a refusal."""
     batch = eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), 1))
     support, query = batch.x_support.shape[1], batch.x_query.shape[1]
-    chunk, _ = chunk_size(train["meta_batch"], train["chunk_tasks"], recipe["maml"]["tasks_per_chip"])
-    eval_chunk = min(EVAL_CHUNK, evaluation["tasks"])
-    net = eqx.filter_eval_shape(lambda: cls.init(jax.random.key(0), section, family, device))
+    chunk, _ = chunk_size(train.meta_batch, train.chunk_tasks, tasks_per_chip)
+    eval_chunk = min(EVAL_CHUNK, evaluation.tasks)
+    net = eqx.filter_eval_shape(lambda: network_class.init(jax.random.key(0), architecture, family, device))
     params = _tree_bytes(net)
     n_devices = sum(math.prod(g.shape) for g in net.layers.values())
     # Every task has its own programmed chip: device states, noise and reads of every layer.
-    train_act = cls.activation_bytes(section, family, device, support, query, chunk, backward=True)
+    train_act = net.activation_bytes(family, support, query, chunk, backward=True)
     train_act += chunk * n_devices * CHIP_BYTES_PER_DEVICE_BACKWARD
-    eval_act = cls.activation_bytes(section, family, device, support, query, eval_chunk, backward=False)
+    eval_act = net.activation_bytes(family, support, query, eval_chunk, backward=False)
     eval_act += eval_chunk * n_devices * CHIP_BYTES_PER_DEVICE
     # A meta-batch is sampled inside the compiled step (with its chunked copy: ×2); the held-out
     # set is sampled in one program and copied to NumPy (×2) before it is evaluated chunk by chunk.
-    tasks = _sampled_bytes(family, train["meta_batch"], "train.meta_batch", origin, recipe)
-    held_out = _sampled_bytes(family, evaluation["tasks"], "eval.tasks", origin, recipe)
+    tasks = _sampled_bytes(family, train.meta_batch, "train.meta_batch", origin, recipe)
+    held_out = _sampled_bytes(family, evaluation.tasks, "eval.tasks", origin, recipe)
     parts = {
         "runtime": RUNTIME_BYTES,
         "parameters": PARAMETER_COPIES * params,
         "data": _tree_bytes(family) + 2 * tasks + 2 * held_out,
-        "activations": int(cls.ACTIVATION_OVERHEAD * max(train_act, eval_act)),
+        "activations": int(network_class.ACTIVATION_OVERHEAD * max(train_act, eval_act)),
     }
-    kind = section["kind"]
+    kind = network_class.kind
     labels = {
         "activations": (
             f"{kind} activations of a {chunk}-task chunk: reduce train.chunk_tasks or task or network sizes"
@@ -228,12 +243,10 @@ def estimate_evaluation_memory(exp, network, n_tasks: int) -> MemoryEstimate:
     NumPy), the network's forward activations and every task's chip reads. The head's inner
     steps (adapted conditions) keep head-sized arrays only: not counted."""
     family = exp.eval_family
-    section = exp.recipe["network"]
-    cls = type(network)
     batch = eqx.filter_eval_shape(lambda: family.sample(jax.random.key(0), 1))
     support, query = batch.x_support.shape[1], batch.x_query.shape[1]
     n_devices = network.n_devices()
-    act = cls.activation_bytes(section, family, exp.meta.device, support, query, n_tasks, backward=False)
+    act = network.activation_bytes(family, support, query, n_tasks, backward=False)
     act += n_tasks * n_devices * CHIP_BYTES_PER_DEVICE
     parts = {
         "runtime": RUNTIME_BYTES,
@@ -322,10 +335,32 @@ def available_memory() -> tuple[int | None, str]:
     return available, source
 
 
-def check_training_memory(recipe: dict, family, device, origin: str) -> MemoryEstimate:
-    """Refuse (`UserInputError` naming `origin`, with the estimate) a recipe whose meta-training
-    would not fit in the memory available; return the estimate."""
-    estimate = estimate_training_memory(recipe, family, device, origin)
+def check_training_memory(
+    network_class: type[AbstractNetwork],
+    architecture: eqx.Module,
+    family: AbstractTaskFamily,
+    device: AbstractPCMDevice,
+    *,
+    tasks_per_chip: int,
+    train,
+    evaluation,
+    recipe: dict,
+    origin: str,
+) -> MemoryEstimate:
+    """Refuse (`UserInputError` naming `origin`, with the estimate) an experiment whose
+    meta-training would not fit in the memory available; return the estimate. The arguments are
+    `estimate_training_memory`'s."""
+    estimate = estimate_training_memory(
+        network_class,
+        architecture,
+        family,
+        device,
+        tasks_per_chip=tasks_per_chip,
+        train=train,
+        evaluation=evaluation,
+        recipe=recipe,
+        origin=origin,
+    )
     key = largest_size(recipe, max(estimate.parts, key=estimate.parts.get))
     # the key furthest above its default, else every key the part grows with
     advice = f"{estimate.largest}: reduce {key}" if key else estimate.dominant

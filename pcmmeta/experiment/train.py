@@ -25,6 +25,7 @@ import yaml
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pcmmeta.core.clock import ChipClock
+from pcmmeta.core.compatibility import check_experiment
 from pcmmeta.core.inner import INNER_RULES
 from pcmmeta.core.maml import MetaConfig, batch_results, outer_loss, predict
 from pcmmeta.core.modes import MODES
@@ -97,12 +98,12 @@ def init_key(seed: int) -> jax.Array:
 
 @eqx.filter_jit
 def init_network(
-    cls: type[AbstractNetwork], key: jax.Array, section: dict, family: AbstractTaskFamily, device
+    cls: type[AbstractNetwork], key: jax.Array, architecture: eqx.Module, family: AbstractTaskFamily, device
 ) -> AbstractNetwork:
     """`cls.init` as one compiled program. Run op by op, a network's initialisation compiled a few
     dozen tiny programs on every start, each too quick for the compilation cache (build_experiment:
     1.5 s lif, 1.3 s cnn, 2.1 s rsnn before; docs/speed.md)."""
-    return cls.init(key, section, family, device)
+    return cls.init(key, architecture, family, device)
 
 
 def build_experiment(recipe: dict, check_memory: str | None = None) -> Experiment:
@@ -111,21 +112,36 @@ def build_experiment(recipe: dict, check_memory: str | None = None) -> Experimen
     not fit in memory is refused before the network is initialised (`pcmmeta.experiment.memory`)."""
     device = load_device(recipe["device"])
     family = build_task_family(recipe["task"])
-    if check_memory is not None:
-        check_training_memory(recipe, family, device, check_memory)
-    rule = INNER_RULES[recipe["inner"]["rule"]].from_recipe(recipe["inner"])
+    network_class = NETWORKS[recipe["network"]["kind"]]
+    architecture = network_class.architecture_from(recipe["network"])
+    train = TrainConfig(**recipe["train"])
+    evaluation = EvalConfig(**recipe["eval"])
     m = recipe["maml"]
+    rule = INNER_RULES[recipe["inner"]["rule"]].from_recipe(recipe["inner"])
+    mode = MODES[recipe["mode"]].from_recipe(m)
+    check_experiment(family, network_class, rule, mode, device)  # the one check of the combination
+    if check_memory is not None:
+        check_training_memory(
+            network_class,
+            architecture,
+            family,
+            device,
+            tasks_per_chip=m["tasks_per_chip"],
+            train=train,
+            evaluation=evaluation,
+            recipe=recipe,
+            origin=check_memory,
+        )
     meta = MetaConfig(
         device=device,
-        mode=MODES[recipe["mode"]].from_recipe(m),
+        mode=mode,
         rule=rule,
         clock=ChipClock(m["t_read"], m["t_prog"], m["t_wait"], rule.steps),
         programming_noise=m["programming_noise"],
         tasks_per_chip=m["tasks_per_chip"],
     )
-    network = init_network(
-        NETWORKS[recipe["network"]["kind"]], init_key(recipe["seed"]), recipe["network"], family, device
-    )
+    network = init_network(network_class, init_key(recipe["seed"]), architecture, family, device)
+    rule.check_head({n: network.layers[n].shape[1:] for n in network.head})  # sizes only the network knows
     return Experiment(
         name=recipe["name"],
         seed=recipe["seed"],
@@ -134,8 +150,8 @@ def build_experiment(recipe: dict, check_memory: str | None = None) -> Experimen
         eval_family=family.split("test"),
         validation_family=family.split("validation"),
         meta=meta,
-        train=TrainConfig(**{k: v for k, v in recipe["train"].items()}),
-        eval=EvalConfig(**recipe["eval"]),
+        train=train,
+        eval=evaluation,
         recipe=recipe,
     )
 

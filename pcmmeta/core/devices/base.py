@@ -30,6 +30,17 @@ from pcmmeta.errors import UserInputError
 #: Number of SET pulses tabulated for `AbstractPCMDevice.pulses_to_reach`.
 MAX_TABULATED_PULSES = 64
 
+#: What a family's laws let a controller do (`AbstractPCMDevice.capabilities`), as
+#: `pcmmeta.core.compatibility` says it in a refusal: blind SET pulses and write-verify need the
+#: SET-increment law, write-verify and single-shot the RESET, every chip mode and verified
+#: re-programming the state right after programming to a target.
+DEVICE_CAPABILITIES = {
+    "set-pulses": "take SET pulses (an increment law of G and the pulse count)",
+    "reset": "be RESET",
+    "programmed-state": "be programmed to a target (the state after verified programming)",
+}
+SET_PULSES, RESET, PROGRAMMED_STATE = DEVICE_CAPABILITIES
+
 
 class DeviceState(eqx.Module):
     """Per-device state of an array of PCM devices; every field has the array's shape."""
@@ -61,6 +72,10 @@ class AbstractPCMDevice(eqx.Module):
 
     #: The family's name: the `family:` key of a device file.
     family: ClassVar[str]
+    #: What the family's laws let a controller do (`DEVICE_CAPABILITIES`): what the inner rules,
+    #: modes and programming methods that need them check (`pcmmeta.core.compatibility`). A
+    #: family without a capability may leave the laws behind it raising `NotImplementedError`.
+    capabilities: ClassVar[frozenset[str]]
 
     g_min: eqx.AbstractVar[float]  # µS, lower end of the programmable range
     g_max: eqx.AbstractVar[float]  # µS, upper end of the programmable range

@@ -33,7 +33,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from pcmmeta.core import noise
 from pcmmeta.core.devices import nandakumar as law
-from pcmmeta.core.devices.base import AbstractPCMDevice, DeviceState, drift_factor
+from pcmmeta.core.devices.base import DEVICE_CAPABILITIES, AbstractPCMDevice, DeviceState, drift_factor
 
 #: aihwkit's floor of g = G/g_max before its logarithm (drift exponent).
 G_RELATIVE_FLOOR = 1e-7
@@ -70,10 +70,38 @@ def nu_std_law(device: "Joshi2020", g, xp: Any = jnp):
     )
 
 
+def capped_power_law(q, exponent, cap, x, xp: Any = jnp):
+    """min(q / max(x^e, 1e−3), cap) at x ≥ 0: the form of the read-noise amplitude."""
+    # max(x^e, 1e−3) written as max(x, 1e−3^(1/e))^e: the same value, and no infinite
+    # derivative of x^e at x = 0 (0·∞ would make MAML's gradients NaN).
+    e = xp.asarray(exponent)
+    floor = xp.where(e > 0, Q_DENOMINATOR_FLOOR ** (1.0 / xp.where(e > 0, e, 1.0)), 0.0)
+    x = xp.maximum(x, floor)
+    # x^e as exp(e·ln x) (`jnp.power` is four times slower on a CPU); x > 0 whenever e > 0,
+    # and the tiny floor keeps x^0 = 1 at x = 0.
+    x_e = xp.exp(e * xp.log(xp.maximum(x, xp.finfo(x.dtype).tiny)))
+    return xp.minimum(q / xp.maximum(x_e, Q_DENOMINATOR_FLOOR), cap)
+
+
+def read_noise_amplitude_law(device: "Joshi2020", g_prog, xp: Any = jnp):
+    """Q_s = min(q / max((|G_p|/g_max)^e, 1e−3), Q_max) (relative) at programmed conductance
+    g_prog (µS); `xp` as in `log_relative_g`."""
+    return capped_power_law(
+        device.read_noise_q, device.read_noise_exponent, device.read_noise_q_max, xp.abs(g_prog) / device.g_max, xp
+    )
+
+
+def log_time_factor_law(device: "Joshi2020", elapsed, xp: Any = jnp):
+    """ln((t + t0 + t_r)/(2 t_r)) at `elapsed` = t s since programming: the accumulated 1/f
+    noise power, relative; `xp` as in `log_relative_g`."""
+    return xp.log((xp.maximum(elapsed, 0.0) + device.drift_t0 + device.t_read) / (2 * device.t_read))
+
+
 class Joshi2020(AbstractPCMDevice):
     """Parameters of the aihwkit/Joshi model (µS and s); see docs/device-model.md."""
 
     family = "joshi2020"
+    capabilities = frozenset(DEVICE_CAPABILITIES)
 
     g_min: float = 0.0  # µS
     g_max: float = 25.0  # µS
@@ -175,21 +203,12 @@ class Joshi2020(AbstractPCMDevice):
 
     # ----------------------------------------------------------------- reads
     def read_noise_amplitude(self, g_prog: Float[Array, "..."]) -> Float[Array, "..."]:
-        """Q_s = min(q / max((|G_p|/g_max)^e, 1e−3), Q_max) (relative)."""
-        # max(x^e, 1e−3) written as max(x, 1e−3^(1/e))^e: the same value, and no infinite
-        # derivative of x^e at G_p = 0 (0·∞ would make MAML's gradients NaN).
-        e = jnp.asarray(self.read_noise_exponent, jnp.float32)
-        floor = jnp.where(e > 0, Q_DENOMINATOR_FLOOR ** (1.0 / jnp.where(e > 0, e, 1.0)), 0.0)
-        x = jnp.maximum(jnp.abs(g_prog) / self.g_max, floor)
-        # x^e as exp(e·ln x) (`jnp.power` is four times slower on a CPU); x > 0 whenever e > 0,
-        # and the tiny floor keeps x^0 = 1 at x = 0.
-        x_e = jnp.exp(e * jnp.log(jnp.maximum(x, jnp.finfo(jnp.float32).tiny)))
-        return jnp.minimum(self.read_noise_q / jnp.maximum(x_e, Q_DENOMINATOR_FLOOR), self.read_noise_q_max)
+        """Q_s at programmed conductance g_prog (µS) (`read_noise_amplitude_law`)."""
+        return read_noise_amplitude_law(self, g_prog)
 
     def log_time_factor(self, elapsed: float | Array) -> Float[Array, "..."]:
-        """ln((t + t0 + t_r)/(2 t_r)) at `elapsed` = t s since programming: the accumulated
-        1/f noise power, relative."""
-        return jnp.log((jnp.maximum(elapsed, 0.0) + self.drift_t0 + self.t_read) / (2 * self.t_read))
+        """The 1/f noise's time factor `elapsed` s after programming (`log_time_factor_law`)."""
+        return log_time_factor_law(self, elapsed)
 
     def read_std(
         self, g: Float[Array, "..."], elapsed: float | Array, g_prog: Float[Array, "..."] | None = None

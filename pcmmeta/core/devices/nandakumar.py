@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from pcmmeta.core import noise
-from pcmmeta.core.devices.base import AbstractPCMDevice, DeviceState, drift_factor
+from pcmmeta.core.devices.base import DEVICE_CAPABILITIES, AbstractPCMDevice, DeviceState, drift_factor
 
 
 # ------------------------------------------------------------------ the SET-increment law
@@ -49,6 +49,7 @@ class Nandakumar2018(AbstractPCMDevice):
     """Parameters of the Nandakumar model (µS and s); see docs/device-model.md."""
 
     family = "nandakumar2018"
+    capabilities = frozenset(DEVICE_CAPABILITIES)
 
     g_min: float = 0.1  # µS
     g_max: float = 12.0  # µS

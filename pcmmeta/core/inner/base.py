@@ -25,7 +25,7 @@ from pcmmeta.core.clock import ChipClock
 from pcmmeta.core.compute_once import compute_once
 from pcmmeta.core.crossbar import layer_keys, pair_weights
 from pcmmeta.core.devices import AbstractPCMDevice, DeviceState
-from pcmmeta.core.devices.base import where_state
+from pcmmeta.core.devices.base import PROGRAMMED_STATE, SET_PULSES, where_state
 from pcmmeta.core.fields import Field, from_section, schema_of
 from pcmmeta.core.modes import AbstractMode
 from pcmmeta.core.networks.base import AbstractNetwork
@@ -80,6 +80,8 @@ class AbstractInnerRule(eqx.Module):
     #: Recipe keys of the `inner:` section that are not fields of the rule (none so far).
     SCHEMA: ClassVar[dict[str, Field]] = {}
     name: ClassVar[str]
+    #: What the rule needs from the network (`pcmmeta.core.compatibility.NETWORK_FEATURES`).
+    needs_network: ClassVar[frozenset[str]] = frozenset()
     steps: eqx.AbstractVar[int]
 
     @property
@@ -87,6 +89,17 @@ class AbstractInnerRule(eqx.Module):
         """Whether the rule changes devices by SET pulses alone (no RESET, no write-verify): what
         a pulse plan for a lab can express (`pcmmeta adapt --plan`, docs/chip-bridge.md)."""
         return True
+
+    @property
+    def needs_device(self) -> frozenset[str]:
+        """What the device family must be able to do for this rule on the chip
+        (`DEVICE_CAPABILITIES`): SET pulses for a rule that adapts by them, else programming to
+        a target (verified re-programming)."""
+        return frozenset({SET_PULSES} if self.adapts_by_set_pulses else {PROGRAMMED_STATE})
+
+    def check_head(self, head: dict[str, tuple[int, ...]]) -> None:
+        """Raise `UserInputError` naming `inner.rule` if the rule cannot adapt a head of these
+        layers (name → weight shape); called when the experiment is built. Default: any head."""
 
     @classmethod
     def schema(cls) -> dict[str, Field]:

@@ -21,17 +21,19 @@ skips the update.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
 from pcmmeta.core.fields import hyperparameter
-from pcmmeta.core.inner.base import AbstractInnerRule, apply_pulses
+from pcmmeta.core.inner.base import AbstractInnerRule, SupportSet, apply_pulses
 from pcmmeta.core.inner.reprogram import reprogram
-from pcmmeta.errors import UserInputError
 
 
 class EpropLSG(AbstractInnerRule):
     name = "eprop-lsg"
+    needs_network = frozenset({"learning-signal"})
 
     steps: int = hyperparameter(1, "int", "e-prop updates (Ortner: a single one)", low=1, high=10)
     learning_rate: float = hyperparameter(0.02, "float", "η of ΔW = −η Σ_t L_j(t) e_ij(t)", positive=True)
@@ -58,11 +60,9 @@ class EpropLSG(AbstractInnerRule):
         return self.learning_rate
 
     def direction(self, support_loss, weights):
-        network = getattr(support_loss, "network", None)
-        if not hasattr(network, "eprop_direction"):
-            raise UserInputError(
-                "'inner.rule': eprop-lsg needs a network with a learning-signal generator (network.kind: rsnn)"
-            )
+        if not isinstance(support_loss, SupportSet):
+            raise TypeError("eprop-lsg reads the support set's network and targets: give it a SupportSet")
+        network: Any = support_loss.network  # it has a learning-signal generator: checked when the experiment is built
         return network.eprop_direction(weights, support_loss.features, support_loss.y, support_loss.family)
 
     def pulse_counts(self, grad, scale, device):

@@ -27,6 +27,8 @@ gradient almost everywhere.
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -122,15 +124,20 @@ class PlannedPulse(AbstractInnerRule):
     def float_lr(self) -> float:
         return self.ideal_lr
 
+    def check_head(self, head: dict[str, tuple[int, ...]]) -> None:
+        """Each head layer's curvature block (n² entries) must fit: at most
+        `MAX_PLANNED_WEIGHTS` weights per layer."""
+        for name, shape in head.items():
+            size = math.prod(shape)
+            if size > MAX_PLANNED_WEIGHTS:
+                raise UserInputError(
+                    f"'inner.rule': planned-pulse plans over each head layer's curvature (n² entries); head layer "
+                    f"'{name}' has {size:,} weights, more than {MAX_PLANNED_WEIGHTS:,} (use blind-pulse or quantized-sgd)"
+                )
+
     def pulse_input(self, support_loss: SupportLoss, weights: Weights) -> dict[str, Curvature]:
         """The gradient and the Hessian's diagonal block per head layer, both held fixed: they
         only choose the pulses. (`direction` stays the gradient: the `ideal` mode's SGD.)"""
-        for name, w in weights.items():
-            if w.size > MAX_PLANNED_WEIGHTS:
-                raise UserInputError(
-                    f"'inner.rule': planned-pulse plans over each head layer's curvature (n² entries); head layer "
-                    f"'{name}' has {w.size:,} weights, more than {MAX_PLANNED_WEIGHTS:,} (use blind-pulse or quantized-sgd)"
-                )
         weights = jax.lax.stop_gradient(weights)
         grads = jax.grad(support_loss)(weights)
         out = {}

@@ -6,8 +6,10 @@ programs — and, for some networks, float parameters that run off chip (the rob
 learning-signal generator): Adam trains them too (`train.offchip_learning_rate`), `deploy`
 never programs them. Layers named in `head` are the ones the chip adapts; the rest are the body,
 programmed offline and never changed on chip. The architecture is static (fields marked
-`static=True`). A layer's weight is w = scale·(G⁺ − G⁻)/(g_max − g_min) with the layer's `scales`
-entry: the weight a full-range pair carries.
+`static=True`); its hyperparameters, the `network:` section's keys, are the fields of the
+network's `architecture_class`, each declared once (`pcmmeta.core.fields.hyperparameter`). A
+layer's weight is w = scale·(G⁺ − G⁻)/(g_max − g_min) with the layer's `scales` entry: the
+weight a full-range pair carries.
 
 The pipeline only calls:
 - `features(body_weights, x)`: what the head reads, for inputs x of one task (computed once per
@@ -31,7 +33,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from pcmmeta.core.devices import AbstractPCMDevice
-from pcmmeta.core.fields import Field
+from pcmmeta.core.fields import Field, from_section, schema_of
 
 
 def encoded_support(family) -> jax.ShapeDtypeStruct:
@@ -40,15 +42,25 @@ def encoded_support(family) -> jax.ShapeDtypeStruct:
 
 
 class AbstractNetwork(eqx.Module):
-    #: Recipe keys of the `network:` section besides `kind` (docs/recipes.md).
-    SCHEMA: ClassVar[dict[str, Field]] = {}
+    #: The module of the architecture's hyperparameters: the recipe keys of the `network:`
+    #: section besides `kind`, in the order docs/recipes.md lists them.
+    architecture_class: ClassVar[type[eqx.Module]]
 
     @classmethod
     def schema(cls) -> dict[str, Field]:
         """The recipe keys of the `network:` section besides `kind` (docs/recipes.md)."""
-        return dict(cls.SCHEMA)
+        return schema_of(cls.architecture_class)
+
+    @classmethod
+    def architecture_from(cls, section: dict) -> eqx.Module:
+        """The architecture of a validated `network:` section, every hyperparameter by keyword."""
+        return from_section(cls.architecture_class, section)
 
     kind: ClassVar[str]
+    #: The task inputs it accepts, and what it offers an inner rule (`pcmmeta.core.compatibility`:
+    #: `INPUTS`, `NETWORK_FEATURES`); checked when an experiment is built, not in `init`.
+    reads: ClassVar[frozenset[str]]
+    provides: ClassVar[frozenset[str]] = frozenset()
     #: Figures show the head's spikes (`spike_raster`).
     shows_spikes: ClassVar[bool] = False
 
@@ -64,9 +76,10 @@ class AbstractNetwork(eqx.Module):
 
     @classmethod
     @abc.abstractmethod
-    def init(cls, key: PRNGKeyArray, section: dict, family, device: AbstractPCMDevice) -> "AbstractNetwork":
-        """A freshly initialised network for a validated `network:` section and a task family
-        (`family.encode` and `family.n_outputs` fix the input and output sizes)."""
+    def init(cls, key: PRNGKeyArray, architecture: Any, family, device: AbstractPCMDevice) -> "AbstractNetwork":
+        """A freshly initialised network of this architecture (an `architecture_class`, from
+        `architecture_from`) for a task family (`family.encode` and `family.n_outputs` fix the
+        input and output sizes)."""
 
     @abc.abstractmethod
     def features(self, weights: dict[str, Array], x: Array) -> Any:
@@ -105,22 +118,17 @@ class AbstractNetwork(eqx.Module):
     #: 10–20), so a network without its own estimate is not waved through.
     DEFAULT_ACTIVATION_FACTOR: ClassVar[int] = 32
 
-    @classmethod
-    def activation_bytes(
-        cls, section: dict, family, device: AbstractPCMDevice, support: int, query: int, tasks: int, backward: bool
-    ) -> int:
+    def activation_bytes(self, family, support: int, query: int, tasks: int, backward: bool) -> int:
         """Bytes of the activations the pipeline holds for `tasks` tasks of `support` + `query`
         inputs each: those kept for the backward pass when `backward` (a meta-training chunk),
         else the forward pass's (evaluation). Used by the memory check before anything is
-        allocated (`pcmmeta.experiment.memory`), so it must not build arrays: the default traces `init` and
-        `features` with `eqx.filter_eval_shape` and scales the features' bytes by
-        `DEFAULT_ACTIVATION_FACTOR`. Networks override it with their own dominant terms."""
-        import jax.numpy as jnp
-
-        net = eqx.filter_eval_shape(lambda: cls.init(jax.random.key(0), section, family, device))
+        allocated (`pcmmeta.experiment.memory`), on a network traced with `eqx.filter_eval_shape`
+        (its arrays are shapes), so it must not build arrays: the default traces `features` and
+        scales the features' bytes by `DEFAULT_ACTIVATION_FACTOR`. Networks override it with
+        their own dominant terms."""
         x = encoded_support(family)
-        weights = {n: jax.ShapeDtypeStruct(net.layers[n].shape[1:], jnp.float32) for n in net.body}
-        out = eqx.filter_eval_shape(net.features, weights, x)
+        weights = {n: jax.ShapeDtypeStruct(self.layers[n].shape[1:], jnp.float32) for n in self.body}
+        out = eqx.filter_eval_shape(self.features, weights, x)
         per_sample = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(out)) / max(x.shape[0], 1)
-        factor = cls.DEFAULT_ACTIVATION_FACTOR if backward else cls.DEFAULT_ACTIVATION_FACTOR // 4
+        factor = self.DEFAULT_ACTIVATION_FACTOR if backward else self.DEFAULT_ACTIVATION_FACTOR // 4
         return int(factor * per_sample * (support + query) * tasks)

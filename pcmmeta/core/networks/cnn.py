@@ -23,12 +23,12 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from pcmmeta.core.crossbar import pairs_around
-from pcmmeta.core.fields import Field
+from pcmmeta.core.devices import AbstractPCMDevice
+from pcmmeta.core.fields import hyperparameter
 from pcmmeta.core.networks.base import AbstractNetwork, encoded_support
-from pcmmeta.errors import UserInputError
 
 
 def im2col(x: Float[Array, "n h w c"]) -> Float[Array, "n h w 9c"]:
@@ -58,24 +58,31 @@ def set_norm(y: Float[Array, "n h w c"], eps: float = 1e-5) -> Float[Array, "n h
     return (y - mean) * jax.lax.rsqrt(var + eps)
 
 
+class ConvArchitecture(eqx.Module):
+    """The `network:` section of `cnn`."""
+
+    channels: int = hyperparameter(
+        32, "int", "filters per convolution (Ortner et al. / MAML: 64; 32 trains faster on a CPU)", low=1
+    )
+    blocks: int = hyperparameter(
+        4, "int", "convolution blocks (each halves the image: 28 → 14 → 7 → 3 → 1)", low=1, high=4
+    )
+    weight_range: float = hyperparameter(
+        3.0, "float", "body: weight of a full-range pair, in units of √(2/fan_in)", positive=True
+    )
+    head_range: float = hyperparameter(1.0, "float", "head: weight of a full-range pair", positive=True)
+    init_conductance: float = hyperparameter(3.0, "float", "µS around which pairs are initialised", positive=True)
+    batch_norm: bool = hyperparameter(
+        False,
+        "bool",
+        "normalise each convolution's output per channel over the set's images (transductive batch norm, no learned scale, in the periphery: Ortner et al.'s network has BatchNorm); it makes a channel's gain, so a uniform drift of its conductances, irrelevant",
+    )
+
+
 class ConvNet(AbstractNetwork):
-    SCHEMA = {
-        "channels": Field(
-            32, "int", "filters per convolution (Ortner et al. / MAML: 64; 32 trains faster on a CPU)", low=1
-        ),
-        "blocks": Field(4, "int", "convolution blocks (each halves the image: 28 → 14 → 7 → 3 → 1)", low=1, high=4),
-        "weight_range": Field(
-            3.0, "float", "body: weight of a full-range pair, in units of √(2/fan_in)", positive=True
-        ),
-        "head_range": Field(1.0, "float", "head: weight of a full-range pair", positive=True),
-        "init_conductance": Field(3.0, "float", "µS around which pairs are initialised", positive=True),
-        "batch_norm": Field(
-            False,
-            "bool",
-            "normalise each convolution's output per channel over the set's images (transductive batch norm, no learned scale, in the periphery: Ortner et al.'s network has BatchNorm); it makes a channel's gain, so a uniform drift of its conductances, irrelevant",
-        ),
-    }
+    architecture_class = ConvArchitecture
     kind = "cnn"
+    reads = frozenset({"images"})
 
     layers: dict[str, Float[Array, "2 ..."]]
     scale_items: tuple[tuple[str, float], ...] = eqx.field(static=True)
@@ -84,52 +91,49 @@ class ConvNet(AbstractNetwork):
     batch_norm: bool = eqx.field(static=True, default=False)
 
     @classmethod
-    def init(cls, key, section, family, device):
-        if family.name != "images":
-            raise UserInputError(
-                f"'network.kind': cnn reads images, but task family '{family.name}' does not give images (use network.kind: {'rsnn' if family.name == 'arm' else 'lif'})"
-            )
+    def init(cls, key: PRNGKeyArray, architecture: ConvArchitecture, family, device: AbstractPCMDevice) -> "ConvNet":
         example = family.encode(jnp.zeros((1, 28, 28), jnp.uint8))
         h, w, c_in = example.shape[1:]
-        c, blocks = section["channels"], section["blocks"]
-        g_base = section["init_conductance"]
+        c, blocks = architecture.channels, architecture.blocks
+        g_base = architecture.init_conductance
         keys = jax.random.split(key, blocks + 1)
         layers, scales = {}, {}
         for b in range(blocks):
             fan_in = 9 * c_in
-            scale = section["weight_range"] * math.sqrt(2.0 / fan_in)
+            scale = architecture.weight_range * math.sqrt(2.0 / fan_in)
             weights = jax.random.normal(keys[b], (fan_in, c)) * math.sqrt(2.0 / fan_in)
             weights = jnp.concatenate([weights, jnp.zeros((1, c))])  # bias row starts at 0
             name = f"conv{b + 1}"
             layers[name], scales[name] = pairs_around(weights, device, scale, g_base), scale
             c_in, h, w = c, h // 2, w // 2
         features = h * w * c_in
-        layers["out"] = pairs_around(jnp.zeros((features + 1, family.n_outputs)), device, section["head_range"], g_base)
-        scales["out"] = section["head_range"]
+        layers["out"] = pairs_around(
+            jnp.zeros((features + 1, family.n_outputs)), device, architecture.head_range, g_base
+        )
+        scales["out"] = architecture.head_range
         names = tuple(layers)
         return cls(
             layers=layers,
             scale_items=tuple(scales.items()),
             layer_names=names,
             head=("out",),
-            batch_norm=section["batch_norm"],
+            batch_norm=architecture.batch_norm,
         )
 
     #: Measured peak RSS over `activation_bytes` was 0.9–1.05 (glyphs recipes, 16–64 channels).
     ACTIVATION_OVERHEAD = 1.3
 
-    @classmethod
-    def activation_bytes(cls, section, family, device, support, query, tasks, backward):
+    def activation_bytes(self, family, support: int, query: int, tasks: int, backward: bool) -> int:
         """Image maps per input. Per block b the im2col patches (h·w·9·c_in) and the
         convolution's output before and after ReLU (2·h·w·c): m_b. Backward: every block's maps
         and their cotangents, 2·Σ m_b. Forward: the two largest blocks' maps (one block's output
         feeds the next) and ≈ 25 input-sized maps (the encoded image, its padded copy, shifted
         slices). Calibrated on measured peaks (docs/recipes.md, "Memory")."""
         h, w, c_in = encoded_support(family).shape[1:]
-        c = section["channels"]
+        c = self.layers["conv1"].shape[-1]  # every block's filters (`channels`)
         inputs = 25 * h * w * c_in
         maps = []
-        for _ in range(section["blocks"]):
+        for _ in self.body:  # one crossbar per block
             maps.append(h * w * (9 * c_in + 2 * c))
             c_in, h, w = c, h // 2, w // 2
         per_input = 2 * sum(maps) if backward else sum(sorted(maps)[-2:]) + inputs

@@ -36,10 +36,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from pcmmeta.core.crossbar import pairs_around
-from pcmmeta.core.fields import Field, from_section, hyperparameter, schema_of
+from pcmmeta.core.devices import AbstractPCMDevice
+from pcmmeta.core.fields import hyperparameter, hyperparameter_group
 from pcmmeta.core.networks.base import AbstractNetwork
 from pcmmeta.core.snn import spike, surrogate_derivative
-from pcmmeta.errors import UserInputError
 
 
 class RecurrentLIF(eqx.Module):
@@ -128,8 +128,8 @@ class LearningSignalGenerator(eqx.Module):
     w_out: Float[Array, "neurons trainee"]
     cfg: RecurrentLIF
     n_adaptive: int = eqx.field(static=True)
-    tau_adapt: float = eqx.field(static=True, default=0.6)  # s
-    beta_adapt: float = eqx.field(static=True, default=1.6)
+    tau_adapt: float = eqx.field(static=True)  # s
+    beta_adapt: float = eqx.field(static=True)
 
     @classmethod
     def init(
@@ -140,8 +140,8 @@ class LearningSignalGenerator(eqx.Module):
         n_signals: int,
         cfg: RecurrentLIF,
         adaptive_fraction: float,
-        tau_adapt: float = 0.6,
-        beta_adapt: float = 1.6,
+        tau_adapt: float,
+        beta_adapt: float,
     ) -> "LearningSignalGenerator":
         k1, k2, k3 = jax.random.split(key, 3)
         return cls(
@@ -187,38 +187,39 @@ class ArmFeatures(eqx.Module):
     w_out: Float[Array, "neurons outputs"]
 
 
+class RecurrentSNNArchitecture(eqx.Module):
+    """The `network:` section of `rsnn`: the trainee's size and dynamics, its layers' weight
+    scales, the learning-signal generator, the spike-rate regulariser."""
+
+    neurons: int = hyperparameter(250, "int", "trainee neurons (Ortner: 250)", low=1, high=100_000)
+    dynamics: RecurrentLIF = hyperparameter_group(RecurrentLIF)
+    scale_in: float = hyperparameter(2.0, "float", "weight of a full-range pair, input layer", positive=True)
+    scale_rec: float = hyperparameter(0.5, "float", "weight of a full-range pair, recurrent layer", positive=True)
+    scale_out: float = hyperparameter(4.0, "float", "weight of a full-range pair, readout", positive=True)
+    init_conductance: float = hyperparameter(3.0, "float", "µS around which pairs are initialised", positive=True)
+    lsg_neurons: int = hyperparameter(
+        800, "int", "learning-signal generator neurons (Ortner: 800)", low=1, high=100_000
+    )
+    lsg_adaptive_fraction: float = hyperparameter(
+        0.3, "float", "share of LSG neurons with adaptive thresholds (Ortner: 0.3)", low=0.0, high=1.0
+    )
+    lsg_tau_adapt: float = hyperparameter(
+        0.6, "float", "LSG threshold adaptation time constant, s (Ortner: 0.6)", positive=True
+    )
+    lsg_beta_adapt: float = hyperparameter(1.6, "float", "LSG threshold adaptation strength (Ortner: 1.6)", low=0.0)
+    rate_target_hz: float = hyperparameter(
+        15.0, "float", "spike-rate regularisation: target rate of trainee neurons, Hz (Ortner: 10–20)", low=0.0
+    )
+    rate_regularization: float = hyperparameter(
+        0.5, "float", "spike-rate regularisation: weight λ of Σ_j (rate_j − target)² (rates per step)", low=0.0
+    )
+
+
 class RecurrentSNN(AbstractNetwork):
-    SCHEMA = {
-        "neurons": Field(250, "int", "trainee neurons (Ortner: 250)", low=1, high=100_000),
-        "scale_in": Field(2.0, "float", "weight of a full-range pair, input layer", positive=True),
-        "scale_rec": Field(0.5, "float", "weight of a full-range pair, recurrent layer", positive=True),
-        "scale_out": Field(4.0, "float", "weight of a full-range pair, readout", positive=True),
-        "init_conductance": Field(3.0, "float", "µS around which pairs are initialised", positive=True),
-        "lsg_neurons": Field(800, "int", "learning-signal generator neurons (Ortner: 800)", low=1, high=100_000),
-        "lsg_adaptive_fraction": Field(
-            0.3, "float", "share of LSG neurons with adaptive thresholds (Ortner: 0.3)", low=0.0, high=1.0
-        ),
-        "lsg_tau_adapt": Field(0.6, "float", "LSG threshold adaptation time constant, s (Ortner: 0.6)", positive=True),
-        "lsg_beta_adapt": Field(1.6, "float", "LSG threshold adaptation strength (Ortner: 1.6)", low=0.0),
-        "rate_target_hz": Field(
-            15.0, "float", "spike-rate regularisation: target rate of trainee neurons, Hz (Ortner: 10–20)", low=0.0
-        ),
-        "rate_regularization": Field(
-            0.5, "float", "spike-rate regularisation: weight λ of Σ_j (rate_j − target)² (rates per step)", low=0.0
-        ),
-    }
+    architecture_class = RecurrentSNNArchitecture
     kind = "rsnn"
-
-    @classmethod
-    def schema(cls) -> dict[str, Field]:
-        """The population's size and dynamics (`RecurrentLIF`'s hyperparameters), the scales,
-        the learning-signal generator."""
-        return {
-            "neurons": cls.SCHEMA["neurons"],
-            **schema_of(RecurrentLIF),
-            **{k: v for k, v in cls.SCHEMA.items() if k != "neurons"},
-        }
-
+    reads = frozenset({"clock"})  # a clock, and a demonstration (`encode_target`) to learn from
+    provides = frozenset({"learning-signal"})  # `eprop_direction`
     shows_spikes = True
 
     layers: dict[str, Float[Array, "2 ..."]]
@@ -231,20 +232,18 @@ class RecurrentSNN(AbstractNetwork):
     head: tuple[str, ...] = eqx.field(static=True)
 
     @classmethod
-    def init(cls, key, section, family, device):
-        if getattr(family, "inputs", "vector") != "clock" or not hasattr(family, "encode_target"):
-            raise UserInputError(
-                f"'network.kind': rsnn learns from demonstrations, but task family {family.name!r} gives none (use task.family: arm)"
-            )
+    def init(
+        cls, key: PRNGKeyArray, architecture: RecurrentSNNArchitecture, family, device: AbstractPCMDevice
+    ) -> "RecurrentSNN":
         channels = int(family.encode(jnp.zeros((1, 1))).shape[-1])
-        n, n_out = section["neurons"], family.n_outputs
-        cfg = from_section(RecurrentLIF, section)
-        scales = {"in": section["scale_in"], "rec": section["scale_rec"], "out": section["scale_out"]}
+        n, n_out = architecture.neurons, family.n_outputs
+        cfg = architecture.dynamics
+        scales = {"in": architecture.scale_in, "rec": architecture.scale_rec, "out": architecture.scale_out}
         k_in, k_rec, k_out, k_lsg = jax.random.split(key, 4)
 
         def pair(k, shape, scale, std):
             w = jnp.clip(std * jax.random.normal(k, shape), -scale, scale)
-            return pairs_around(w, device, scale, section["init_conductance"])
+            return pairs_around(w, device, scale, architecture.init_conductance)
 
         layers = {
             "in": pair(k_in, (channels, n), scales["in"], 1.0 / math.sqrt(channels)),
@@ -253,13 +252,13 @@ class RecurrentSNN(AbstractNetwork):
         }
         lsg = LearningSignalGenerator.init(
             k_lsg,
-            channels + family.target_channels,
-            section["lsg_neurons"],
-            n,
-            cfg,
-            section["lsg_adaptive_fraction"],
-            section["lsg_tau_adapt"],
-            section["lsg_beta_adapt"],
+            n_inputs=channels + family.target_channels,
+            n_neurons=architecture.lsg_neurons,
+            n_signals=n,
+            cfg=cfg,
+            adaptive_fraction=architecture.lsg_adaptive_fraction,
+            tau_adapt=architecture.lsg_tau_adapt,
+            beta_adapt=architecture.lsg_beta_adapt,
         )
         return cls(
             layers=layers,
@@ -268,19 +267,18 @@ class RecurrentSNN(AbstractNetwork):
             cfg=cfg,
             layer_names=("in", "rec", "out"),
             head=("in", "rec"),
-            rate_target=section["rate_target_hz"] * section["dt"],
-            rate_regularization=section["rate_regularization"],
+            rate_target=architecture.rate_target_hz * cfg.dt,
+            rate_regularization=architecture.rate_regularization,
         )
 
-    @classmethod
-    def activation_bytes(cls, section, family, device, support, query, tasks, backward):
+    def activation_bytes(self, family, support: int, query: int, tasks: int, backward: bool) -> int:
         """Per task and step: three trainee runs (e-prop's, before and after the update), each
         keeping about 8 floats per neuron for autodiff (membrane, spikes, pseudo-derivative,
         traces, refractory state), the generator's run (about 8 per neuron) and the e-prop
         products (4 per trainee neuron); forward only, a quarter of that. With the default overhead
         (2.0) the estimate was 1.19× the measured peak RSS of two training steps of arm.yaml
         (2.04 / 1.72 GB) and 1.03× that of arm-15min.yaml (0.94 / 0.92 GB)."""
-        n, m = section["neurons"], section["lsg_neurons"]
+        n, m = self.layers["rec"].shape[-1], self.lsg.w_rec.shape[0]  # trainee and generator neurons
         per_step = 3 * 8 * n + 8 * m + 4 * n
         steps = getattr(family, "time_steps", 1)
         samples = max(support, query)  # support and query are the same demonstration

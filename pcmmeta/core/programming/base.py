@@ -15,6 +15,7 @@ import equinox as eqx
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from pcmmeta.core.devices import AbstractPCMDevice, DeviceState
+from pcmmeta.core.devices.base import RESET, SET_PULSES
 
 #: Simulated time (s) of one programming tick: a verify read comes this long after the pulse
 #: before it (write-verify and the learned policy; the planner's reads assume the same).
@@ -37,6 +38,9 @@ class ProgramResult(eqx.Module):
 
 class AbstractProgrammingMethod(eqx.Module):
     name: ClassVar[str]
+    #: What the device family must be able to do (`DEVICE_CAPABILITIES`): every shipped method
+    #: RESETs a device and then SET-pulses it up (blind, or verified after each burst).
+    needs_device: ClassVar[frozenset[str]] = frozenset({SET_PULSES, RESET})
 
     @property
     def budget(self) -> int | None:

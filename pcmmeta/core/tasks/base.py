@@ -50,7 +50,13 @@ class AbstractTaskFamily(eqx.Module):
     #: Recipe keys of the `task:` section that are not fields of the family (where its data
     #: come from: read by `pcmmeta.io.task_data`).
     SCHEMA: ClassVar[dict[str, Field]] = {}
+    #: Keys that lead the section's schema, in this order (docs/recipes.md lists them so); the
+    #: rest follow in declaration order, `SCHEMA`'s last.
+    KEY_ORDER: ClassVar[tuple[str, ...]] = ()
     name: ClassVar[str]  # the recipe's `task.family`
+    #: What its tasks give a network (`pcmmeta.core.compatibility.INPUTS`): the networks that
+    #: read it are the ones a recipe may pair with the family.
+    inputs: ClassVar[str]
     #: The primary metric's name ("mse", "accuracy") and its direction.
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
@@ -64,7 +70,7 @@ class AbstractTaskFamily(eqx.Module):
     @classmethod
     def schema(cls) -> dict[str, Field]:
         """The recipe keys of the `task:` section besides `family` (docs/recipes.md)."""
-        return {**schema_of(cls), **cls.SCHEMA}
+        return schema_of(cls, cls.SCHEMA, cls.KEY_ORDER)
 
     @classmethod
     def from_recipe(cls, section: dict, data: Any = None) -> "AbstractTaskFamily":

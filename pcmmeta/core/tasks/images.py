@@ -82,26 +82,22 @@ class FewShotImages(AbstractTaskFamily):
         ),
     }
     name = "images"
+    inputs = "images"
     metric = "accuracy"
-
-    @classmethod
-    def schema(cls):
-        """The size of a task, where the data come from, then the augmentation and the glyphs."""
-        fields = super().schema()
-        order = (
-            "ways",
-            "shots",
-            "queries",
-            "data",
-            "eval_data",
-            "train_fraction",
-            "split_seed",
-            "validation_fraction",
-            "rotations",
-        )
-        return {**{k: fields[k] for k in order}, **{k: v for k, v in fields.items() if k not in order}}
-
     higher_is_better = True
+
+    #: The size of a task, where the data come from, then the augmentation and the glyphs.
+    KEY_ORDER = (
+        "ways",
+        "shots",
+        "queries",
+        "data",
+        "eval_data",
+        "train_fraction",
+        "split_seed",
+        "validation_fraction",
+        "rotations",
+    )
 
     train_images: UInt8[Array, "classes drawings 28 28"]
     validation_images: UInt8[Array, "classes drawings 28 28"]

@@ -31,6 +31,7 @@ class Sinusoid(AbstractTaskFamily):
     """
 
     name = "sinusoid"
+    inputs = "vector"
     metric = "mse"
     support_columns = (("x", "y"),)
     bias_channel = -1  # `encode`'s constant 1

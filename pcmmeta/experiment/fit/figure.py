@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pcmmeta.experiment.fit import joshi as J
-from pcmmeta.experiment.fit import nandakumar as F
+from pcmmeta.core.devices.joshi import nu_mean_law, nu_std_law, read_noise_amplitude_law
+from pcmmeta.experiment.fit import joshi, nandakumar
+from pcmmeta.experiment.fit.design import MIN_G_FOR_NOISE_FIT
+from pcmmeta.experiment.fit.grouping import group_reads
 from pcmmeta.io.plots import binned, plt, save_figure
 
 
@@ -17,8 +19,8 @@ def plot_device_fit(data, result, path: str | Path) -> None:
     if result.device.family == "joshi2020":
         return _plot_joshi_fit(data, result, path)
     dev = result.device
-    groups = F.fit_groups(data, dev.drift_t0, dev.read_std_slope, dev.read_std_intercept, dev.drift_nu_mean)
-    inc = F.increment_pairs(data, groups, dev, (dev.reset_mean, dev.reset_std))
+    groups = nandakumar.fit_groups(data, dev.drift_t0, dev.read_std_slope, dev.read_std_intercept, dev.drift_nu_mean)
+    inc = nandakumar.increment_pairs(data, groups, dev, (dev.reset_mean, dev.reset_std))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 
     ax = axes[0]
@@ -40,7 +42,7 @@ def plot_device_fit(data, result, path: str | Path) -> None:
 
     ax = axes[1]
     t_grid = np.unique(data.t_s[data.t_s > 0])
-    keep = groups.g_prog >= F.MIN_G_FOR_NOISE_FIT
+    keep = groups.g_prog >= MIN_G_FOR_NOISE_FIT
     rows = keep[data.group]
     ratio = data.g_uS[rows] / groups.g_prog[data.group[rows]]
     med = [np.median(ratio[data.t_s[rows] == t]) for t in t_grid]
@@ -57,7 +59,7 @@ def plot_device_fit(data, result, path: str | Path) -> None:
 
     ax = axes[2]
     resid = (data.g_uS - groups.fitted) * np.sqrt(groups.dof_factor)
-    c, m, s = binned(groups.fitted[rows], resid[rows], np.linspace(F.MIN_G_FOR_NOISE_FIT, dev.g_max, 20))
+    c, m, s = binned(groups.fitted[rows], resid[rows], np.linspace(MIN_G_FOR_NOISE_FIT, dev.g_max, 20))
     ax.plot(c, s, "o", label="data: residual std")
     ax.plot(g_line, np.asarray(dev.read_std(g_line)), "-", label="model")
     ax.set(xlabel="conductance (µS)", ylabel="read noise std (µS)", title="read noise")
@@ -70,19 +72,19 @@ def _plot_joshi_fit(data, result, path: str | Path) -> None:
     """joshi2020: ν̂ of the drift groups vs G with μ_ν ± σ_ν, drift in log-log, relative read
     noise Q_s vs G."""
     dev = result.device
-    p = J.prepare(data)
-    fit = J.group_fit(p, dev, dev.drift_t0)
+    p = group_reads(data)
+    fit = joshi.group_fit(p, dev, dev.drift_t0)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    g_line = np.geomspace(max(J.MIN_G_FOR_NOISE_FIT, 1e-3), dev.g_max, 100)
+    g_line = np.geomspace(max(MIN_G_FOR_NOISE_FIT, 1e-3), dev.g_max, 100)
 
     ax = axes[0]
-    good = J.drift_groups(fit)
+    good = joshi.drift_groups(fit)
     ax.semilogx(fit.g_prog[good], fit.nu[good], ".", ms=2, alpha=0.3, label="data: ν̂ per (device, pulse)")
     c, m, sd = binned(
-        np.log(fit.g_prog[good]), fit.nu[good], np.linspace(np.log(J.MIN_G_FOR_NOISE_FIT), np.log(dev.g_max), 16)
+        np.log(fit.g_prog[good]), fit.nu[good], np.linspace(np.log(MIN_G_FOR_NOISE_FIT), np.log(dev.g_max), 16)
     )
     ax.semilogx(np.exp(c), m, "o", label="data: binned mean")
-    mu, sigma = J.nu_mean(dev, g_line), J.nu_std(dev, g_line)
+    mu, sigma = nu_mean_law(dev, g_line, np), nu_std_law(dev, g_line, np)
     ax.semilogx(g_line, mu, "-", label="model μ_ν")
     ax.fill_between(g_line, mu - sigma, mu + sigma, alpha=0.2, label="model μ_ν ± σ_ν (ν only)")
     ax.set(xlabel="programmed conductance Ĝ_p (µS)", ylabel="drift exponent ν", title="drift exponent vs G")
@@ -95,7 +97,7 @@ def _plot_joshi_fit(data, result, path: str | Path) -> None:
     med = [np.median(ratio[data.t_s[rows] == t]) for t in t_grid]
     ax.loglog(t_grid, med, "o", label="data: median G(t)/Ĝ_p")
     t_line = np.geomspace(t_grid.min(), t_grid.max(), 100) if t_grid.size else np.geomspace(1, 1e4, 100)
-    nu_typ = float(np.median(fit.nu[good])) if good.any() else float(J.nu_mean(dev, dev.g_max / 2))
+    nu_typ = float(np.median(fit.nu[good])) if good.any() else float(nu_mean_law(dev, dev.g_max / 2, np))
     ax.loglog(
         t_line,
         ((t_line + dev.drift_t0) / dev.drift_t0) ** -nu_typ,
@@ -106,7 +108,7 @@ def _plot_joshi_fit(data, result, path: str | Path) -> None:
     ax.legend(fontsize=8)
 
     ax = axes[2]
-    use = (fit.g_prog[data.group] >= J.MIN_G_FOR_NOISE_FIT) & (p.n_reads[data.group] >= 2) & (fit.fitted > 0)
+    use = (fit.g_prog[data.group] >= MIN_G_FOR_NOISE_FIT) & (p.n_reads[data.group] >= 2) & (fit.fitted > 0)
     rel = (
         (data.g_uS - fit.fitted)
         / np.where(fit.fitted > 0, fit.fitted, 1.0)
@@ -116,10 +118,10 @@ def _plot_joshi_fit(data, result, path: str | Path) -> None:
         c, m, sd = binned(
             np.log(fit.g_prog[data.group][use]),
             rel[use],
-            np.linspace(np.log(J.MIN_G_FOR_NOISE_FIT), np.log(dev.g_max), 16),
+            np.linspace(np.log(MIN_G_FOR_NOISE_FIT), np.log(dev.g_max), 16),
         )
         ax.loglog(np.exp(c), sd, "o", label="data: relative residual std / √L(t)")
-    ax.loglog(g_line, J.q_s(dev, g_line), "-", label="model Q_s")
+    ax.loglog(g_line, read_noise_amplitude_law(dev, g_line, np), "-", label="model Q_s")
     ax.set(xlabel="programmed conductance (µS)", ylabel="relative read noise Q_s", title="1/f read noise")
     ax.legend(fontsize=8)
     fig.suptitle(f"device fit (joshi2020): {len(data.device_names)} devices, {data.g_uS.size} reads")

@@ -23,14 +23,14 @@ its information:
    regression calibration as there.
 
 The programming-noise slope and curvature (c1, c2) need write-verify targets, which a SET-pulse
-protocol does not have: they keep the prior's values. Uncertainties: bootstrap over devices.
+protocol does not have: they keep the prior's values. Groups and pulse pairs come from
+`grouping`, the refusals and thresholds from `design`; uncertainties: `bootstrap` over devices.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,9 +41,29 @@ from scipy import optimize
 from scipy.special import ndtr
 
 from pcmmeta.core.devices import Joshi2020
-from pcmmeta.core.devices.joshi import clipped_log_law, log_relative_g, nu_mean_law, nu_std_law
-from pcmmeta.errors import UserInputError
-from pcmmeta.experiment.fit.design import reads_above_range, refuse_if_nothing_fits
+from pcmmeta.core.devices.joshi import (
+    capped_power_law,
+    clipped_log_law,
+    log_relative_g,
+    log_time_factor_law,
+    nu_mean_law,
+    nu_std_law,
+    read_noise_amplitude_law,
+)
+from pcmmeta.experiment.fit.bootstrap import bootstrap, standard_errors
+from pcmmeta.experiment.fit.design import (
+    MIN_DRIFT_GROUPS,
+    MIN_G_FOR_NOISE_FIT,
+    MIN_READ_NOISE_DOF,
+    MIN_RESET_READS,
+    MIN_TIMES_FOR_FREE_NU,
+    NO_REPEATED_READS,
+    Design,
+    decide,
+    numpy_quiet,
+    refuse_constant_reads,
+)
+from pcmmeta.experiment.fit.grouping import Groups, group_reads
 from pcmmeta.experiment.fit.increments import (
     INCREMENT_PARAMS,
     Effort,
@@ -57,26 +77,17 @@ from pcmmeta.experiment.fit.padding import padded_size
 from pcmmeta.experiment.fit.result import FitResult
 from pcmmeta.io.measurements import Measurements
 
-#: Groups below this conductance are left out of the read-noise and drift fits: there reads are
-#: floored at 0 µS often enough (1/f noise of ≥ 30% relative) to bias log reads and residuals.
-MIN_G_FOR_NOISE_FIT = 1.0
-MIN_TIMES_FOR_FREE_NU = 4
 #: Groups whose reads are noisier than this (relative std) are left out of profiling t0.
 MAX_T0_RELATIVE_NOISE = 0.1
-MIN_DRIFT_GROUPS = 10
 #: A coefficient of the ν law is fitted only with this many groups where it acts.
 MIN_REGION_GROUPS = 20
 #: … and a slope only over this span of ln(G) (a factor 1.6 in G).
 MIN_LOG_G_SPAN = 0.5
-MIN_READ_NOISE_DOF = 20
-MIN_RESET_READS = 10
-MIN_PULSE_PAIRS = 20
 
 READ_PARAMS = ("read_noise_q", "read_noise_exponent")
 NU_MEAN_PARAMS = ("nu_mean_slope", "nu_mean_intercept", "nu_mean_min", "nu_mean_max")
 NU_STD_PARAMS = ("nu_std_slope", "nu_std_intercept", "nu_std_min", "nu_std_max")
 DRIFT_PARAMS = ("drift_t0",) + NU_MEAN_PARAMS + NU_STD_PARAMS
-INCREMENT_PARAMS = INCREMENT_PARAMS
 FITTED_PARAMS = READ_PARAMS + DRIFT_PARAMS + ("prog_noise_c0",) + INCREMENT_PARAMS
 _FIXED = {
     "g_min": "default: the clip range is a design choice, not fitted",
@@ -88,86 +99,11 @@ _FIXED = {
 }
 
 
-# --------------------------------------------------------------------------- data layout
-@dataclass
-class Prep:
-    """Index arrays computed once; every estimate and bootstrap replica reuses them."""
-
-    group: np.ndarray  # (reads,) group of each read
-    t: np.ndarray  # (reads,) s since the group's programming event
-    g: np.ndarray  # (reads,) µS
-    read_device: np.ndarray  # (reads,)
-    n_groups: int
-    group_device: np.ndarray  # (groups,)
-    group_pulse: np.ndarray  # (groups,)
-    n_reads: np.ndarray  # (groups,)
-    n_times: np.ndarray  # (groups,) distinct read times
-    all_positive: np.ndarray  # (groups,) every read > 0
-    last_t: np.ndarray  # (groups,) s: the next pulse follows this read
-    pair_before: np.ndarray  # (pairs,) group of pulse k − 1
-    pair_after: np.ndarray  # (pairs,) group of pulse k of the same device
-
-    def seg(self, values: np.ndarray) -> np.ndarray:
-        return np.bincount(self.group, values, minlength=self.n_groups)
-
-
-def prepare(data: Measurements) -> Prep:
-    n = data.n_groups
-    first = np.zeros(data.g_uS.size, bool)
-    first[np.unique(np.stack([data.group, data.t_s]), axis=1, return_index=True)[1]] = True
-    last_t = np.full(n, -np.inf)
-    np.maximum.at(last_t, data.group, data.t_s)
-    order = np.lexsort((data.group_pulse, data.group_device))
-    dev, pul = data.group_device[order], data.group_pulse[order]
-    consecutive = (dev[1:] == dev[:-1]) & (pul[1:] == pul[:-1] + 1)
-    return Prep(
-        group=data.group,
-        t=data.t_s,
-        g=data.g_uS,
-        read_device=data.group_device[data.group],
-        n_groups=n,
-        group_device=data.group_device,
-        group_pulse=data.group_pulse,
-        n_reads=np.bincount(data.group, minlength=n),
-        n_times=np.bincount(data.group[first], minlength=n),
-        all_positive=np.bincount(data.group, data.g_uS <= 0, minlength=n) == 0,
-        last_t=last_t,
-        pair_before=order[:-1][consecutive],
-        pair_after=order[1:][consecutive],
-    )
-
-
-# --------------------------------------------------------------------------- the laws in numpy
-# The device's own laws (pcmmeta/core/devices/joshi.py), evaluated in NumPy float64.
-def _log_g(dev: Joshi2020, g):
-    return log_relative_g(dev, g, np)
-
-
-def _clip_law(slope, intercept, low, high, log_g):
-    return clipped_log_law(slope, intercept, low, high, log_g, np)
-
-
-def nu_mean(dev: Joshi2020, g):
-    return nu_mean_law(dev, g, np)
-
-
-def nu_std(dev: Joshi2020, g):
-    return nu_std_law(dev, g, np)
-
-
-def q_s(dev: Joshi2020, g_prog):
-    """Relative read-noise amplitude Q_s at programmed conductance g_prog (µS)."""
-    x = np.abs(g_prog) / dev.g_max
-    return np.minimum(dev.read_noise_q / np.maximum(x**dev.read_noise_exponent, 1e-3), dev.read_noise_q_max)
-
-
+# --------------------------------------------------------------------------- the laws
+# The device's own laws (pcmmeta/core/devices/joshi.py) run here on NumPy arrays (float64): `xp=np`.
 def _x(t, t0):
+    """Drift's log time x = ln((t + t0)/t0): G(t) = G_p·exp(−ν·x)."""
     return np.log1p(t / t0)
-
-
-def _time_factor(dev: Joshi2020, t, t0=None):
-    t0 = dev.drift_t0 if t0 is None else t0
-    return np.log((t + t0 + dev.t_read) / (2 * dev.t_read))
 
 
 # --------------------------------------------------------------------------- stage 1: groups
@@ -187,7 +123,7 @@ class GroupFit:
     leverage: np.ndarray  # (reads,)
 
 
-def group_fit(p: Prep, dev: Joshi2020, t0: float, passes: int = 3) -> GroupFit:
+def group_fit(p: Groups, dev: Joshi2020, t0: float, passes: int = 3) -> GroupFit:
     """Every group's (Ĝ_p, ν̂) at drift onset t0 with `dev`'s ν law (for the groups that hold
     ν). A weighted regression of the log reads starts it; Gauss–Newton steps in µS finish it:
     the reads' variance is (f·Q_s)²·L(t), so each step regresses the relative residuals
@@ -196,7 +132,7 @@ def group_fit(p: Prep, dev: Joshi2020, t0: float, passes: int = 3) -> GroupFit:
     `dev.drift_t0`: profiling t0 compares fits of the mean under one noise model (letting L
     move with t0 would trade the drift's shape for the noise level)."""
     x = _x(p.t, t0)
-    time_factor = _time_factor(dev, p.t)
+    time_factor = log_time_factor_law(dev, p.t, np)
     pos = p.g > 0
     w = pos / time_factor
     y = np.log(np.where(pos, p.g, 1.0))
@@ -210,7 +146,7 @@ def group_fit(p: Prep, dev: Joshi2020, t0: float, passes: int = 3) -> GroupFit:
     has_reads = w_sum > 0
     sy, sxy = p.seg(w * y), p.seg(w * x * y)
     g_level = np.where(has_reads, np.exp(sy / safe_w), 0.0)
-    nu = np.where(free, -(sxy - sx * sy / safe_w) / safe_sxx, nu_mean(dev, g_level))
+    nu = np.where(free, -(sxy - sx * sy / safe_w) / safe_sxx, nu_mean_law(dev, g_level, np))
     log_g = (sy + nu * sx) / safe_w
 
     def relative_residual(log_g, nu):
@@ -222,7 +158,7 @@ def group_fit(p: Prep, dev: Joshi2020, t0: float, passes: int = 3) -> GroupFit:
         se, sxe = p.seg(w * e), p.seg(w * x * e)
         d_nu = np.where(free, -(sxe - sx * se / safe_w) / safe_sxx, 0.0)
         log_g = log_g + (se + d_nu * sx) / safe_w
-        nu = np.where(free, nu + d_nu, nu_mean(dev, np.exp(log_g)))
+        nu = np.where(free, nu + d_nu, nu_mean_law(dev, np.exp(log_g), np))
     f, e = relative_residual(log_g, nu)
     g_prog = np.where(has_reads, np.exp(log_g), 0.0)
     fitted = np.where(has_reads[p.group], f, 0.0)
@@ -236,7 +172,7 @@ def drift_groups(fit: GroupFit) -> np.ndarray:
     return fit.free & (fit.g_prog >= MIN_G_FOR_NOISE_FIT)
 
 
-def _profile_objective(p: Prep, dev: Joshi2020, log_t0: float, w_group: np.ndarray) -> float:
+def _profile_objective(p: Groups, dev: Joshi2020, log_t0: float, w_group: np.ndarray) -> float:
     """Deviance of the drift groups' reads at drift onset t0, their (Ĝ_p, ν̂) profiled, weights
     1/(Q_s²·L) of the current noise model. Only groups whose reads are quiet (relative noise ≤
     `MAX_T0_RELATIVE_NOISE`) enter: with six reads of 30% noise, the small-sample bias of a
@@ -244,7 +180,7 @@ def _profile_objective(p: Prep, dev: Joshi2020, log_t0: float, w_group: np.ndarr
     are chosen by each group's mean read level, not by Ĝ_p: Ĝ_p moves with t0 and would
     rescale the weights (a bias towards the t0 that lowers them)."""
     fit = group_fit(p, dev, math.exp(log_t0))
-    var = q_s(dev, fit.g_level)[p.group] ** 2 * fit.time_factor
+    var = read_noise_amplitude_law(dev, fit.g_level, np)[p.group] ** 2 * fit.time_factor
     quiet = np.bincount(p.group, var > MAX_T0_RELATIVE_NOISE**2, minlength=p.n_groups) == 0
     good = fit.free & (fit.g_level >= MIN_G_FOR_NOISE_FIT) & quiet
     use = (good * w_group)[p.group] * (p.g > 0)
@@ -257,7 +193,7 @@ def _profile_objective(p: Prep, dev: Joshi2020, log_t0: float, w_group: np.ndarr
 
 
 def find_t0(
-    p: Prep, dev: Joshi2020, w_group: np.ndarray, log_lo: float, log_hi: float, around: float | None
+    p: Groups, dev: Joshi2020, w_group: np.ndarray, log_lo: float, log_hi: float, around: float | None
 ) -> tuple[float, bool]:
     """Drift onset t0 minimising the profile over [e^log_lo, e^log_hi] (a 16-point grid, or near
     `around`), refined by parabolas; `inside` is false when the minimum sits on the span's edge
@@ -290,24 +226,26 @@ class NoiseData:
     base: np.ndarray  # f²·L: E[r²] = Q_s²·base·(1 − h) + extra
     extra: np.ndarray  # ν-spread variance of held groups, µS²
     dof: np.ndarray  # 1 − h
+    g_prog: np.ndarray  # Ĝ_p of the read's group, µS
     log_g: np.ndarray  # ln(Ĝ_p/g_max) of the read's group
     weight: np.ndarray  # bootstrap multiplicity
 
 
-def noise_data(p: Prep, dev: Joshi2020, fit: GroupFit, w_read: np.ndarray) -> NoiseData:
+def noise_data(p: Groups, dev: Joshi2020, fit: GroupFit, w_read: np.ndarray) -> NoiseData:
     """Residuals of groups ≥ 1 µS read at least twice, every read > 0."""
     gp = fit.g_prog[p.group]
     use = (gp >= MIN_G_FOR_NOISE_FIT) & p.all_positive[p.group] & (p.n_reads[p.group] >= 2)
     f = fit.fitted[use]
     dx = (fit.x - fit.x_mean[p.group])[use]
     held = ~fit.free[p.group][use]
-    extra = np.where(held, (f * nu_std(dev, gp[use]) * dx) ** 2, 0.0)
+    extra = np.where(held, (f * nu_std_law(dev, gp[use], np) * dx) ** 2, 0.0)
     return NoiseData(
         (p.g[use] - f) ** 2,
         f**2 * fit.time_factor[use],
         extra,
         np.clip(1 - fit.leverage[use], 0.0, 1.0),
-        _log_g(dev, gp[use]),
+        gp[use],
+        log_relative_g(dev, gp[use], np),
         w_read[use],
     )
 
@@ -316,10 +254,11 @@ def fit_read_noise(nd: NoiseData, dev: Joshi2020, fit_exponent: bool) -> tuple[f
     """(q, e) of Q_s = q·g^(−e) by REML: Σ u·[(1 − h)·ln V + r²/V], V = Q_s²·f²·L + extra/(1 − h)."""
     cap = dev.read_noise_q_max
     dof = np.maximum(nd.dof, 1e-3)
+    x = np.abs(nd.g_prog) / dev.g_max
 
     def nll(theta):
         log_q, e = theta if fit_exponent else (theta[0], dev.read_noise_exponent)
-        q = np.minimum(np.exp(log_q - e * nd.log_g) if e >= 0 else np.exp(log_q) * np.exp(-e * nd.log_g), cap)
+        q = capped_power_law(math.exp(log_q), e, cap, x, np)  # the device's law at (q, e)
         v = q**2 * nd.base + nd.extra / dof
         return float(np.sum(nd.weight * (nd.dof * np.log(v) + nd.r2 / v)) / max(np.sum(nd.weight * nd.dof), 1e-12))
 
@@ -330,8 +269,8 @@ def fit_read_noise(nd: NoiseData, dev: Joshi2020, fit_exponent: bool) -> tuple[f
 
 # --------------------------------------------------------------------------- stage 3: ν law
 def _nu_nll(theta, log_g, nu_hat, se2, weight):
-    mu = _clip_law(theta[0], theta[1], theta[2], theta[3], log_g)
-    sd = _clip_law(theta[4], theta[5], max(theta[6], 0.0), max(theta[7], 0.0), log_g)
+    mu = clipped_log_law(theta[0], theta[1], theta[2], theta[3], log_g, np)
+    sd = clipped_log_law(theta[4], theta[5], max(theta[6], 0.0), max(theta[7], 0.0), log_g, np)
     var = sd**2 + se2 + 1e-12
     return float(np.sum(weight * (np.log(var) + (nu_hat - mu) ** 2 / var)) / max(np.sum(weight), 1e-12))
 
@@ -370,7 +309,7 @@ def nu_law_support(log_g, se2, theta) -> dict[str, str | None]:
     group is worth w = σ²/(σ² + se²) of an exact ν for the mean law and w² for the spread law
     (at low G a ν̂ is far noisier than the spread it would measure). Returns a reason per
     unsupported coefficient (None: supported)."""
-    sd = _clip_law(theta[4], theta[5], max(theta[6], 0.0), max(theta[7], 0.0), log_g)
+    sd = clipped_log_law(theta[4], theta[5], max(theta[6], 0.0), max(theta[7], 0.0), log_g, np)
     worth = sd**2 / (sd**2 + se2 + 1e-12)
     reasons: dict[str, str | None] = {}
     for names, offset, what, w in ((NU_MEAN_PARAMS, 0, "mean", worth), (NU_STD_PARAMS, 4, "std", worth**2)):
@@ -408,11 +347,11 @@ _GH_W = _GH_W / _GH_W.sum()
 def _reset_mean_read(dev: Joshi2020, sigma0: float, t: np.ndarray) -> np.ndarray:
     """E[read] (µS) of a RESET device read t s after RESET, if σ_p(g_min) = sigma0: programming
     max(g_min, g_min + σ0·ξ), drift with ν keyed by g_min, 1/f noise floored at 0."""
-    nu = np.abs(nu_mean(dev, dev.g_min) + nu_std(dev, dev.g_min) * _GH_X)
+    nu = np.abs(nu_mean_law(dev, dev.g_min, np) + nu_std_law(dev, dev.g_min, np) * _GH_X)
     decay = (_GH_W[None, :] * ((t[:, None] + dev.drift_t0) / dev.drift_t0) ** (-nu[None, :])).sum(axis=1)
     g = np.concatenate([[dev.g_min], dev.g_min + sigma0 * _XI])
     weight = np.concatenate([[0.5], _XI_W])
-    s = q_s(dev, g)[None, :] * np.sqrt(_time_factor(dev, t))[:, None]
+    s = read_noise_amplitude_law(dev, g, np)[None, :] * np.sqrt(log_time_factor_law(dev, t, np))[:, None]
     s = np.maximum(s, 1e-9)
     floored = ndtr(1 / s) + s * np.exp(-0.5 / s**2) / math.sqrt(2 * math.pi)  # E[max(0, 1 + sξ)]
     return decay * ((weight * g)[None, :] * floored).sum(axis=1)
@@ -436,14 +375,14 @@ def fit_reset_sigma(dev: Joshi2020, t: np.ndarray, g: np.ndarray, weight: np.nda
 
 # --------------------------------------------------------------------------- stage 5: increments
 def increment_inputs(
-    p: Prep, dev: Joshi2020, fit: GroupFit, w_pair: np.ndarray, read_known: bool, reset_known: bool
+    p: Groups, dev: Joshi2020, fit: GroupFit, w_pair: np.ndarray, read_known: bool, reset_known: bool
 ) -> IncrementInputs:
     """Consecutive (pulse k − 1, pulse k) groups of a device: the conductance before the pulse
     (pulse k − 1's fit, drifted to its last read), the one after (Ĝ_p of pulse k) and the
     estimation variance of their difference, with regression calibration within each pulse
     index as in the nandakumar2018 fit."""
     before, after = p.pair_before, p.pair_after
-    q2 = q_s(dev, fit.g_prog) ** 2 if read_known else np.zeros(p.n_groups)
+    q2 = read_noise_amplitude_law(dev, fit.g_prog, np) ** 2 if read_known else np.zeros(p.n_groups)
     t0 = dev.drift_t0
     x_last = _x(p.last_t[before], t0)
     g_before = fit.g_prog[before] * np.exp(-fit.nu[before] * x_last)
@@ -456,12 +395,14 @@ def increment_inputs(
             1 / safe_w[groups] + (x_at - fit.x_mean[groups]) ** 2 / safe_sxx[groups],
             1 / safe_w[groups],
         )
-        spread = np.where(fit.free[groups], 0.0, (nu_std(dev, fit.g_prog[groups]) * (x_at - fit.x_mean[groups])) ** 2)
+        spread = np.where(
+            fit.free[groups], 0.0, (nu_std_law(dev, fit.g_prog[groups], np) * (x_at - fit.x_mean[groups])) ** 2
+        )
         return q2[groups] * own + spread
 
     var_before = g_before**2 * rel_var(before, x_last)
     is_reset = (p.group_pulse[before] == 0) & reset_known
-    reset_g = dev.reset_mean * np.exp(-nu_mean(dev, dev.g_min) * x_last)
+    reset_g = dev.reset_mean * np.exp(-nu_mean_law(dev, dev.g_min, np) * x_last)
     sigma0 = float(np.asarray(dev.programming_std(dev.g_min)))
     g_before = np.where(is_reset, reset_g, g_before)
     var_before = np.where(is_reset, sigma0**2 * (0.5 - 1 / (2 * math.pi)), var_before)
@@ -494,53 +435,30 @@ def _fit_increments(inc: IncrementInputs, start: dict, g_min, g_max) -> dict:
 
 
 # --------------------------------------------------------------------------- what the data support
-@dataclass
-class Design:
-    stages: dict[str, bool]  # read_noise, drift, reset, increments
-    reasons: dict[str, str]  # stage -> why it keeps the prior's values
-    warnings: list[str]
-    log_t_span: tuple[float, float]  # ln of the smallest and largest positive read time
-
-
-def assess(data: Measurements, p: Prep, prior: Joshi2020, where: str) -> Design:
-    g, t = data.g_uS, data.t_s
-    if g.min() == g.max():
-        raise UserInputError(
-            f"{where}: every g_uS is {g[0]:g} µS: constant reads carry no read-noise, drift or programming information"
-        )
-    stages, reasons, notes = {}, {}, []
+def assess(p: Groups, prior: Joshi2020, where: str) -> Design:
+    """Which stages the reads support; raises `UserInputError` when none does or when the reads
+    are degenerate (all equal), naming what is missing."""
+    refuse_constant_reads(p.g, where)
     repeated = int(np.sum(np.maximum(p.n_reads - 1, 0)))
-    stages["read_noise"] = repeated >= MIN_READ_NOISE_DOF
-    if repeated == 0:
-        reasons["read_noise"] = (
-            "no (device, pulse) was read more than once, so read noise cannot be told apart from programming noise"
-        )
-    elif not stages["read_noise"]:
-        reasons["read_noise"] = f"only {repeated} repeated reads (needs {MIN_READ_NOISE_DOF})"
     free = (p.n_times >= MIN_TIMES_FOR_FREE_NU) & p.all_positive
-    stages["drift"] = int(free.sum()) >= MIN_DRIFT_GROUPS
-    if t.min() == t.max():
-        stages["drift"] = False
-        reasons["drift"] = f"every read is at t_s = {t[0]:g} s: no drift information"
-        notes.append(f"every read is at t_s = {t[0]:g} s: drift cannot be fitted and keeps the prior's values")
-    elif not stages["drift"]:
-        reasons["drift"] = (
+    verdicts: dict[str, str | None] = {"read_noise": None, "drift": None, "reset": None}
+    if repeated == 0:
+        verdicts["read_noise"] = NO_REPEATED_READS
+    elif repeated < MIN_READ_NOISE_DOF:
+        verdicts["read_noise"] = f"only {repeated} repeated reads (needs {MIN_READ_NOISE_DOF})"
+    if int(free.sum()) < MIN_DRIFT_GROUPS:
+        verdicts["drift"] = (
             f"fewer than {MIN_DRIFT_GROUPS} (device, pulse) read at ≥ {MIN_TIMES_FOR_FREE_NU} distinct times, every read > 0 (a retention series)"
         )
-    pulse0 = p.group_pulse[p.group] == 0
-    stages["reset"] = int(np.sum(pulse0)) >= MIN_RESET_READS and bool(np.any(g[pulse0] > 0))
-    if not stages["reset"]:
-        reasons["reset"] = f"fewer than {MIN_RESET_READS} reads of freshly RESET devices (pulse 0), or all at 0 µS"
-    stages["increments"] = len(p.pair_before) >= MIN_PULSE_PAIRS
-    if not stages["increments"]:
-        reasons["increments"] = (
-            f"fewer than {MIN_PULSE_PAIRS} consecutive pulse pairs (pulses k − 1 and k of one device; found {len(p.pair_before)})"
-        )
-    refuse_if_nothing_fits(stages, reasons, where)
-    notes.extend(reads_above_range(g, prior))
+    if not (len(p.reset_reads) >= MIN_RESET_READS and bool(np.any(p.g[p.reset_reads] > 0))):
+        verdicts["reset"] = f"fewer than {MIN_RESET_READS} reads of freshly RESET devices (pulse 0), or all at 0 µS"
+    return decide(verdicts, p, prior, where)
+
+
+def log_t0_span(t: np.ndarray) -> tuple[float, float]:
+    """Where t0 is searched: ln of a tenth of the smallest and of the largest positive read time."""
     t_pos = t[t > 0]
-    span = (float(np.log(t_pos.min() / 10)), float(np.log(t_pos.max()))) if t_pos.size else (0.0, 0.0)
-    return Design(stages, reasons, notes, span)
+    return (float(np.log(t_pos.min() / 10)), float(np.log(t_pos.max()))) if t_pos.size else (0.0, 0.0)
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -554,9 +472,10 @@ class Estimate:
     inc: IncrementInputs | None
 
 
-def _estimate(p: Prep, design: Design, prior: Joshi2020, w_dev: np.ndarray, warm: Estimate | None) -> Estimate:
+def _estimate(p: Groups, design: Design, prior: Joshi2020, w_dev: np.ndarray, warm: Estimate | None) -> Estimate:
     """Every parameter the data support, from one set of device weights (ones: the data;
     multinomial counts: a bootstrap replica, warm-started at the estimate `warm`)."""
+    log_t_span = log_t0_span(p.t)
     st = design.stages
     w_read, w_group = w_dev[p.read_device], w_dev[p.group_device]
     status = dict(_FIXED)
@@ -574,9 +493,7 @@ def _estimate(p: Prep, design: Design, prior: Joshi2020, w_dev: np.ndarray, warm
     for round_ in range(2 if st["drift"] else 1):
         if t0_fitted:
             global_search = warm is None and round_ == 0
-            t0, inside = find_t0(
-                p, dev, w_group, *design.log_t_span, around=None if global_search else math.log(dev.drift_t0)
-            )
+            t0, inside = find_t0(p, dev, w_group, *log_t_span, around=None if global_search else math.log(dev.drift_t0))
             if global_search and not inside:
                 t0_fitted, t0 = False, prior.drift_t0
             dev = dataclasses.replace(dev, drift_t0=t0)
@@ -591,8 +508,8 @@ def _estimate(p: Prep, design: Design, prior: Joshi2020, w_dev: np.ndarray, warm
         good = drift_groups(fit) & (w_group > 0)
         n_drift = int(good.sum())
         if st["drift"] and n_drift >= MIN_DRIFT_GROUPS:
-            log_g = _log_g(dev, fit.g_prog[good])
-            se2 = q_s(dev, fit.g_prog[good]) ** 2 / fit.sxx[good]
+            log_g = log_relative_g(dev, fit.g_prog[good], np)
+            se2 = read_noise_amplitude_law(dev, fit.g_prog[good], np) ** 2 / fit.sxx[good]
             args = (log_g, fit.nu[good], se2, w_group[good])
             start = np.array([getattr(dev, k) for k in names])
             if warm is None:
@@ -643,7 +560,7 @@ def _estimate(p: Prep, design: Design, prior: Joshi2020, w_dev: np.ndarray, warm
     # RESET: σ_p(g_min) from the pulse-0 reads.
     sigma0 = None
     if st["reset"]:
-        rows = p.group_pulse[p.group] == 0
+        rows = p.reset_reads
         sigma0 = fit_reset_sigma(dev, p.t[rows], p.g[rows], w_read[rows])
     if sigma0 is not None:
         g_rel = dev.g_min / dev.g_max
@@ -680,34 +597,22 @@ def fit_device(
     where: str = "measurements",
 ) -> FitResult:
     """Fit every joshi2020 parameter the data constrain, then bootstrap over devices."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with numpy_quiet():
         return _fit_device(data, prior, n_bootstrap, seed, name, progress, where)
 
 
 def _fit_device(data, prior, n_bootstrap, seed, name, progress, where) -> FitResult:
-    p = prepare(data)
-    design = assess(data, p, prior, where)
+    p = group_reads(data)
+    design = assess(p, prior, where)
     n_devices = len(data.device_names)
-    total = n_bootstrap + 1
     est = _estimate(p, design, prior, np.ones(n_devices), None)
-    if progress:
-        progress(1, total)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for i in range(n_bootstrap):
-        weights = np.bincount(rng.integers(0, n_devices, n_devices), minlength=n_devices).astype(float)
-        replica = _estimate(p, design, prior, weights, est)
-        draws.append({k: getattr(replica.device, k) for k in FITTED_PARAMS})
-        if progress:
-            progress(2 + i, total)
-    stderr = {}
-    for key in FITTED_PARAMS:
-        if est.status[key].startswith("default") or len(draws) < 2:
-            continue
-        column = np.array([d[key] for d in draws], float)
-        column = column[np.isfinite(column)]
-        stderr[key] = float(np.std(column, ddof=1)) if column.size >= 2 else None
+
+    def replica(counts: np.ndarray) -> dict[str, float]:
+        out = _estimate(p, design, prior, counts.astype(float), est)
+        return {k: getattr(out.device, k) for k in FITTED_PARAMS}
+
+    draws = bootstrap(replica, n_devices, n_bootstrap, seed, progress)
+    stderr = standard_errors(draws, [k for k in FITTED_PARAMS if not est.status[k].startswith("default")])
     # Parameters the data do not constrain keep the prior's exact value.
     values = {k: getattr(est.device, k) for k in FITTED_PARAMS if not est.status[k].startswith("default")}
     device = dataclasses.replace(prior, **{k: float(v) for k, v in values.items()}, name=name)
@@ -721,10 +626,7 @@ def _goodness(est: Estimate, device: Joshi2020, data: Measurements):
     chi2, dof = None, 0.0
     nd = est.noise
     if nd is not None and nd.r2.size:
-        q = np.minimum(
-            device.read_noise_q / np.maximum(np.exp(nd.log_g) ** device.read_noise_exponent, 1e-3),
-            device.read_noise_q_max,
-        )
+        q = read_noise_amplitude_law(device, nd.g_prog, np)
         var = q**2 * nd.base + nd.extra / np.maximum(nd.dof, 1e-3)
         dof = float(np.sum(nd.dof))
         chi2 = float(np.sum(nd.r2 / var) / dof) if dof > 0 else None

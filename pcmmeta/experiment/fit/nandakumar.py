@@ -18,15 +18,15 @@ Stages, each correcting for the noise of the stage before:
    estimation noise of the before/after conductances added to the model variance and the clip at
    g_min / g_max as censoring. Without repeated reads no read-noise estimate exists: the
    increments are fitted with the read noise left in, and their spread is an upper bound.
-Uncertainties: bootstrap over devices as multinomial device weights: every array keeps its
-shape, so one compiled estimator (`_estimate`) serves the estimate and every replica, and a
-replica starts from the estimate's group fits.
+Groups and pulse pairs come from `grouping`, the refusals and thresholds from `design`, the SET
+law from `increments`. Uncertainties: `bootstrap` over devices; its device weights keep every
+array's shape, so one compiled estimator (`_estimate`) serves the estimate and every replica,
+and a replica starts from the estimate's group fits.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,8 +38,20 @@ from jax.scipy.special import log_ndtr
 from jaxtyping import Array, Bool, Float, Int
 
 from pcmmeta.core.devices import AbstractPCMDevice, Nandakumar2018
-from pcmmeta.errors import UserInputError
-from pcmmeta.experiment.fit.design import reads_above_range, refuse_if_nothing_fits
+from pcmmeta.experiment.fit.bootstrap import bootstrap, standard_errors
+from pcmmeta.experiment.fit.design import (
+    MIN_DRIFT_GROUPS,
+    MIN_G_FOR_NOISE_FIT,
+    MIN_READ_NOISE_DOF,
+    MIN_RESET_READS,
+    MIN_TIMES_FOR_FREE_NU,
+    NO_REPEATED_READS,
+    Design,
+    decide,
+    numpy_quiet,
+    refuse_constant_reads,
+)
+from pcmmeta.experiment.fit.grouping import Groups, group_reads
 from pcmmeta.experiment.fit.increments import (
     INCREMENT_PARAMS,
     SIGMA_FLOOR,
@@ -54,17 +66,6 @@ from pcmmeta.experiment.fit.increments import (
 from pcmmeta.experiment.fit.padding import padded_size
 from pcmmeta.experiment.fit.result import FitResult
 from pcmmeta.io.measurements import Measurements
-
-#: Groups below this conductance are left out of the read-noise and drift fits: there a read
-#: is floored at 0 µS often enough to bias residuals.
-MIN_G_FOR_NOISE_FIT = 1.0
-#: Reads at this many distinct times let a group have its own ν (two parameters, two spare).
-MIN_TIMES_FOR_FREE_NU = 4
-#: Each population stage needs this much data, else its parameters keep the prior's values.
-MIN_DRIFT_GROUPS = 10
-MIN_RESET_READS = 10
-MIN_PULSE_PAIRS = 20
-MIN_READ_NOISE_DOF = 20
 
 READ_PARAMS = ("read_std_slope", "read_std_intercept")
 DRIFT_PARAMS = ("drift_t0", "drift_nu_mean", "drift_nu_std")
@@ -100,44 +101,34 @@ class FitArrays(eqx.Module):
     n_pulse_slots: int = eqx.field(static=True)
 
 
-def prepare(data: Measurements) -> FitArrays:
-    """Pad and index the measurements once; every fit and bootstrap replica reuses them."""
-    n_reads, n_groups, n_devices = data.g_uS.size, data.n_groups, len(data.device_names)
-    reads, groups = padded_size(n_reads, 4096), padded_size(n_groups + 1, 1024)
-    _ = n_devices
-    first = np.zeros(n_reads, bool)
-    first[np.unique(np.stack([data.group, data.t_s]), axis=1, return_index=True)[1]] = True
-    n_times = np.bincount(data.group[first], minlength=n_groups)
-    last_t = np.full(n_groups, -np.inf)
-    np.maximum.at(last_t, data.group, data.t_s)
-    order = np.lexsort((data.group_pulse, data.group_device))
-    dev, pul = data.group_device[order], data.group_pulse[order]
-    consecutive = (dev[1:] == dev[:-1]) & (pul[1:] == pul[:-1] + 1)
-    before, after = order[:-1][consecutive], order[1:][consecutive]
-    pairs = padded_size(len(before), 1024)
-    reset_rows = np.flatnonzero(data.group_pulse[data.group] == 0)
+def _padded(x, n: int, value, dtype) -> Array:
+    return jnp.asarray(np.concatenate([np.asarray(x), np.full(n - len(x), value)]).astype(dtype))
 
-    def pad(x, n, value, dtype):
-        return jnp.asarray(np.concatenate([np.asarray(x), np.full(n - len(x), value)]).astype(dtype))
 
+def fit_arrays(groups: Groups) -> FitArrays:
+    """The groups as padded arrays; every fit and bootstrap replica reuses them."""
+    n_reads, n_groups = groups.g.size, groups.n_groups
+    reads, slots = padded_size(n_reads, 4096), padded_size(n_groups + 1, 1024)
+    pairs = padded_size(len(groups.pair_before), 1024)
+    resets = padded_size(len(groups.reset_reads), 1024)
     return FitArrays(
-        read_group=pad(data.group, reads, groups - 1, np.int32),
-        read_device=pad(data.group_device[data.group], reads, 0, np.int32),
-        t_s=pad(data.t_s, reads, 1.0, np.float32),
-        g_uS=pad(data.g_uS, reads, 1.0, np.float32),
-        read_valid=pad(np.ones(n_reads), reads, 0.0, np.float32),
-        read_new_time=pad(first, reads, 0.0, np.float32),
-        group_device=pad(data.group_device, groups, 0, np.int32),
-        group_pulse=pad(data.group_pulse, groups, 0, np.int32),
-        group_free_nu=pad(n_times >= MIN_TIMES_FOR_FREE_NU, groups, False, bool),
-        group_valid=pad(np.ones(n_groups), groups, 0.0, np.float32),
-        group_last_t=pad(last_t, groups, 1.0, np.float32),
-        pair_before=pad(before, pairs, groups - 1, np.int32),
-        pair_after=pad(after, pairs, groups - 1, np.int32),
-        pair_valid=pad(np.ones(len(before)), pairs, 0.0, np.float32),
-        reset_read=pad(reset_rows, padded_size(len(reset_rows), 1024), 0, np.int32),
-        reset_valid=pad(np.ones(len(reset_rows)), padded_size(len(reset_rows), 1024), 0.0, np.float32),
-        n_pulse_slots=padded_size(int(data.group_pulse.max()) + 1, 64),
+        read_group=_padded(groups.group, reads, slots - 1, np.int32),
+        read_device=_padded(groups.read_device, reads, 0, np.int32),
+        t_s=_padded(groups.t, reads, 1.0, np.float32),
+        g_uS=_padded(groups.g, reads, 1.0, np.float32),
+        read_valid=_padded(np.ones(n_reads), reads, 0.0, np.float32),
+        read_new_time=_padded(groups.first_at_time, reads, 0.0, np.float32),
+        group_device=_padded(groups.group_device, slots, 0, np.int32),
+        group_pulse=_padded(groups.group_pulse, slots, 0, np.int32),
+        group_free_nu=_padded(groups.n_times >= MIN_TIMES_FOR_FREE_NU, slots, False, bool),
+        group_valid=_padded(np.ones(n_groups), slots, 0.0, np.float32),
+        group_last_t=_padded(groups.last_t, slots, 1.0, np.float32),
+        pair_before=_padded(groups.pair_before, pairs, slots - 1, np.int32),
+        pair_after=_padded(groups.pair_after, pairs, slots - 1, np.int32),
+        pair_valid=_padded(np.ones(len(groups.pair_before)), pairs, 0.0, np.float32),
+        reset_read=_padded(groups.reset_reads, resets, 0, np.int32),
+        reset_valid=_padded(np.ones(len(groups.reset_reads)), resets, 0.0, np.float32),
+        n_pulse_slots=padded_size(int(groups.group_pulse.max()) + 1, 64),
     )
 
 
@@ -482,62 +473,27 @@ def _point_details(d: FitArrays, values: dict, stages: Stages, g_min):
 
 
 # --------------------------------------------------------------------------- what the data support
-@dataclass
-class Design:
-    """What the reads can constrain, decided once from the layout of the data."""
-
-    stages: dict[str, bool]  # read_noise, drift, reset, increments
-    reasons: dict[str, str]  # stage -> why it keeps the prior's values (for stages that do)
-    warnings: list[str]
-
-
-def assess(data: Measurements, prior: AbstractPCMDevice, where: str = "measurements") -> Design:
+def assess(groups: Groups, prior: AbstractPCMDevice, where: str = "measurements") -> Design:
     """Which stages the reads support; raises `UserInputError` when none does or when the reads
     are degenerate (all equal), naming what is missing."""
-    g, t = data.g_uS, data.t_s
-    if g.min() == g.max():
-        raise UserInputError(
-            f"{where}: every g_uS is {g[0]:g} µS: constant reads carry no read-noise, drift or programming information"
-        )
-    n_groups = data.n_groups
-    reads = np.bincount(data.group, minlength=n_groups)
-    first = np.zeros(g.size, bool)
-    first[np.unique(np.stack([data.group, t]), axis=1, return_index=True)[1]] = True
-    times = np.bincount(data.group[first], minlength=n_groups)
-    free = times >= MIN_TIMES_FOR_FREE_NU
-    residual_dof = int(np.sum(np.maximum(reads - np.where(free, 2, 1), 0)))
-    pulse0 = data.group_pulse[data.group] == 0
-    n_pairs = int(np.sum((np.diff(data.group_device) == 0) & (np.diff(data.group_pulse) == 1)))
-    stages, reasons, notes = {}, {}, []
-    stages["read_noise"] = residual_dof >= MIN_READ_NOISE_DOF
+    refuse_constant_reads(groups.g, where)
+    free = groups.n_times >= MIN_TIMES_FOR_FREE_NU
+    residual_dof = int(np.sum(np.maximum(groups.n_reads - np.where(free, 2, 1), 0)))
+    n_reset = int(np.sum(groups.g[groups.reset_reads] > 0))
+    verdicts: dict[str, str | None] = {"read_noise": None, "drift": None, "reset": None}
     if residual_dof == 0:
-        reasons["read_noise"] = (
-            "no (device, pulse) was read more than once, so read noise cannot be told apart from programming noise"
-        )
-    elif not stages["read_noise"]:
-        reasons["read_noise"] = (
+        verdicts["read_noise"] = NO_REPEATED_READS
+    elif residual_dof < MIN_READ_NOISE_DOF:
+        verdicts["read_noise"] = (
             f"only {residual_dof} repeated reads beyond the fitted conductances (needs {MIN_READ_NOISE_DOF})"
         )
-    stages["drift"] = int(free.sum()) >= MIN_DRIFT_GROUPS
-    if t.min() == t.max():
-        reasons["drift"] = f"every read is at t_s = {t[0]:g} s: no drift information"
-        notes.append(f"every read is at t_s = {t[0]:g} s: drift cannot be fitted and keeps the prior's values")
-        stages["drift"] = False
-    elif not stages["drift"]:
-        reasons["drift"] = (
+    if int(free.sum()) < MIN_DRIFT_GROUPS:
+        verdicts["drift"] = (
             f"fewer than {MIN_DRIFT_GROUPS} (device, pulse) read at ≥ {MIN_TIMES_FOR_FREE_NU} distinct times (a retention series)"
         )
-    stages["reset"] = int(np.sum(pulse0 & (g > 0))) >= MIN_RESET_READS
-    if not stages["reset"]:
-        reasons["reset"] = f"fewer than {MIN_RESET_READS} nonzero reads of freshly RESET devices (pulse 0)"
-    stages["increments"] = n_pairs >= MIN_PULSE_PAIRS
-    if not stages["increments"]:
-        reasons["increments"] = (
-            f"fewer than {MIN_PULSE_PAIRS} consecutive pulse pairs (pulses k − 1 and k of one device; found {n_pairs})"
-        )
-    refuse_if_nothing_fits(stages, reasons, where)
-    notes.extend(reads_above_range(g, prior))
-    return Design(stages, reasons, notes)
+    if n_reset < MIN_RESET_READS:
+        verdicts["reset"] = f"fewer than {MIN_RESET_READS} nonzero reads of freshly RESET devices (pulse 0)"
+    return decide(verdicts, groups, prior, where)
 
 
 # --------------------------------------------------------------------------- results
@@ -572,6 +528,40 @@ def _as_jnp(values: dict) -> dict:
     return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
 
 
+def _weights(counts: np.ndarray, n_slots: int) -> Array:
+    """Device weights padded to the estimator's device slots (padding weighs 0)."""
+    weights = np.zeros(n_slots, np.float32)
+    weights[: len(counts)] = counts
+    return jnp.asarray(weights)
+
+
+def _point_estimate(d: FitArrays, design: Design, prior, bounds: dict, ones: Array):
+    """The estimate from all devices (weights `ones`): values, group fit, increment inputs and
+    Hessian, and the stages it used. Drift is left out (`design.stages` updated) when too few
+    groups measure it, and the rest refitted with the prior's drift."""
+    stages_flags = dict(design.stages)
+    prior_values = _as_jnp({k: getattr(prior, k) for k in FITTED_PARAMS})
+    for _ in range(2):
+        stages = Stages(**{k: jnp.asarray(v) for k, v in stages_flags.items()})
+        # Two passes: the second profiles t0 with the read noise and ν of the first, which
+        # leaves out the stages that do not feed back (RESET, increments).
+        first_stages = dataclasses.replace(stages, reset=jnp.asarray(False), increments=jnp.asarray(False))
+        cold = cold_start(d, prior_values["drift_t0"], prior.drift_nu_mean)
+        no_hessian = jnp.eye(len(INCREMENT_PARAMS), dtype=jnp.float32)
+        first, fit, _, _ = _estimate(d, ones, prior_values, cold, no_hessian, first_stages, bounds, Effort.cold())
+        first.pop("_n_drift_groups")
+        point, fit, inc, hessian = _estimate(
+            d, ones, first, (fit.g_prog, fit.nu), no_hessian, stages, bounds, Effort.refine()
+        )
+        point = {k: float(v) for k, v in point.items()}
+        if stages_flags["drift"] and point["_n_drift_groups"] < MIN_DRIFT_GROUPS:
+            stages_flags["drift"] = False  # refit with the prior's drift for the back-extrapolation
+            continue
+        break
+    design.stages = stages_flags
+    return point, fit, inc, hessian, stages
+
+
 def fit_device(
     data: Measurements,
     prior: AbstractPCMDevice,
@@ -583,20 +573,20 @@ def fit_device(
 ) -> FitResult:
     """Fit every parameter the data constrain, then bootstrap over devices for standard errors.
 
-    `progress(done, total)` is called after the estimate and after each chunk of replicas.
+    `progress(done, total)` is called after the estimate and after each replica.
     Raises `UserInputError` (naming `where`) when nothing can be fitted.
     """
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with numpy_quiet():
         return _fit_device(data, prior, n_bootstrap, seed, name, progress, where)
 
 
 def _fit_device(data, prior, n_bootstrap, seed, name, progress, where) -> FitResult:
-    design = assess(data, prior, where)
-    d = prepare(data)
+    groups = group_reads(data)
+    design = assess(groups, prior, where)
+    d = fit_arrays(groups)
     n_devices = len(data.device_names)
     n_slots = padded_size(n_devices, 256)
-    t_pos = data.t_s[data.t_s > 0]
+    t_pos = groups.t[groups.t > 0]
     bounds = _as_jnp(
         dict(
             g_min=prior.g_min,
@@ -605,55 +595,21 @@ def _fit_device(data, prior, n_bootstrap, seed, name, progress, where) -> FitRes
             log_t_hi=np.log(t_pos.max()) if t_pos.size else 0.0,
         )
     )
-    total = n_bootstrap + 1
-    stages_flags = dict(design.stages)
-    prior_values = _as_jnp({k: getattr(prior, k) for k in FITTED_PARAMS})
-    present = np.zeros(n_slots, np.float32)
-    present[:n_devices] = 1.0
-    ones = jnp.asarray(present)
-    for _ in range(2):
-        stages = Stages(**{k: jnp.asarray(v) for k, v in stages_flags.items()})
-        # Two passes: the second profiles t0 with the read noise and ν of the first, which
-        # leaves out the stages that do not feed back (RESET, increments).
-        first_stages = dataclasses.replace(stages, reset=jnp.asarray(False), increments=jnp.asarray(False))
-        groups = cold_start(d, prior_values["drift_t0"], prior.drift_nu_mean)
-        no_hessian = jnp.eye(len(INCREMENT_PARAMS), dtype=jnp.float32)
-        first, fit, _, _ = _estimate(d, ones, prior_values, groups, no_hessian, first_stages, bounds, Effort.cold())
-        first.pop("_n_drift_groups")
-        point, fit, inc, hessian = _estimate(
-            d, ones, first, (fit.g_prog, fit.nu), no_hessian, stages, bounds, Effort.refine()
-        )
-        point = {k: float(v) for k, v in point.items()}
-        if stages_flags["drift"] and point["_n_drift_groups"] < MIN_DRIFT_GROUPS:
-            stages_flags["drift"] = False  # refit with the prior's drift for the back-extrapolation
-            continue
-        break
-    design.stages = stages_flags
-    if progress:
-        progress(1, total)
-    rng = np.random.default_rng(seed)
-    draws: list[dict] = []
+    point, fit, inc, hessian, stages = _point_estimate(d, design, prior, bounds, _weights(np.ones(n_devices), n_slots))
     warm = _as_jnp({k: point[k] for k in FITTED_PARAMS})
+
+    def replica(counts: np.ndarray) -> dict[str, float]:
+        out, _, _, _ = _estimate(
+            d, _weights(counts, n_slots), warm, (fit.g_prog, fit.nu), hessian, stages, bounds, Effort.replica()
+        )
+        return {k: float(out[k]) for k in FITTED_PARAMS}
+
     # One replica per call of the compiled estimator: on CPU a vmapped batch of replicas ran
     # 1.5× slower per replica than this loop (batched scatter-adds), and the loop updates the
     # progress bar after every replica.
-    for i in range(n_bootstrap):
-        weights = np.zeros(n_slots, np.float32)
-        weights[:n_devices] = np.bincount(rng.integers(0, n_devices, n_devices), minlength=n_devices)
-        out, _, _, _ = _estimate(
-            d, jnp.asarray(weights), warm, (fit.g_prog, fit.nu), hessian, stages, bounds, Effort.replica()
-        )
-        draws.append({k: float(out[k]) for k in FITTED_PARAMS})
-        if progress:
-            progress(2 + i, total)
+    draws = bootstrap(replica, n_devices, n_bootstrap, seed, progress)
     constrained = _statuses(design, point["_n_drift_groups"])
-    stderr = {}
-    for key in FITTED_PARAMS:
-        if constrained[key].startswith("default") or len(draws) < 2:
-            continue
-        column = np.array([draw[key] for draw in draws])
-        column = column[np.isfinite(column)]
-        stderr[key] = float(np.std(column, ddof=1)) if column.size >= 2 else None
+    stderr = standard_errors(draws, [k for k in FITTED_PARAMS if not constrained[k].startswith("default")])
     # Parameters the data do not constrain keep the prior's exact value (not its float32 copy).
     device = dataclasses.replace(
         prior, **{k: point[k] for k in FITTED_PARAMS if not constrained[k].startswith("default")}, name=name
@@ -713,7 +669,7 @@ class GroupView:
 
 def fit_groups(data: Measurements, t0: float, read_a: float, read_b: float, nu_pop: float) -> GroupView:
     """Group fits at given population values, as numpy arrays (for plots)."""
-    d = prepare(data)
+    d = fit_arrays(group_reads(data))
     device_values = {"drift_t0": t0, "read_std_slope": read_a, "read_std_intercept": read_b, "drift_nu_mean": nu_pop}
     return _view(d, data, device_values)
 
@@ -741,4 +697,4 @@ def increment_pairs(
 ) -> IncrementData:
     """Consecutive pulse pairs at the device's values (for plots)."""
     values = {k: getattr(device, k) for k in FITTED_PARAMS}
-    return _view(prepare(data), data, values, reset, device).increments
+    return _view(fit_arrays(group_reads(data)), data, values, reset, device).increments
