@@ -3,10 +3,12 @@
 programming seeds (`deploy --compare`'s service), and where the network-aware method's time goes.
 
 Usage: python benchmarks/network_aware_programming.py RUN [RUN …] [--budget 0.1] [--tasks 200]
-       [--seeds 3] [--all-methods]
+       [--seeds 3] [--all-methods] [--one-tier]
 Each RUN is a trained run directory (it is not modified: nothing is deployed into it). Without
 --all-methods the comparison is write-verify, write-verify-burst, single-shot and network-aware
 (the learned policy needs a policy trained for the run's device; `deploy --compare` runs it).
+--one-tier adds the network-aware method with one verification tolerance (the loose tier equal
+to the tight one) beside the default two tiers.
 The aim (docs/programming.md): ≤ 0.1× write-verify's total device time with the adapted metric
 at 1 h and at 720 h within the s.e. of write-verify's.
 """
@@ -34,13 +36,17 @@ def where_time_goes(exp, network, method, cost: ProgrammingCost) -> list[str]:
     result = jax.jit(lambda k: method.program(k, exp.meta.device, flat))(jax.random.key(0))
     per_device = np.asarray(counts_time(cost, result), np.float64)
     checked = np.asarray(result.reads) > 0
+    loose = np.zeros(flat.size, bool)
+    loose[np.asarray(method.order)] = np.asarray(method.loose)
+    loose &= checked
     total, lines, start = per_device.sum(), [], 0
     for n in names:
         size = int(network.layers[n].size)
         part = slice(start, start + size)
         role = "head" if n in network.head else "body"
         lines.append(
-            f"  {n} ({role}): {size:,} devices, {int(checked[part].sum()):,} verified, "
+            f"  {n} ({role}): {size:,} devices, {int(checked[part].sum()):,} verified "
+            f"({int(loose[part].sum()):,} to the loose tolerance), "
             f"{100 * per_device[part].sum() / total:.1f}% of the time"
         )
         start += size
@@ -54,6 +60,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--all-methods", action="store_true")
+    parser.add_argument("--one-tier", action="store_true", help="also the network-aware method with one tolerance")
     args = parser.parse_args()
     cost = ProgrammingCost()
     for run in args.runs:
@@ -62,12 +69,18 @@ def main() -> None:
         network = state.network
         method, plan = plan_network_aware_for(exp, network, args.budget, cost=cost)
         methods = [WriteVerify(), WriteVerifyBurst(), SingleShot(), method]
+        labels = ["write-verify", "write-verify-burst", "single-shot", "network-aware"]
+        if args.one_tier:
+            one_tier, _ = plan_network_aware_for(exp, network, args.budget, cost=cost, loose_tolerance=0.5)
+            methods.insert(3, one_tier)
+            labels.insert(3, "network-aware, one tier")
         if args.all_methods:
             from pcmmeta.core.programming import PROGRAMMING_METHODS, make_method
             from pcmmeta.io.policy_file import obtain_policy
 
             policy = obtain_policy(exp.meta.device, 0.5, 100, cost, None, False)[0]
             methods = [make_method(name, 0.5, 100, policy) for name in PROGRAMMING_METHODS] + [method]
+            labels = [m.name for m in methods]
         comparisons = compare_programming(exp, network, methods, range(args.seeds), (1.0, 720.0), args.tasks)
         metric = exp.family.metric
         wv = comparisons[0]
@@ -85,9 +98,9 @@ def main() -> None:
             for h in ("1", "720"):
                 header += f" {condition + ' ' + h + ' h':>18s}"
         print(header)
-        for c in comparisons:
+        for label, c in zip(labels, comparisons):
             line = (
-                f"  {c.method:26s} {c.programming_time_s / wv.programming_time_s:9.3f} "
+                f"  {label:26s} {c.programming_time_s / wv.programming_time_s:9.3f} "
                 f"{c.chip_time_s / wv.chip_time_s:9.3f} {c.figures.rms_error_uS:7.3f}"
             )
             for condition in ("deployed", "adapted"):

@@ -15,9 +15,11 @@ from pcmmeta.core.programming import ProgrammingCost, counts_time, single_shot
 from pcmmeta.core.programming.cost import row_parallel_time
 from pcmmeta.core.programming.network_aware import (
     NetworkAwareProgramming,
+    ProgrammingExpectation,
     admitted,
     lowered_pair,
     plan_network_aware,
+    tiers,
     worst_case_s,
 )
 from pcmmeta.core.programming.sensitivity import conductance_sensitivity
@@ -135,7 +137,7 @@ def test_lowered_pairs_keep_every_weight_and_put_one_device_at_g_min():
     low = lowered_pair(g, 0.1)
     np.testing.assert_allclose(low[0] - low[1], g[0] - g[1], rtol=0, atol=1e-6)
     np.testing.assert_allclose(np.minimum(low[0], low[1]), 0.1, atol=1e-6)
-    method = NetworkAwareProgramming(jnp.arange(8), 1.0, lowered=("body",))
+    method = NetworkAwareProgramming(jnp.arange(8), jnp.zeros(8, bool), 1.0, lowered=("body",))
     chosen = method.conductances({"body": g, "head": g}, Nandakumar2018())
     np.testing.assert_array_equal(np.asarray(chosen["head"]), np.asarray(g))  # the head keeps its operating point
     np.testing.assert_allclose(np.asarray(chosen["body"]), np.asarray(low))
@@ -208,3 +210,41 @@ def test_the_plan_chooses_on_validation_tasks_never_on_the_test_tasks_it_is_scor
     assert split == "validation"
     test = drift_tasks(exp, len(tasks.params), 0)  # what `deploy --compare` and drift-eval score on
     assert not np.allclose(np.asarray(tasks.params), np.asarray(test.params))
+
+
+def test_tiers_spend_the_budget_on_the_best_upgrades_and_go_straight_to_tight_where_loose_pays_little():
+    """Worked by hand (times in µs): blind → loose saves ½·s·(9 − 1) for 2 µs, loose → tight
+    ½·s·(1 − 0.25) for 3 µs. Device 1 (s = 10) ranks before device 0 (s = 1); device 2 (s = 0)
+    is never verified; device 3's loose verification saves almost nothing (8.9 of 9 left), so it
+    goes straight to tight: ½·4·(9 − 0.25)/5 = 3.5 per µs, between devices 1 and 0."""
+    us = 1e-6
+    cost = ProgrammingCost()
+    e = lambda *v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    expected = ProgrammingExpectation(
+        blind_error2=e(9, 9, 9, 9),
+        verified_error2=e(0.25, 0.25, 0.25, 0.25),
+        blind_s=e(1, 1, 1, 1) * us,
+        verified_s=e(6, 6, 6, 6) * us,
+        loose_error2=e(1, 1, 1, 8.9),
+        loose_s=e(3, 3, 3, 3) * us,
+    )
+    s = np.array([1.0, 10.0, 0.0, 4.0])
+    # rates: device 1 loose 20, device 3 tight 3.5, device 0 loose 2, device 1 tight 1.25, device 0 tight 0.125
+    for budget, loose in [
+        (2.5, [True, False, True]),  # only device 1's loose upgrade fits; the rest follow as first ranked
+        (7.5, [True, False, True]),  # + device 3 straight to tight (5 µs)
+        (9.5, [True, False, True]),  # + device 0 loose (2 µs)
+        (12.5, [False, False, True]),  # + device 1 tight (3 µs)
+        (100.0, [False, False, False]),  # everything tight
+    ]:
+        order, is_loose = tiers(s, expected, budget * us, cost)
+        assert order.tolist() == [1, 3, 0], budget
+        assert is_loose.tolist() == loose, budget
+    # one tolerance (loose = tight): the old single tier, every planned device tight or loose alike
+    same = ProgrammingExpectation(
+        *(expected.blind_error2, expected.verified_error2, expected.blind_s, expected.verified_s),
+        loose_error2=expected.verified_error2,
+        loose_s=expected.verified_s,
+    )
+    order, _ = tiers(s, same, 1.0, cost)
+    assert order.tolist() == [1, 3, 0]

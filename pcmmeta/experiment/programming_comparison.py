@@ -66,9 +66,11 @@ def plan_network_aware_for(
     cost: ProgrammingCost = ProgrammingCost(),
     seed: int = 0,
     lower_body: bool = True,
+    loose_tolerance: float | None = None,
 ) -> tuple[NetworkAwareProgramming, NetworkAwarePlan]:
     """The network-aware method for this trained network (module docstring; `lower_body`: the
-    body's pairs lowered to the same weights); a budget that does not cover blind programming
+    body's pairs lowered to the same weights; `loose_tolerance`: its second tier, µS, default
+    `network_aware.LOOSE_FACTOR` × `tolerance`); a budget that does not cover blind programming
     is a `UserInputError` naming `--budget`."""
     key = seed_key(seed)
     names = network.layer_names
@@ -97,7 +99,17 @@ def plan_network_aware_for(
     budget_s = budget_fraction * reference_s
     try:
         method = plan_network_aware(
-            jax.random.fold_in(key, 3), device, flat, flat_s, budget_s, tolerance, max_pulses, cost, lowered, PLAN_DRAWS
+            jax.random.fold_in(key, 3),
+            device,
+            flat,
+            flat_s,
+            budget_s,
+            tolerance,
+            max_pulses,
+            cost,
+            lowered,
+            PLAN_DRAWS,
+            loose_tolerance,
         )
     except ValueError as err:
         raise UserInputError(
