@@ -77,7 +77,7 @@ def evaluate_drift(
         f"{estimate.dominant}; reduce --tasks",
     )
     n_steps = steps if steps is not None else exp.meta.rule.steps
-    hours = sorted(hours)
+    hours = sorted(float(h) for h in hours)  # as the command gives them: 720.0 in drift.json
     batch = drift_tasks(exp, tasks, seed)  # one draw for the table and the baselines
     rows = drift_table(exp, network, run.array, hours, tasks, n_steps, seed, CONDITIONS, progress, tasks=batch)
     evaluation = DriftEvaluation(
