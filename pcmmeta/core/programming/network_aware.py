@@ -11,7 +11,7 @@ device time, each to one of two tolerances: the tight one (write-verify's) or a 
    empirical Fisher diagonal of the meta-objective. Simulating each way on the device model
    (a few draws) gives the expected squared error and time of each: e_blind, e_loose, e_tight,
    t_blind, t_loose, t_tight. Verifying device i is expected to save ½·s_i·(e_blind − e) of
-   loss for t − t_blind of time (`priority`). The plan (`tiers`) spends the budget greedily on
+   loss for t − t_blind of time. The plan (`tiers`) spends the budget greedily on
    the upgrades blind → loose and loose → tight of all devices, in order of loss saved per
    second (a device whose second upgrade pays better than its first goes straight to tight),
    until their expected times fill it; devices are verified in order of their first upgrade's
@@ -128,7 +128,9 @@ class NetworkAwareProgramming(AbstractProgrammingMethod):
     max_pulses: int = eqx.field(static=True, default=100)  # per verified device, SET + RESET
     cost: ProgrammingCost = ProgrammingCost()
     lowered: tuple[str, ...] = eqx.field(static=True, default=())  # layers whose pairs are lowered
-    loose_tolerance: float = eqx.field(static=True, default=LOOSE_FACTOR * 0.5)  # µS
+    loose_tolerance: float = eqx.field(
+        static=True, default=LOOSE_FACTOR * 0.5
+    )  # µS (`plan_network_aware`: LOOSE_FACTOR × tolerance)
 
     @property
     def budget(self) -> int:
