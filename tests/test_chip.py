@@ -130,7 +130,9 @@ def test_adapt_with_user_support_csv(deployed, tmp_path):
     report = json.loads(result.stdout)
     assert report["set_name"] == "support" and report["shots"] == 9 and "mse" in report["after"]
     # a warning exactly when the update made the user's support set worse
-    assert ("warning: adaptation made the support mse worse" in result.stderr) == (report["after"]["mse"] > report["before"]["mse"])
+    assert ("warning: adaptation made the support mse worse" in result.stderr) == (
+        report["after"]["mse"] > report["before"]["mse"]
+    )
     bad = tmp_path / "bad.csv"
     bad.write_text("x,y\n1,2\n3,oops\n")
     result = invoke("adapt", "--runs-dir", runs, "--support", bad)
@@ -403,7 +405,7 @@ def test_learned_programming_through_the_cli(deployed):
     assert result.exit_code == 0 and json.loads(result.stdout)["tolerance_uS"] == 0.3
 
 
-def test_a_folder_where_the_deployed_array_belongs_is_named_before_any_work(deployed, tmp_path):
+def test_a_folder_where_the_deployed_array_belongs_is_named_before_any_work(deployed, tmp_path, monkeypatch):
     import shutil
 
     _, _, run_dir, _ = deployed
@@ -412,10 +414,18 @@ def test_a_folder_where_the_deployed_array_belongs_is_named_before_any_work(depl
     (copy / "deployed.eqx").mkdir()
     result = invoke("deploy", "--run", copy)
     assert result.exit_code == 2 and "deployed.eqx: is a folder where the deployed array belongs" in result.output
+    # before a learned policy is trained and cached (minutes): no policy in an empty cache
+    monkeypatch.setenv("PCMMETA_CACHE", str(tmp_path / "cache"))
+    result = invoke("deploy", "--run", copy, "--method", "learned")
+    assert result.exit_code == 2 and "deployed.eqx: is a folder where the deployed array belongs" in result.output
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*")) and "programming policy" not in result.output
     for command in (["adapt"], ["drift-eval", "--tasks", 2]):  # named as damage, not "not deployed yet"
         result = invoke(*command, "--run", copy)
         assert result.exit_code == 2 and "deployed.eqx: is a folder or a broken link" in result.output, result.output
-    assert not (copy / "deploy.json").exists() or (copy / "deploy.json").read_bytes() == (run_dir / "deploy.json").read_bytes()
+    assert (
+        not (copy / "deploy.json").exists()
+        or (copy / "deploy.json").read_bytes() == (run_dir / "deploy.json").read_bytes()
+    )
 
 
 def test_network_aware_deploy_keeps_its_budget_and_refuses_one_below_blind_programming(deployed, tmp_path):

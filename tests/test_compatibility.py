@@ -94,3 +94,13 @@ def test_a_device_family_without_set_pulses_refuses_the_rules_and_methods_that_p
         for name in PROGRAMMING_METHODS:
             if name != "learned":
                 check_programming(make_method(name, 0.5, 100), full)
+
+
+def test_a_plugin_that_leaves_out_a_declaration_is_named():
+    class Undeclared(NETWORKS["lif"]):
+        pass
+
+    del_reads = type("NoReads", (), {"kind": "noreads"})  # a network class without `reads`
+    with pytest.raises(TypeError, match="NoReads does not declare 'reads'"):
+        check_experiment(Sinusoid(), del_reads, INNER_RULES["blind-pulse"](), MODES["pcm"](), Nandakumar2018())
+    check_experiment(Sinusoid(), Undeclared, INNER_RULES["blind-pulse"](), MODES["pcm"](), Nandakumar2018())

@@ -248,3 +248,24 @@ def test_tiers_spend_the_budget_on_the_best_upgrades_and_go_straight_to_tight_wh
     )
     order, _ = tiers(s, same, 1.0, cost)
     assert order.tolist() == [1, 3, 0]
+
+
+def test_program_verifies_each_device_to_its_tier():
+    """With a budget that admits every device, the loosely verified devices take less time and
+    land farther from their targets than the tightly verified ones, most within their own
+    tolerance (a `program` that ignored or swapped the tiers would fail this)."""
+    device = Nandakumar2018()
+    n = 600
+    target = jnp.linspace(2.0, 8.0, n)
+    loose = jnp.arange(n) % 2 == 0
+    method = NetworkAwareProgramming(jnp.arange(n), loose, 1.0, tolerance=0.4, loose_tolerance=1.2)
+    result = jax.jit(lambda k: method.program(k, device, target))(jax.random.key(4))
+    time_s = np.asarray(counts_time(ProgrammingCost(), result))
+    error = np.abs(np.asarray(result.state.g_prog - target))
+    converged = np.asarray(result.converged)
+    is_loose = np.asarray(loose)
+    assert np.asarray(result.reads).min() > 0  # every device verified
+    assert time_s[is_loose].mean() < 0.8 * time_s[~is_loose].mean()
+    assert error[is_loose].mean() > 1.5 * error[~is_loose].mean()
+    # a verify read is noisy: most, not all, land within their tier's tolerance
+    assert np.mean(error[is_loose & converged] <= 1.2) > 0.8 and np.mean(error[~is_loose & converged] <= 0.4) > 0.6

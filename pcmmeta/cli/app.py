@@ -874,9 +874,11 @@ def deploy_cmd(
         plot=plot,
         stage=err_console.status,
     )
+    from pcmmeta.experiment.deployment import check_deployable
     from pcmmeta.experiment.run_access import load_trained_run
 
     trained = load_trained_run(run, runs_dir)
+    check_deployable(trained, None if compare else method)  # before a learned policy is trained
     learned_policy = None
     if method == "learned" or compare:
         learned_policy = _obtain_policy(

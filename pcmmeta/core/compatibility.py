@@ -12,7 +12,8 @@ Every kind of plug-in declares, as class variables, what it gives and what it ne
 | device family | `capabilities`: what its laws let a controller do | `DEVICE_CAPABILITIES` |
 
 `check_experiment` is called once, when an experiment is built from a validated recipe
-(`pcmmeta.experiment.train.build_experiment`), before any network is initialised, and
+(`pcmmeta.experiment.train.build_experiment`), before any network is initialised (a rule's
+limits on the head's size, `check_head`, right after: only the network knows its sizes), and
 `check_programming` when a method is chosen for `deploy`: an unsupported combination is one
 `UserInputError` naming the recipe key (or flag) to change and what would fit, never a traceback
 from deep inside a compiled function.
@@ -21,6 +22,7 @@ from deep inside a compiled function.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from pcmmeta.core.devices import AbstractPCMDevice
 from pcmmeta.core.devices.base import DEVICE_CAPABILITIES
@@ -45,38 +47,54 @@ def _names(items: Iterable[str]) -> str:
     return ", ".join(sorted(items)) or "none"
 
 
+def declared(plugin: object, name: str) -> Any:
+    """The plug-in's declaration `name` (a class variable); a plug-in class that leaves it out
+    is a programming error named in one line, not an `AttributeError` deep in the check."""
+    try:
+        return getattr(plugin, name)
+    except AttributeError:
+        cls = plugin if isinstance(plugin, type) else type(plugin)
+        raise TypeError(
+            f"plug-in {cls.__module__}.{cls.__qualname__} does not declare '{name}' (docs/plugins.md, "
+            "'Which plug-ins fit together')"
+        ) from None
+
+
 def check_network(family: type[AbstractTaskFamily] | AbstractTaskFamily, network: type[AbstractNetwork]) -> None:
     """The network reads what the task family's tasks give."""
-    if family.inputs in network.reads:
+    inputs, reads = declared(family, "inputs"), declared(network, "reads")
+    if inputs in reads:
         return
-    kinds = [n.kind for n in NETWORKS.values() if family.inputs in n.reads]
-    families = [f.name for f in TASK_FAMILIES.values() if f.inputs in network.reads]
+    kinds = [n.kind for n in NETWORKS.values() if inputs in getattr(n, "reads", ())]
+    families = [f.name for f in TASK_FAMILIES.values() if getattr(f, "inputs", None) in reads]
     ways = [f"use network.kind: {' or '.join(kinds)} with this task family"] if kinds else []
     ways += [f"use task.family: {' or '.join(families)} with this network"] if families else []
     raise UserInputError(
-        f"'network.kind': {network.kind} reads {' or '.join(INPUTS[r] for r in sorted(network.reads))}, "
-        f"but task family {family.name!r} gives {INPUTS[family.inputs]}" + (f" ({'; or '.join(ways)})" if ways else "")
+        f"'network.kind': {network.kind} reads {' or '.join(INPUTS.get(r, r) for r in sorted(reads))}, "
+        f"but task family {family.name!r} gives {INPUTS.get(inputs, inputs)}"
+        + (f" ({'; or '.join(ways)})" if ways else "")
     )
 
 
 def check_rule(rule: AbstractInnerRule, network: type[AbstractNetwork]) -> None:
     """The network offers what the inner rule needs from it."""
-    missing = rule.needs_network - network.provides
+    missing = rule.needs_network - declared(network, "provides")
     if missing:
-        kinds = [n.kind for n in NETWORKS.values() if rule.needs_network <= n.provides]
+        kinds = [n.kind for n in NETWORKS.values() if rule.needs_network <= getattr(n, "provides", frozenset())]
         raise UserInputError(
-            f"'inner.rule': {rule.name} needs a network with {' and '.join(NETWORK_FEATURES[m] for m in sorted(missing))}"
+            f"'inner.rule': {rule.name} needs a network with {' and '.join(NETWORK_FEATURES.get(m, m) for m in sorted(missing))}"
             + (f" (network.kind: {' or '.join(kinds)})" if kinds else "")
         )
 
 
 def check_device(device: AbstractPCMDevice, needs: frozenset[str], what: str) -> None:
     """The device family can do what `what` (a recipe key and value, or a flag) needs."""
-    missing = needs - type(device).capabilities
+    capabilities = declared(type(device), "capabilities")
+    missing = needs - capabilities
     if missing:
         raise UserInputError(
-            f"{what} needs a device that can {' and '.join(DEVICE_CAPABILITIES[m] for m in sorted(missing))}, "
-            f"which device {device.name!r} (family {device.family}) cannot; its family can {_names(type(device).capabilities)}"
+            f"{what} needs a device that can {' and '.join(DEVICE_CAPABILITIES.get(m, m) for m in sorted(missing))}, "
+            f"which device {device.name!r} (family {device.family}) cannot; its family can {_names(capabilities)}"
         )
 
 

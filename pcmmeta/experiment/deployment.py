@@ -69,6 +69,21 @@ def check_method_name(name: str) -> None:
         raise UserInputError(f"--method: must be {', '.join(METHOD_NAMES)}, got {name!r}")
 
 
+def check_deployable(run: TrainedRun, method: str | None) -> None:
+    """What `deploy_run` (`method`) or `compare_run` (`method` None: every method) would refuse,
+    checked before any work, a learned policy's training included: a folder where
+    `deployed.eqx` belongs, a run folder that cannot be written, a method the device family
+    cannot run."""
+    if method is not None:
+        check_method_name(method)
+        path = run.run_dir / "deployed.eqx"
+        if path.is_dir():
+            raise UserInputError(f"{path}: is a folder where the deployed array belongs (a damaged run?); remove it")
+    check_folder_writable(run.run_dir)  # the array, deploy.json or programming-comparison.json go there
+    for name in METHOD_NAMES if method is None else (method,):
+        check_programming(_method_class(name), run.experiment.meta.device)
+
+
 @dataclasses.dataclass
 class Deployment:
     """What `deploy_run` programmed and wrote. `arrays`: per device, in the network's layer
@@ -108,13 +123,9 @@ def deploy_run(
     `policy`, network-aware spends at most `budget` × write-verify's expected time), save the
     array as the run's `deployed.eqx` and the report as `deploy.json`, and draw `plot` if given.
     A damaged `deployed.eqx` (a folder where the file belongs) is refused before the work."""
-    check_method_name(method)
+    check_deployable(run, method)  # before planning or programming
     path = run.run_dir / "deployed.eqx"
-    if path.is_dir():  # found before the work, not after
-        raise UserInputError(f"{path}: is a folder where the deployed array belongs (a damaged run?); remove it")
-    check_folder_writable(run.run_dir)  # the array and deploy.json go there: fail before the work
     exp, network = run.experiment, run.network
-    check_programming(_method_class(method), exp.meta.device)  # before planning or programming
     plan = None
     programming: AbstractProgrammingMethod
     if method == NETWORK_AWARE:
@@ -191,10 +202,12 @@ def compare_run(
     the first seed). Writes `programming-comparison.json` into the run (no array), and `plot`
     (metric against both programming times) if given; `progress` is called after each
     deployment (methods × seeds)."""
-    check_folder_writable(run.run_dir)  # programming-comparison.json goes there: fail before the work
+    if not seeds or not hours or tasks < 2:
+        raise UserInputError(
+            f"compare_run: give at least one programming seed and one time, and 2 or more tasks; got seeds {list(seeds)}, hours {list(hours)}, tasks {tasks}"
+        )
+    check_deployable(run, None)
     exp, network = run.experiment, run.network
-    for name in METHOD_NAMES:
-        check_programming(_method_class(name), exp.meta.device)
     with stage("planning network-aware programming (sensitivities on validation tasks)…"):
         network_aware, plan = plan_network_aware_for(exp, network, budget, tolerance, max_pulses, cost, seeds[0])
     methods = [make_method(name, tolerance, max_pulses, policy) for name in PROGRAMMING_METHODS] + [network_aware]

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pcmmeta.errors import UserInputError
 from pcmmeta.experiment.chip import CONDITIONS, drift_table, drift_tasks
 from pcmmeta.experiment.memory import estimate_evaluation_memory, refuse_if_too_large
 from pcmmeta.experiment.run_access import DeployedRun
@@ -67,6 +68,10 @@ def evaluate_drift(
     condition, with `steps` inner steps in the adapted ones (default: the recipe's); writes
     `drift.json` into the run, and `csv_path` / `plot` if given. `progress` is called after
     each (time, condition)."""
+    if not hours or tasks < 1:
+        raise UserInputError(
+            f"evaluate_drift: give at least one time and one task; got hours {list(hours)}, tasks {tasks}"
+        )
     check_folder_writable(run.run_dir)  # drift.json goes there: an unwritable run fails now, not after the table
     exp, network = run.experiment, run.network
     estimate = estimate_evaluation_memory(exp, network, tasks)

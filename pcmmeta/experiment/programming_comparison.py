@@ -55,6 +55,10 @@ class NetworkAwarePlan:
     blind_s: float  # every device blind: what the budget must cover first
     sensitivity_per_layer: dict[str, float]  # mean s_i per layer
     lowered: list[str]
+    tolerance_uS: float  # of the tightly verified devices
+    loose_tolerance_uS: float  # of the loosely verified ones
+    queued_tight: int  # devices in the verification order, to each tolerance (verified while the budget allows)
+    queued_loose: int
 
 
 def plan_network_aware_for(
@@ -123,6 +127,10 @@ def plan_network_aware_for(
         blind,
         {n: float(np.mean(np.asarray(sensitivity[n]))) for n in names},
         list(lowered),
+        tolerance,
+        method.loose_uS,
+        int(np.sum(~np.asarray(method.loose))),
+        int(np.sum(np.asarray(method.loose))),
     )
     return method, plan
 

@@ -128,13 +128,16 @@ class NetworkAwareProgramming(AbstractProgrammingMethod):
     max_pulses: int = eqx.field(static=True, default=100)  # per verified device, SET + RESET
     cost: ProgrammingCost = ProgrammingCost()
     lowered: tuple[str, ...] = eqx.field(static=True, default=())  # layers whose pairs are lowered
-    loose_tolerance: float = eqx.field(
-        static=True, default=LOOSE_FACTOR * 0.5
-    )  # µS (`plan_network_aware`: LOOSE_FACTOR × tolerance)
+    loose_tolerance: float | None = eqx.field(static=True, default=None)  # µS; None: LOOSE_FACTOR × tolerance
 
     @property
     def budget(self) -> int:
         return self.max_pulses
+
+    @property
+    def loose_uS(self) -> float:
+        """The loose tier's tolerance, µS."""
+        return LOOSE_FACTOR * self.tolerance if self.loose_tolerance is None else self.loose_tolerance
 
     def conductances(self, layers, device):
         return {n: lowered_pair(g, device.g_min) if n in self.lowered else g for n, g in layers.items()}
@@ -142,7 +145,7 @@ class NetworkAwareProgramming(AbstractProgrammingMethod):
     def program(self, key, device, target):
         blind = single_shot(key, device, target)
         tight = verified(key, device, target, self.tolerance, self.max_pulses)
-        loose = verified(key, device, target, self.loose_tolerance, self.max_pulses)
+        loose = verified(key, device, target, self.loose_uS, self.max_pulses)
         is_loose = jnp.zeros(target.shape, bool).at[self.order].set(self.loose)
 
         def pick(mask, a, b):
