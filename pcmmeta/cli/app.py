@@ -263,8 +263,12 @@ def fit_device_cmd(
     _not_an_input("--plot", plot, data)
     _no_copies(data)
     from pcmmeta.experiment.device_fitting import fit_device_files, prior_device
+    from pcmmeta.io.measurements import read_measurements
 
     prior_model = prior_device(family, prior)
+    measurements = read_measurements(data)  # a bad file is refused before the progress bar starts
+    if measurements.ignored_columns and not as_json:
+        err_console.print(f"note: ignored extra columns: {', '.join(measurements.ignored_columns)}", highlight=False)
     with progress_bar() as bar:
         task = bar.add_task("fit", total=bootstrap + 1, info="estimate, then bootstrap over devices")
         fit = fit_device_files(
@@ -276,15 +280,12 @@ def fit_device_cmd(
             seed=seed,
             plot=plot,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            measurements=measurements,
         )
     report = fit.to_json()
     if as_json:
         print(json_text(report, indent=2))
         return
-    if fit.measurements.ignored_columns:
-        err_console.print(
-            f"note: ignored extra columns: {', '.join(fit.measurements.ignored_columns)}", highlight=False
-        )
     result = fit.result
     for warning in result.warnings:
         err_console.print(f"warning: {escape(safe_text(warning))}", highlight=False, soft_wrap=True)

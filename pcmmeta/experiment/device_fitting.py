@@ -73,12 +73,15 @@ def fit_device_files(
     seed: int = 0,
     plot: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    measurements: Measurements | None = None,
 ) -> DeviceFit:
-    """Fit `prior`'s family to the measurement CSVs `data` (bootstrap over devices for the
-    standard errors), write the device YAML `out` (named `name`, default `out`'s stem) and, if
-    given, the figure `plot` of data and fitted model. What the reader dropped comes first in
-    the result's warnings."""
-    measurements = read_measurements(data)
+    """Fit `prior`'s family to the measurement CSVs `data` (`measurements`: their
+    `read_measurements`, if read already) (bootstrap over devices for the standard errors),
+    write the device YAML `out` (named `name`, default `out`'s stem) and, if given, the figure
+    `plot` of data and fitted model. What the reader dropped comes first in the result's
+    warnings."""
+    if measurements is None:
+        measurements = read_measurements(data)
     result = fit_device(
         measurements,
         prior,
