@@ -157,7 +157,9 @@ def cold_start(d: FitArrays, t0, nu_pop) -> tuple[Float[Array, " groups"], Float
     g = jnp.where(
         n_pre > 0, seg(d.g_uS * pre) / jnp.maximum(n_pre, 1), seg(d.g_uS * d.read_valid) / jnp.maximum(n_all, 1)
     )
-    return jnp.maximum(g, 1e-3), jnp.where(d.group_free_nu, 0.0, nu_pop)
+    # a strongly typed float32 ν, as the group fit returns it: a weakly typed one would make the
+    # estimator's first call compile a program of its own (about 17 s on a 2-core CPU)
+    return jnp.maximum(g, 1e-3), jnp.where(d.group_free_nu, 0.0, nu_pop).astype(jnp.float32)
 
 
 def group_fit(d: FitArrays, t0, read_a, read_b, nu_pop, start: tuple, iterations) -> GroupFit:
