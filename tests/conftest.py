@@ -1,13 +1,27 @@
+import gc
 import os
+import tempfile
+
+import pytest
+
+from pcmmeta.runtime.compile_options import set_process_flags
 
 # Tests run on the CPU with one device; the sharding test starts its own subprocess.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("PCMMETA_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "pcmmeta-glyphs"))
-
-
-import gc
-
-import pytest
+# One persistent compilation cache for this test run, shared by its xdist workers and modules
+# (`PYTEST_XDIST_TESTRUNUID` is the run's id; new for every run, so a run never reads programs
+# compiled by an earlier version of the code): many tests compile the same programs (the device
+# fit's estimator, a tiny recipe's training step, a programming method per seed), and reading
+# one back takes a fraction of compiling it.
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"pcmmeta-test-compile-cache-{_RUN_ID}")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# The `pcmmeta` command's own XLA flags (no LLVM loop unrolling: faster compilation), so that the
+# tests compile what the command compiles and share the cache with the commands they start.
+set_process_flags()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -21,3 +35,12 @@ def _release_compiled_programs():
 
     jax.clear_caches()
     gc.collect()
+
+
+def pytest_sessionfinish(session):
+    """The run's compilation cache goes with the run (only the controlling process removes it:
+    xdist workers end before it does)."""
+    if not hasattr(session.config, "workerinput"):
+        import shutil
+
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

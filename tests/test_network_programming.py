@@ -95,7 +95,7 @@ def test_the_budget_is_never_exceeded_for_any_noise_draw(budget_factor):
     target = jax.random.uniform(jax.random.key(0), (400,), minval=device.g_min, maxval=9.0)
     sensitivity = jax.random.uniform(jax.random.key(1), (400,))
     cost = ProgrammingCost()
-    blind = float(jnp.sum(counts_time(cost, single_shot(jax.random.key(0), device, target))))
+    blind = float(np.sum(np.asarray(counts_time(cost, single_shot(jax.random.key(0), device, target)), np.float64)))
     budget = budget_factor * blind
     method = plan_network_aware(jax.random.key(2), device, target, sensitivity, budget, cost=cost)
     program = jax.jit(lambda k: method.program(k, device, target))

@@ -265,7 +265,10 @@ def plan_network_aware(
     every device blind (known exactly: the pulse counts follow from the targets)."""
     loose_tolerance = LOOSE_FACTOR * tolerance if loose_tolerance is None else loose_tolerance
     expected = expectation(key, device, target, tolerance, max_pulses, cost, draws, loose_tolerance)
-    blind_total = float(jnp.sum(expected.blind_s))
+    # each device's blind time (its pulse count follows from its target, whatever the key) summed
+    # in float64, as a deployment's total is: a float32 sum can round below that total and admit
+    # a budget that blind programming alone exceeds
+    blind_total = float(np.sum(np.asarray(counts_time(cost, single_shot(key, device, target)), np.float64)))
     if budget_s < blind_total:
         raise ValueError(
             f"a budget of {budget_s * 1e6:.4g} µs does not cover programming every device blind ({blind_total * 1e6:.4g} µs)"
