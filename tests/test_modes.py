@@ -102,7 +102,7 @@ def test_arm_update_pulses_no_device_on_the_masked_recurrent_diagonal():
     net, family, meta = exp.network, exp.family, exp.meta
     tasks = family.sample(jax.random.key(1), 4)
     chips = program_chips(net, jax.random.key(2), tasks.n_tasks, meta)
-    _, out = adapt_chips(net, chips, tasks, family, meta)
+    _, out = eqx.filter_jit(adapt_chips)(net, chips, tasks, family, meta)
     before, after = np.asarray(chips.head["rec"].n_set), np.asarray(out.state["rec"].n_set)
     pulses = after - before  # (tasks, 2, n, n)
     n = pulses.shape[-1]
