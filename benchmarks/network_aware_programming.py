@@ -34,7 +34,7 @@ from pcmmeta.core.programming.sensitivity import conductance_sensitivity
 from pcmmeta.core.programming.single_shot import single_shot
 from pcmmeta.errors import UserInputError
 from pcmmeta.experiment.programming_comparison import SENSITIVITY_TASKS, compare_programming, plan_network_aware_for
-from pcmmeta.experiment.train import held_out_tasks, load_run
+from pcmmeta.experiment.train import held_out_tasks, load_run, mean_sem
 
 
 def fisher_prediction(exp, network, methods, labels) -> list[str]:
@@ -205,7 +205,8 @@ def main() -> None:
             f"\nadapted {metric} over the {len(args.runs)} runs (mean ± s.e. over runs of each run's mean over tasks):"
         )
         pooled = {
-            label: {h: mean_sem(np.array([x[h] for x in values])) for h in HOURS} for label, values in adapted.items()
+            label: {h: dict(zip(("mean", "sem"), mean_sem([x[h] for x in values]))) for h in HOURS}
+            for label, values in adapted.items()
         }
         for label, points in pooled.items():
             cells = [f"{h} h {points[h]['mean']:.4f} ± {points[h]['sem']:.4f}" for h in HOURS]
@@ -216,10 +217,6 @@ def main() -> None:
 
 
 HOURS = ("1", "720")
-
-
-def mean_sem(values: np.ndarray) -> dict[str, float]:
-    return {"mean": float(values.mean()), "sem": float(values.std(ddof=1) / np.sqrt(values.size))}
 
 
 def at_level(point: dict[str, float], reference: dict[str, float], metric: str) -> bool:
