@@ -36,6 +36,25 @@ from pcmmeta.errors import UserInputError
 from pcmmeta.experiment.programming_comparison import SENSITIVITY_TASKS, compare_programming, plan_network_aware_for
 from pcmmeta.experiment.train import held_out_tasks, load_run, mean_sem
 
+HOURS = ("1", "720")
+
+
+def flat_targets(network, method, device):
+    """The conductances `method` programs (µS), flat in layer order, as `deploy` flattens them."""
+    names = network.layer_names
+    chosen = method.conductances({n: network.layers[n] for n in names}, device)
+    return jnp.concatenate([jnp.ravel(chosen[n]) for n in names])
+
+
+def layer_slices(network) -> list[tuple[str, slice]]:
+    """Each layer's devices in that flat order."""
+    out, start = [], 0
+    for n in network.layer_names:
+        size = int(network.layers[n].size)
+        out.append((n, slice(start, start + size)))
+        start += size
+    return out
+
 
 def fisher_prediction(exp, network, methods, labels) -> list[str]:
     """Per method: ½·Σ s_i·δ_i² per layer and in all, the loss the plan's model expects its
@@ -44,27 +63,22 @@ def fisher_prediction(exp, network, methods, labels) -> list[str]:
     sensitivity = jax.jit(lambda n, k, t: conductance_sensitivity(n, k, t, exp.validation_family, exp.meta))(
         network, chip_key, tasks
     )
-    names, device = network.layer_names, exp.meta.device
+    device = exp.meta.device
     lines = []
     for label, method in zip(labels, methods):
-        chosen = method.conductances({n: network.layers[n] for n in names}, device)
-        flat = jnp.concatenate([chosen[n].ravel() for n in names])
+        flat = flat_targets(network, method, device)
         result = jax.jit(lambda k, g, m=method: m.program(k, device, g))(jax.random.key(0), flat)
         squared = (np.asarray(result.state.g_prog, np.float64) - np.asarray(flat, np.float64)) ** 2
-        parts, start = [], 0
-        for n in names:
-            size = int(network.layers[n].size)
-            parts.append(
-                0.5 * float(np.sum(np.asarray(sensitivity[n], np.float64).ravel() * squared[start : start + size]))
-            )
-            start += size
+        parts = {
+            n: 0.5 * float(np.sum(np.asarray(sensitivity[n], np.float64).ravel() * squared[part]))
+            for n, part in layer_slices(network)
+        }
         lines.append(
-            f"  {label:26s} {sum(parts):.4g} in all; " + ", ".join(f"{n} {v:.4g}" for n, v in zip(names, parts))
+            f"  {label:26s} {sum(parts.values()):.4g} in all; " + ", ".join(f"{n} {v:.4g}" for n, v in parts.items())
         )
     lines.append("  blind programming's error by target (single-shot, mean over 4 draws; the plan's model assumes")
     lines.append("  errors of mean zero, independent of the target):")
-    chosen = {n: network.layers[n] for n in names}
-    flat = jnp.concatenate([chosen[n].ravel() for n in names])
+    flat = flat_targets(network, SingleShot(), device)
     target = np.asarray(flat, np.float64)
     draws = [
         np.asarray(single_shot(k, device, flat).state.g_prog, np.float64)
@@ -82,26 +96,21 @@ def fisher_prediction(exp, network, methods, labels) -> list[str]:
 
 def where_time_goes(exp, network, method, cost: ProgrammingCost) -> list[str]:
     """Per layer: devices, verified devices and share of the network-aware method's total time."""
-    names = network.layer_names
-    chosen = method.conductances({n: network.layers[n] for n in names}, exp.meta.device)
-    flat = jnp.concatenate([chosen[n].ravel() for n in names])
+    flat = flat_targets(network, method, exp.meta.device)
     result = jax.jit(lambda k: method.program(k, exp.meta.device, flat))(jax.random.key(0))
     per_device = np.asarray(counts_time(cost, result), np.float64)
     checked = np.asarray(result.reads) > 0
     loose = np.zeros(flat.size, bool)
     loose[np.asarray(method.order)] = np.asarray(method.loose)
     loose &= checked
-    total, lines, start = per_device.sum(), [], 0
-    for n in names:
-        size = int(network.layers[n].size)
-        part = slice(start, start + size)
+    total, lines = per_device.sum(), []
+    for n, part in layer_slices(network):
         role = "head" if n in network.head else "body"
         lines.append(
-            f"  {n} ({role}): {size:,} devices, {int(checked[part].sum()):,} verified "
+            f"  {n} ({role}): {part.stop - part.start:,} devices, {int(checked[part].sum()):,} verified "
             f"({int(loose[part].sum()):,} to the loose tolerance), "
             f"{100 * per_device[part].sum() / total:.1f}% of the time"
         )
-        start += size
     return lines
 
 
@@ -129,7 +138,7 @@ def main() -> None:
         exp, state = load_run(run)
         network = state.network
         planned, budgets = [], []
-        for b in args.budget:
+        for b in sorted(args.budget):  # increasing: the first budget that meets the aim is the smallest
             try:
                 planned.append(plan_network_aware_for(exp, network, b, cost=cost))
                 budgets.append(b)
@@ -214,9 +223,6 @@ def main() -> None:
                 level = [at_level(points[h], pooled["write-verify"][h], metric) for h in HOURS]
                 cells.append(f"within write-verify's s.e. or better: {['yes' if ok else 'no' for ok in level]}")
             print(f"  {label:26s} " + "   ".join(cells))
-
-
-HOURS = ("1", "720")
 
 
 def at_level(point: dict[str, float], reference: dict[str, float], metric: str) -> bool:
