@@ -8,8 +8,8 @@
 #   bash benchmarks/gpu_check.sh            # on the GPU machine; results under $OUT (or ./gpu-check)
 #
 # What it measures, most wanted first (each step under its own time limit, so one hang costs
-# only its share; at most 400 s in all, inside the device tool's 600 s per command and leaving
-# device time for a rerun; not yet run on a GPU). It stops at once if JAX finds no GPU (JAX
+# only its share; at most 400 s in all, which keeps the check under 10 minutes with time left
+# for a rerun; not yet run on a GPU). It stops at once if JAX finds no GPU (JAX
 # would silently fall back to the CPU); GPU_CHECK_ALLOW_CPU=1 lets it run on a CPU.
 #   1. which devices JAX sees;
 #   2. s / meta-iteration of recipes/sine.yaml at meta-batch 256 and 4,096, each process one

@@ -1,5 +1,5 @@
 """The joshi2020 family (pcmmeta/core/devices/joshi.py) against the closed-form equations of IBM
-aihwkit's PCM model (shared/REFERENCE.md, docs/device-model.md), device files with a family,
+aihwkit's PCM model (docs/device-model.md), device files with a family,
 and training on it."""
 
 import dataclasses

@@ -56,7 +56,7 @@ class DeviceState(eqx.Module):
 
 
 def drift_factor(ratio: Float[Array, "..."], nu: Float[Array, "..."]) -> Float[Array, "..."]:
-    """ratio^(−ν) for time ratios ≥ 1, as exp(−ν·ln ratio): the same value, four times faster
+    """ratio^(−ν) for time ratios ≥ 1, as exp(−ν·ln ratio): the same value, faster
     than `jnp.power` with an array exponent on a CPU (which handles signs, zeros and integer
     exponents that never occur here)."""
     return jnp.exp(-nu * jnp.log(ratio))
