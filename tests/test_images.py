@@ -244,3 +244,39 @@ def test_batch_norm_makes_a_channel_gain_irrelevant():
             assert np.abs(a).max() > 0.1
         else:
             assert np.abs(a - b).max() > 1e-2
+
+
+def test_shared_head_init_keeps_one_column_for_every_class():
+    """With network.shared_head_init the head's learned start is one column for all classes: after
+    meta-training steps the stored columns are still equal and the programmed head gives every
+    class the same logit (chance, loss ln N before adaptation). Without it the columns part."""
+    from pcmmeta.core.crossbar import pair_weights
+    from pcmmeta.experiment.train import init_state, make_optimizer, make_train_step
+
+    spread = {}
+    for shared in (True, False):
+        recipe = tiny_images_recipe()
+        recipe["network"]["shared_head_init"] = shared
+        recipe["mode"] = "ideal"
+        exp = build_experiment(recipe)
+        opt = make_optimizer(exp.train)
+        state = init_state(exp, opt)
+        step = make_train_step(exp, opt, exp.train.meta_batch)
+        for _ in range(3):
+            state, loss, _ = step(state, exp.family)
+        assert np.isfinite(float(loss))
+        net = state.network
+        head = np.asarray(net.layers["out"])
+        spread[shared] = np.abs(head - head[..., :1]).max()
+        programmed = net.offline_layers()
+        if shared:
+            # the programmed head is the stored one: one column, repeated
+            np.testing.assert_allclose(np.asarray(programmed["out"]), head, atol=1e-6)
+            w = np.asarray(pair_weights(programmed["out"], exp.meta.device, net.scales["out"]))
+            features = np.abs(np.asarray(jax.random.normal(jax.random.key(2), (5, w.shape[0] - 1))))
+            logits = features @ w[:-1] + w[-1]
+            np.testing.assert_allclose(logits, logits[:, :1].repeat(w.shape[1], axis=1), atol=1e-5)
+        else:
+            assert programmed["out"] is net.layers["out"]
+    assert spread[True] < 1e-6
+    assert spread[False] > 1e-4  # meta-training moved the columns apart: the test can see a difference

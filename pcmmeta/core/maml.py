@@ -68,9 +68,9 @@ def program_and_read(network: AbstractNetwork, key: PRNGKeyArray, cfg: MetaConfi
     names = network.layer_names
     n = len(names)
     keys = jax.random.split(key, 2 * n + 2)
+    offline = network.offline_layers()
     programmed = {
-        name: mode.program_offline(keys[i], network.layers[name], dev, cfg.programming_noise)
-        for i, name in enumerate(names)
+        name: mode.program_offline(keys[i], offline[name], dev, cfg.programming_noise) for i, name in enumerate(names)
     }
     states = {name: mode.programmed_state(keys[n + i], programmed[name], dev, 0.0) for i, name in enumerate(names)}
     body = network.body

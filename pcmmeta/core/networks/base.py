@@ -103,6 +103,12 @@ class AbstractNetwork(eqx.Module):
     def body(self) -> tuple[str, ...]:
         return tuple(n for n in self.layer_names if n not in self.head)
 
+    def offline_layers(self) -> dict[str, Float[Array, "2 ..."]]:
+        """The conductances (µS) programmed offline before each task: the layers as stored. A
+        network whose starting point is tied (a head shared by every class) returns the tied
+        form; its gradient then reaches every tied copy alike, so the stored copies stay equal."""
+        return self.layers
+
     def clip(self, device: AbstractPCMDevice) -> "AbstractNetwork":
         """Every conductance inside the device's range (devices cannot hold more)."""
         return eqx.tree_at(lambda net: net.layers, self, jax.tree.map(device.clip, self.layers))

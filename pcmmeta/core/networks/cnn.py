@@ -14,6 +14,13 @@ them like any layer. The head `out` is (features + 1) × N, with a bias row too.
 
 Weight scales: a full-range pair carries `weight_range` × √(2/fan_in) (He's standard deviation)
 in the body and `head_range` in the head; weights start He-normal (body) or at zero (head).
+
+With `shared_head_init` the head's meta-learned starting point is one column shared by every
+class (Ye & Chao, "How to train your MAML to excel in few-shot classification", ICLR 2022):
+labels are permuted per task, so a class-specific start only biases every task towards some
+label, and the first inner steps are spent undoing it. Every class then starts with the same
+logit. The head is programmed as its class mean (`offline_layers`); the columns start equal
+and get the same gradient, so the stored head stays one column repeated.
 """
 
 from __future__ import annotations
@@ -77,6 +84,11 @@ class ConvArchitecture(eqx.Module):
         "bool",
         "normalise each convolution's output per channel over the set's images (transductive batch norm, no learned scale, in the periphery: Ortner et al.'s network has BatchNorm); it makes a channel's gain, so a uniform drift of its conductances, irrelevant",
     )
+    shared_head_init: bool = hyperparameter(
+        False,
+        "bool",
+        "the head's learned starting point is one column shared by every class (Ye & Chao 2022): with labels permuted per task, no class is favoured before adaptation",
+    )
 
 
 class ConvNet(AbstractNetwork):
@@ -89,6 +101,7 @@ class ConvNet(AbstractNetwork):
     layer_names: tuple[str, ...] = eqx.field(static=True)
     head: tuple[str, ...] = eqx.field(static=True)
     batch_norm: bool = eqx.field(static=True, default=False)
+    shared_head_init: bool = eqx.field(static=True, default=False)
 
     @classmethod
     def init(cls, key: PRNGKeyArray, architecture: ConvArchitecture, family, device: AbstractPCMDevice) -> "ConvNet":
@@ -118,7 +131,15 @@ class ConvNet(AbstractNetwork):
             layer_names=names,
             head=("out",),
             batch_norm=architecture.batch_norm,
+            shared_head_init=architecture.shared_head_init,
         )
+
+    def offline_layers(self) -> dict[str, Float[Array, "2 ..."]]:
+        """The stored layers; with `shared_head_init`, the head as its mean over classes."""
+        if not self.shared_head_init:
+            return self.layers
+        g = self.layers["out"]  # (2, features + 1, ways)
+        return self.layers | {"out": jnp.broadcast_to(g.mean(axis=-1, keepdims=True), g.shape)}
 
     #: Measured peak RSS over `activation_bytes` was 0.9–1.05 (glyphs recipes, 16–64 channels).
     ACTIVATION_OVERHEAD = 1.3
