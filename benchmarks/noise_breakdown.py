@@ -8,15 +8,21 @@ read noise of Ortner et al.'s public code (its Q_s is a power law of G in µS wh
 of G/g_max: g_max^0.65 ≈ 8× smaller at 25 µS); both off; SET increments without their spread (each
 pulse gives its mean increment); no noise at all; the same inner rule on an ideal 4-bit
 device (`quantized` mode, no noise); float SGD (`ideal` mode); and one more inner step (pulse
-round) than the run was trained for (`--rows`: only the rows whose names start with one of
+round) than the run was trained for; for a classifier (`cnn`), the trained network with its head's
+starting point replaced by its mean over classes (every class the same logit before adaptation:
+what `network.shared_head_init` trains for) (`--rows`: only the rows whose names start with one of
 these, e.g. `--rows "as trained,no read"`). On the run's validation tasks unless `--split test`. Prints the family's metric after
-0 … S inner steps (mean ± s.e.) per row, one JSON line each.
+0 … S inner steps (mean ± s.e.) per row, one JSON line each; for a classifier first the head's
+learned start, G⁺ − G⁻ (µS) per class, its least and greatest over the features and bias row.
 """
 
 import argparse
 import dataclasses
 import json
 from pathlib import Path
+
+import equinox as eqx
+import jax.numpy as jnp
 
 from pcmmeta.core.modes import Ideal, Quantized
 from pcmmeta.experiment.train import evaluate, load_run
@@ -79,11 +85,21 @@ def main() -> None:
     # for, on the same schedule (`with_clock` gives the rule the clock's step count)
     more = dataclasses.replace(meta.clock, steps=meta.clock.steps + 1)
     variants[f"as trained, {more.steps} inner steps"] = meta.with_clock(more)
+    networks = {name: state.network for name in variants}
+    if exp.network.kind == "cnn":
+        head = state.network.layers["out"]  # (2, features + 1, ways)
+        difference = head[0] - head[1]  # G⁺ − G⁻, µS, per feature (and bias row) and class
+        print(json.dumps({"head_start_uS": "G+ - G- per class over the features and bias row",
+                          "min": [round(float(v), 2) for v in difference.min(axis=0)],
+                          "max": [round(float(v), 2) for v in difference.max(axis=0)]}), flush=True)
+        neutral = jnp.broadcast_to(head.mean(axis=-1, keepdims=True), head.shape)
+        variants["head started at its class mean"] = meta
+        networks["head started at its class mean"] = eqx.tree_at(lambda n: n.layers["out"], state.network, neutral)
     wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
     for name, variant in variants.items():
         if wanted and not any(name.startswith(w) for w in wanted):
             continue
-        ev = evaluate(dataclasses.replace(exp, meta=variant), state.network, n_tasks=args.tasks, split=args.split)
+        ev = evaluate(dataclasses.replace(exp, meta=variant), networks[name], n_tasks=args.tasks, split=args.split)
         m = ev.metric
         print(json.dumps({"variant": name, "metric": m, "per_step": [round(v, 4) for v in ev.metrics[m]],
                           "sem_after": round(ev.metrics_sem[m][-1], 4), "pulses_per_task": round(ev.pulses_per_task, 1)}), flush=True)
