@@ -148,8 +148,8 @@ def test_results_table_conditions_change_one_thing_each():
     chip = got["chip"]["inner"]
     assert chip["rule"] == "reprogram-sgd" and (chip["steps"], chip["lr"]) == (sine["inner"]["steps"], sine["inner"]["ideal_lr"])
     ortner = load_recipe(Path(__file__).parent.parent / "recipes" / "ortner-glyphs-quick.yaml")
-    tuned = table.condition_recipe(ortner, "blind-pulse", {"inner.lr": 0.3})  # a key of one condition
-    assert tuned["inner"]["rule"] == "quantized-sgd" and tuned["inner"]["lr"] == 0.3 != ortner["inner"]["lr"]
+    tuned = table.condition_recipe(ortner, "blind-pulse", {"inner.lr": 0.7})  # a key of one condition
+    assert tuned["inner"]["rule"] == "quantized-sgd" and tuned["inner"]["lr"] == 0.7 != ortner["inner"]["lr"]
     assert table.parse_condition_sets(["blind-pulse:inner.lr=0.3", "chip:inner.steps=2"]) == {"blind-pulse": {"inner.lr": 0.3}, "chip": {"inner.steps": 2}}
     for bad in ("inner.lr=0.3", "blind:inner.lr=0.3", "blind-pulse:inner.lr"):
         with pytest.raises(UserInputError, match="--set"):
