@@ -21,9 +21,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import equinox as eqx
-import jax.numpy as jnp
-
 from pcmmeta.core.modes import Ideal, Quantized
 from pcmmeta.experiment.train import evaluate, load_run
 
@@ -92,9 +89,9 @@ def main() -> None:
         print(json.dumps({"head_start_uS": "G+ - G- per class over the features and bias row",
                           "min": [round(float(v), 2) for v in difference.min(axis=0)],
                           "max": [round(float(v), 2) for v in difference.max(axis=0)]}), flush=True)
-        neutral = jnp.broadcast_to(head.mean(axis=-1, keepdims=True), head.shape)
+        # the network's own tying: programmed with its head's class mean (`offline_layers`)
         variants["head started at its class mean"] = meta
-        networks["head started at its class mean"] = eqx.tree_at(lambda n: n.layers["out"], state.network, neutral)
+        networks["head started at its class mean"] = dataclasses.replace(state.network, shared_head_init=True)
     wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
     for name, variant in variants.items():
         if wanted and not any(name.startswith(w) for w in wanted):
